@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "wal-e",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "wal-e", targets: ["wal-e"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // System libraries from Debian's -dev packages (liblzo2-dev, libzstd-dev, liblz4-dev).
+        .systemLibrary(name: "CLZO", path: "Sources/CLZO", providers: [.apt(["liblzo2-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", providers: [.apt(["liblz4-dev"])]),
+
+        // Pure values: names, LSNs, layout, exit codes. No I/O.
+        .target(name: "WALECore", swiftSettings: swift6),
+        // The byte pipeline: lzop/LZO1X, zstd, lz4, digests.
+        .target(
+            name: "WALECodec",
+            dependencies: [
+                "WALECore", "CLZO", "CZstd", "CLZ4",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swift6),
+        // ObjectStore protocol and backends.
+        .target(name: "WALEStorage", dependencies: ["WALECore"], swiftSettings: swift6),
+        // Use cases: wal-push, wal-fetch (+ prefetch).
+        .target(
+            name: "WALEEngine",
+            dependencies: ["WALECore", "WALECodec", "WALEStorage"],
+            swiftSettings: swift6),
+        // The executable: CLI, configuration, logging bootstrap, exit codes.
+        .executableTarget(
+            name: "wal-e",
+            dependencies: [
+                "WALECore", "WALECodec", "WALEStorage", "WALEEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swift6),
+
+        .testTarget(name: "WALECoreTests", dependencies: ["WALECore"], swiftSettings: swift6),
+        .testTarget(name: "WALECodecTests", dependencies: ["WALECodec"], swiftSettings: swift6),
+        .testTarget(
+            name: "WALEStorageTests", dependencies: ["WALEStorage", "WALEEngine", "WALECodec"],
+            swiftSettings: swift6),
+    ]
+)

@@ -1,0 +1,36 @@
+/// A pull-based stream of byte chunks: the one shape every stage of wal-e's pipelines shares
+/// (file reader → encoder → object store, object store → decoder → file writer).
+///
+/// A source has one consumer; it is not shared between tasks. Chunks are never empty, and their
+/// size is bounded by the producer's named constants, so memory never depends on the stream length.
+public protocol ByteSource: AnyObject {
+    /// The next chunk, or nil once the stream has ended.
+    func next() async throws -> [UInt8]?
+}
+
+/// A source over chunks already in memory (tests and small objects).
+public final class BytesSource: ByteSource {
+    private var chunks: [[UInt8]]
+    public init(_ bytes: [UInt8], chunkSize: Int = 1 << 20) {
+        var c: [[UInt8]] = []
+        var i = 0
+        while i < bytes.count {
+            c.append(Array(bytes[i..<min(bytes.count, i + chunkSize)]))
+            i += chunkSize
+        }
+        chunks = c.reversed()
+    }
+    public func next() async throws -> [UInt8]? { chunks.popLast() }
+}
+
+extension ByteSource {
+    /// Reads the whole stream into memory. Only for small objects (sentinels, tests).
+    public func collect(limit: Int = 64 << 20) async throws -> [UInt8] {
+        var out: [UInt8] = []
+        while let c = try await next() {
+            out += c
+            if out.count > limit { throw WALEError(.internal, "object larger than \(limit) bytes read into memory") }
+        }
+        return out
+    }
+}

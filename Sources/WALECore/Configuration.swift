@@ -1,0 +1,148 @@
+/// Settings that every command shares, resolved once at the edge from flags and the
+/// environment (flags > environment > defaults), with WAL-E's precedence for the prefix.
+public struct GlobalFlags: Sendable, Equatable {
+    public var filePrefix: String?
+    public var gsPrefix: String?
+    public var s3Prefix: String?
+    public var wabsPrefix: String?
+    public var gpgKeyID: String?
+    public var terse = false
+    public var compression: String?
+
+    public init(
+        filePrefix: String? = nil, gsPrefix: String? = nil, s3Prefix: String? = nil, wabsPrefix: String? = nil,
+        gpgKeyID: String? = nil, terse: Bool = false, compression: String? = nil
+    ) {
+        self.filePrefix = filePrefix
+        self.gsPrefix = gsPrefix
+        self.s3Prefix = s3Prefix
+        self.wabsPrefix = wabsPrefix
+        self.gpgKeyID = gpgKeyID
+        self.terse = terse
+        self.compression = compression
+    }
+}
+
+public enum LogDestination: String, Sendable { case stderr, syslog }
+
+public struct Configuration: Sendable {
+    public var prefix: StoragePrefix
+    /// Where the prefix came from (`--file-prefix`, `WALE_S3_PREFIX`...), for messages.
+    public var prefixSource: String
+    public var terse: Bool
+    public var logDestinations: [LogDestination]
+    /// syslog facility code (`LOG_USER` etc. shifted, as syslog(3) wants it).
+    public var syslogFacility: Int32
+    /// The codec name for new objects (`lzop` unless `--compression`/`WALE_COMPRESSION` say otherwise).
+    public var compressionName: String
+    /// Total attempts for operations retried on transient errors.
+    public var retryAttempts: Int
+    public var warnings: [String]
+
+    public static let defaultRetryAttempts = 5
+
+    /// The order WAL-E consults prefix sources in: the first non-empty value wins, and its scheme
+    /// picks the backend whichever option supplied it.
+    public static func prefixCandidates(_ f: GlobalFlags, _ env: [String: String]) -> [(String, String?)] {
+        [
+            ("--file-prefix", f.filePrefix), ("--gs-prefix", f.gsPrefix), ("--s3-prefix", f.s3Prefix),
+            ("--wabs-prefix", f.wabsPrefix), ("WALE_FILE_PREFIX", env["WALE_FILE_PREFIX"]),
+            ("WALE_GS_PREFIX", env["WALE_GS_PREFIX"]), ("WALE_S3_PREFIX", env["WALE_S3_PREFIX"]),
+            ("WALE_SWIFT_PREFIX", env["WALE_SWIFT_PREFIX"]), ("WALE_WABS_PREFIX", env["WALE_WABS_PREFIX"]),
+        ]
+    }
+
+    public static let syslogFacilities: [String: Int32] = [
+        "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7, "uucp": 8,
+        "cron": 9, "authpriv": 10, "ftp": 11, "local0": 16, "local1": 17, "local2": 18, "local3": 19,
+        "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+    ]
+
+    public static func resolve(_ f: GlobalFlags, env: [String: String]) throws(WALEError) -> Configuration {
+        guard let (source, value) = prefixCandidates(f, env).first(where: { !($0.1 ?? "").isEmpty }) else {
+            throw WALEError(
+                .user, "no storage prefix defined",
+                hint: "Either set one of the --file-prefix, --s3-prefix, --wabs-prefix or --gs-prefix options, or set one of "
+                    + "the WALE_FILE_PREFIX, WALE_S3_PREFIX, WALE_WABS_PREFIX, WALE_GS_PREFIX or WALE_SWIFT_PREFIX "
+                    + "environment variables, e.g. WALE_FILE_PREFIX=file://localhost/var/backups/pg")
+        }
+        let prefix: StoragePrefix
+        do {
+            prefix = try StoragePrefix(parsing: value!)
+        } catch {
+            throw Self.describe(error, source: source)
+        }
+        var warnings: [String] = []
+
+        let gpg = f.gpgKeyID ?? env["WALE_GPG_KEY_ID"]
+        if let gpg, !gpg.isEmpty {
+            throw WALEError(
+                .user, "gpg encryption (WALE_GPG_KEY_ID / --gpg-key-id) is not supported by this build of wal-e yet",
+                detail: "refusing to run rather than write unencrypted archives where encrypted ones are expected",
+                hint: "unset WALE_GPG_KEY_ID to archive without encryption")
+        }
+
+        let compressionName = (f.compression ?? env["WALE_COMPRESSION"]).flatMap { $0.isEmpty ? nil : $0 } ?? "lzop"
+        guard ["lzop", "lzo", "zstd", "zst", "lz4"].contains(compressionName.lowercased()) else {
+            throw WALEError(
+                .user, "unknown compression \"\(compressionName)\"",
+                hint: "use lzop (the default; WAL-E can read it), zstd or lz4 in --compression or WALE_COMPRESSION")
+        }
+
+        var destinations: [LogDestination] = []
+        for part in (env["WALE_LOG_DESTINATION"] ?? "stderr,syslog").split(separator: ",") {
+            let name = part.trimmingCharacters()
+            if let d = LogDestination(rawValue: name) {
+                destinations.append(d)
+            } else if !name.isEmpty {
+                warnings.append("unknown log destination \"\(name)\" in WALE_LOG_DESTINATION ignored")
+            }
+        }
+
+        var facility = syslogFacilities["user"]!
+        if let name = env["WALE_SYSLOG_FACILITY"], !name.isEmpty {
+            if let v = syslogFacilities[name.lowercased()] {
+                facility = v
+            } else {
+                warnings.append("invalid syslog facility level specified")
+            }
+        }
+
+        var attempts = defaultRetryAttempts
+        if let r = env["WALE_RETRIES"], !r.isEmpty {
+            if let n = Int(r), n > 0 {
+                attempts = n
+            } else {
+                warnings.append("WALE_RETRIES=\(r) ignored: wal-e always bounds retries; using \(defaultRetryAttempts)")
+            }
+        }
+
+        return Configuration(
+            prefix: prefix, prefixSource: source, terse: f.terse, logDestinations: destinations,
+            syslogFacility: facility << 3, compressionName: compressionName, retryAttempts: attempts, warnings: warnings)
+    }
+
+    static func describe(_ e: StoragePrefix.ParseError, source: String) -> WALEError {
+        switch e {
+        case .notAURL(let v):
+            return WALEError(.user, "\(source) is not a storage URL: \"\(v)\"", hint: "use SCHEME://STORE/PATH, e.g. file://localhost/var/backups/pg")
+        case .unknownScheme(let s):
+            return WALEError(
+                .user, "\(source) has an unknown storage scheme \"\(s)\"",
+                hint: "supported schemes: s3, wabs, swift, gs, file")
+        case .missingStoreName(let v):
+            return WALEError(.user, "\(source) names no bucket or container: \"\(v)\"", hint: "use SCHEME://BUCKET/PATH")
+        case .relativeFilePath(let v):
+            return WALEError(.user, "\(source) has no path: \"\(v)\"", hint: "use file://localhost/ABSOLUTE/PATH")
+        }
+    }
+}
+
+extension Substring {
+    func trimmingCharacters() -> String {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import WALECodec
+import WALECore
+import WALEStorage
+
+/// Downloads one archived WAL file to a local path: whichever codec wrote it, decoded and
+/// checked (codec checksums; for segments, size and page header), visible only when complete.
+public struct WALDownloader: Sendable {
+    public let store: any ObjectStore
+    public let prefix: StoragePrefix
+    /// The codec tried first; the others are tried after it.
+    public let preferred: Compression
+
+    public init(store: any ObjectStore, prefix: StoragePrefix, preferred: Compression) {
+        self.store = store
+        self.prefix = prefix
+        self.preferred = preferred
+    }
+
+    public var candidateSuffixes: [String] {
+        [preferred.suffix] + Compression.allCases.filter { $0 != preferred }.map(\.suffix)
+    }
+
+    /// Fetches `name` into `target`. Throws `.notFound` only when no object exists under any suffix.
+    /// Returns the segment size for segment files (from their verified page header).
+    @discardableResult
+    public func download(name: String, to target: String, durable: Bool) async throws -> WALSegmentSize? {
+        for suffix in candidateSuffixes {
+            let key = prefix.walKey(name, suffix: suffix)
+            do {
+                return try await store.read(key) { src in
+                    try await write(TransformedSource(src, AutoDecoder(name: key)), name: name, key: key, to: target, durable: durable)
+                }
+            } catch let e as WALEError where e.kind == .notFound {
+                continue
+            }
+        }
+        throw WALEError(.notFound, "\(name) is not in the archive", detail: "no object \(prefix.walKey(name, suffix: ".*"))")
+    }
+
+    private func write(
+        _ decoded: any ByteSource, name: String, key: String, to target: String, durable: Bool
+    ) async throws -> WALSegmentSize? {
+        let writer: AtomicFileWriter
+        do {
+            writer = try AtomicFileWriter(path: target)
+        } catch let e as WALEError {
+            throw WALEError(.io, "cannot write the restored file", detail: e.message)
+        }
+        defer { writer.abort() }
+        var head: [UInt8] = []
+        while let chunk = try await decoded.next() {
+            if head.count < WALPageHeader.length { head += chunk.prefix(WALPageHeader.length - head.count) }
+            do { try writer.write(chunk) } catch let e as WALEError { throw WALEError(.io, e.message) }
+        }
+        var size: WALSegmentSize?
+        if let seg = WALFileName(name)?.segmentFile {
+            switch WALPageHeader.validate(head, fileSize: UInt64(writer.bytesWritten), name: seg) {
+            case .failure(let p):
+                throw WALEError(.corrupt, "archived object \(key) does not hold the WAL segment \(name)", detail: p.description)
+            case .success(let h):
+                size = h.segmentSize
+            }
+        }
+        do { try writer.commit(durable: durable) } catch let e as WALEError { throw WALEError(.io, e.message) }
+        return size
+    }
+}
+
+/// The prefetch area beside `%p`: `<dir>/.wal-e/prefetch/<seg>` for complete, verified segments
+/// and `<dir>/.wal-e/prefetch/running/<seg>/` (holding the downloader's pid) for downloads in flight.
+public struct PrefetchDirectory: Sendable {
+    public let base: String
+    public var root: String { base + "/.wal-e/prefetch" }
+    public var running: String { root + "/running" }
+
+    public init(base: String) { self.base = base }
+
+    public func ready(_ name: String) -> String { root + "/" + name }
+    public func claim(_ name: String) -> String { running + "/" + name }
+
+    public func create() throws {
+        try POSIX.makeDirectories(running, mode: 0o700)
+    }
+
+    /// Whether the download of `name` has an owner that is still alive.
+    public func isRunning(_ name: String) -> Bool {
+        let dir = claim(name)
+        guard let st = POSIX.stat(dir) else { return false }
+        if let text = try? readSmallFile(dir + "/pid"), let pid = Int32(text.trimmingWhitespace()) {
+            return kill(pid, 0) == 0 || errno == EPERM
+        }
+        // Just created, pid not written yet: alive for a short grace period.
+        return nowSeconds() - POSIX.mtime(st) < 5
+    }
+
+    /// Bytes downloaded so far by a running download (all files in its directory).
+    public func runningBytes(_ name: String) -> Int64 {
+        let dir = claim(name)
+        guard let names = try? POSIX.listDirectory(dir) else { return -1 }
+        return names.reduce(0) { $0 + Int64(POSIX.stat(dir + "/" + $1)?.st_size ?? 0) }
+    }
+
+    public func removeClaim(_ name: String) {
+        let dir = claim(name)
+        for n in (try? POSIX.listDirectory(dir)) ?? [] { unlink(dir + "/" + n) }
+        rmdir(dir)
+    }
+
+    /// Removes prefetched segments and dead downloads not in `keep`.
+    public func clear(except keep: Set<String>) {
+        for n in (try? POSIX.listDirectory(root)) ?? [] where n != "running" && !keep.contains(n) {
+            unlink(ready(n))
+        }
+        for n in (try? POSIX.listDirectory(running)) ?? [] where !keep.contains(n) && !isRunning(n) {
+            removeClaim(n)
+        }
+    }
+}
+
+func readSmallFile(_ path: String) throws -> String {
+    let fd = try POSIX.open(path, O_RDONLY)
+    defer { close(fd) }
+    return String(decoding: try POSIX.read(fd, count: 4096, path: path), as: UTF8.self)
+}
+
+func nowSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s.removeFirst() }
+        while let l = s.last, l.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

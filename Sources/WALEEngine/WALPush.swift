@@ -1,0 +1,195 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import WALECodec
+import WALECore
+import WALEStorage
+
+/// `wal-push %p`: archive one WAL file (plus, with a pool, other `.ready` segments), never
+/// overwriting an archived object with different bytes.
+public struct WALPush: Sendable {
+    public let store: any ObjectStore
+    public let prefix: StoragePrefix
+    public let compression: Compression
+    public let logger: Logger
+    /// Uploads in flight at once: `%p` plus up to `poolSize - 1` other `.ready` segments.
+    public let poolSize: Int
+
+    public init(store: any ObjectStore, prefix: StoragePrefix, compression: Compression, logger: Logger, poolSize: Int) {
+        self.store = store
+        self.prefix = prefix
+        self.compression = compression
+        self.logger = logger
+        self.poolSize = max(1, poolSize)
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        case uploaded
+        /// The archive already had this file with identical content.
+        case alreadyArchived
+    }
+
+    /// Archives `path`; with `poolSize > 1` also archives the oldest other `.ready` segments in
+    /// parallel and marks each `.done` once its upload is durable. Only `path`'s result is returned:
+    /// a failed neighbour is logged and left `.ready` for PostgreSQL to retry.
+    public func run(path: String) async throws -> Outcome {
+        let neighbours = poolSize > 1 ? readyNeighbours(of: path, limit: poolSize - 1) : []
+        if neighbours.isEmpty { return try await push(path: path) }
+        return try await withThrowingTaskGroup(of: Outcome?.self) { group in
+            group.addTask { try await push(path: path) }
+            for name in neighbours {
+                group.addTask {
+                    await pushNeighbour(directory: POSIX.dirname(path), name: name)
+                    return nil
+                }
+            }
+            var main: Outcome?
+            while let r = try await group.next() { if let r { main = r } }
+            return main!
+        }
+    }
+
+    /// The oldest `archive_status/<24 hex>.ready` segments other than `path`'s, sorted.
+    func readyNeighbours(of path: String, limit: Int) -> [String] {
+        let dir = POSIX.dirname(path)
+        let own = POSIX.basename(path)
+        guard let names = try? POSIX.listDirectory(dir + "/archive_status") else { return [] }
+        let ready = names.compactMap { n -> String? in
+            guard n.hasSuffix(".ready") else { return nil }
+            let seg = String(n.dropLast(6))
+            return WALSegmentName(seg) != nil && seg != own ? seg : nil
+        }
+        return Array(ready.sorted().prefix(limit))
+    }
+
+    private func pushNeighbour(directory: String, name: String) async {
+        let statusDir = directory + "/archive_status"
+        do {
+            _ = try await push(path: directory + "/" + name)
+            // The upload is durable; only now may PostgreSQL forget the segment.
+            try POSIX.rename(statusDir + "/" + name + ".ready", statusDir + "/" + name + ".done")
+            try POSIX.fsyncDirectory(statusDir)
+        } catch let e as WALEError {
+            logger.warning(
+                "could not archive a .ready segment in the background", detail: e.description,
+                hint: "PostgreSQL will archive \(name) itself; it stays .ready", ["seg": name])
+        } catch {
+            logger.warning("could not archive a .ready segment in the background", detail: "\(error)", ["seg": name])
+        }
+    }
+
+    /// Archives one file.
+    public func push(path: String) async throws -> Outcome {
+        let name = POSIX.basename(path)
+        guard let kind = WALFileName(name) else {
+            throw WALEError(
+                .notWAL, "refusing to archive \"\(path)\": \(name) is not a WAL file name",
+                hint: "wal-push archives only PostgreSQL's WAL segments, .partial, .backup and .history files")
+        }
+        let fd: Int32
+        do {
+            fd = try POSIX.open(path, O_RDONLY)
+        } catch let e as WALEError {
+            throw WALEError(
+                .user, "could not find file for wal-push", detail: e.message,
+                hint: "the path must name a file PostgreSQL asked to archive (%p) and be readable by this user")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw WALEError(.notWAL, "refusing to archive \"\(path)\": not a regular file")
+        }
+        let source = LocalFileSource(fd: fd, path: path)
+        if let seg = kind.segmentFile {
+            try checkHeader(fd: fd, path: path, size: UInt64(st.st_size), name: seg)
+        }
+
+        let key = prefix.walKey(name, suffix: compression.suffix)
+        let url = prefix.url(forKey: key)
+        let fields = ["action": "push-wal", "key": url, "prefix": prefix.pathPrefix, "seg": name]
+        logger.info("begin archiving a file", detail: "Uploading \"\(path)\" to \"\(url)\".", fields.merging(["state": "begin"]) { $1 })
+        let started = monotonicSeconds()
+
+        // Another codec's copy counts as "already archived" too.
+        for other in Compression.allCases where other != compression {
+            let otherKey = prefix.walKey(name, suffix: other.suffix)
+            if try await store.info(otherKey) != nil {
+                return try await compareExisting(key: otherKey, path: path, fields: fields)
+            }
+        }
+
+        let digest = DigestingSource(source)
+        let encoded = TransformedSource(digest, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)))
+        let outcome = try await store.write(key, from: encoded, options: WriteOptions(ifAbsent: true))
+        if outcome == .alreadyExists {
+            return try await compareExisting(key: key, path: path, fields: fields)
+        }
+        let elapsed = max(monotonicSeconds() - started, 1e-6)
+        let kib = Double(digest.byteCount) / 1024 / elapsed
+        logger.info(
+            "completed archiving to a file", detail: "Archiving to \"\(url)\" complete at \(formatRate(kib))KiB/s.",
+            fields.merging(["state": "complete", "rate": formatRate(kib)]) { $1 })
+        return .uploaded
+    }
+
+    private func checkHeader(fd: Int32, path: String, size: UInt64, name: WALSegmentName) throws {
+        var head = [UInt8](repeating: 0, count: WALPageHeader.length)
+        let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        if n < 0 { throw POSIX.error("read", path) }
+        head.removeSubrange(max(0, n)...)
+        switch WALPageHeader.validate(head, fileSize: size, name: name) {
+        case .failure(let problem):
+            throw WALEError(
+                .notWAL, "refusing to archive \"\(path)\": it is not a valid WAL segment", detail: problem.description,
+                hint: "nothing was uploaded; check that archive_command passes %p and that the file is not damaged")
+        case .success(let h) where !h.isKnownMagic:
+            logger.warning(
+                "archiving a WAL segment with an unknown page magic",
+                detail: "magic 0x\(String(h.magic, radix: 16, uppercase: true)) in \(path); its structure is valid",
+                hint: "a newer PostgreSQL release than this wal-e knows; please upgrade wal-e")
+        case .success:
+            break
+        }
+    }
+
+    /// The archive already has an object for this file: succeed if it holds the same bytes, refuse otherwise.
+    private func compareExisting(key: String, path: String, fields: [String: String]) async throws -> Outcome {
+        let url = prefix.url(forKey: key)
+        let (localDigest, localSize) = try await DigestingSource(LocalFileSource(path: path)).drain()
+        let archived: (String, Int64)
+        do {
+            archived = try await store.read(key) { src in
+                try await DigestingSource(TransformedSource(src, AutoDecoder(name: key))).drain()
+            }
+        } catch let e as WALEError where e.kind == .corrupt {
+            throw WALEError(
+                .overwriteRefused, "refusing to overwrite \"\(url)\": the archived object is unreadable",
+                detail: e.description,
+                hint: "inspect the archive; remove the damaged object by hand only if you are sure \(path) is the right content")
+        }
+        if archived == (localDigest, localSize) {
+            logger.info(
+                "WAL file is already archived with identical content", detail: "\"\(url)\" matches \"\(path)\"; nothing uploaded.",
+                fields.merging(["state": "skip"]) { $1 })
+            return .alreadyArchived
+        }
+        throw WALEError(
+            .overwriteRefused, "refusing to overwrite archived WAL file \"\(url)\" with different content",
+            detail: "archived: \(archived.1) bytes, sha256 \(archived.0); local \"\(path)\": \(localSize) bytes, sha256 \(localDigest)",
+            hint: "two clusters may be archiving to the same prefix, or the cluster was restored without a new timeline; "
+                + "give each cluster its own prefix")
+    }
+}
+
+/// Python's `'%02g'` rendering used in WAL-E's rate field.
+func formatRate(_ v: Double) -> String {
+    var buf = [CChar](repeating: 0, count: 64)
+    _ = withVaList([v]) { vsnprintf(&buf, buf.count, "%02g", $0) }
+    return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

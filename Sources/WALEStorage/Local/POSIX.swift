@@ -1,0 +1,136 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import WALECore
+
+/// Thin, throwing wrappers over the system calls wal-e uses, with messages naming the path.
+public enum POSIX {
+    public static func errorText(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }
+
+    /// A WALEError for the current errno: `.notFound` for ENOENT, `.user` for EACCES, else `.io`.
+    public static func error(_ what: String, _ path: String, _ e: Int32 = errno) -> WALEError {
+        let kind: WALEError.Kind = e == ENOENT ? .notFound : (e == EACCES || e == EPERM ? .user : .io)
+        return WALEError(kind, "could not \(what) \"\(path)\": \(errorText(e))")
+    }
+
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o666, what: String = "open") throws -> Int32 {
+        while true {
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return fd }
+            if errno != EINTR { throw error(what, path) }
+        }
+    }
+
+    /// Reads up to `count` bytes (fewer only at end of file).
+    public static func read(_ fd: Int32, count: Int, path: String) throws -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: count)
+        var got = 0
+        try buf.withUnsafeMutableBytes { p in
+            while got < count {
+                let n = Glibc.read(fd, p.baseAddress! + got, count - got)
+                if n == 0 { break }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw error("read", path)
+                }
+                got += n
+            }
+        }
+        buf.removeSubrange(got...)
+        return buf
+    }
+
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
+        try bytes.withUnsafeBytes { p in
+            var done = 0
+            while done < p.count {
+                let n = Glibc.write(fd, p.baseAddress! + done, p.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw error("write", path)
+                }
+                done += n
+            }
+        }
+    }
+
+    public static func fsync(_ fd: Int32, path: String) throws {
+        if Glibc.fsync(fd) != 0 { throw error("fsync", path) }
+    }
+
+    /// fsyncs a directory so a rename or link inside it is durable.
+    public static func fsyncDirectory(_ path: String) throws {
+        let fd = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        if Glibc.fsync(fd) != 0 && errno != EINVAL { throw error("fsync directory", path) }
+    }
+
+    public static func stat(_ path: String) -> stat? {
+        var st = Glibc.stat()
+        return fstatat(AT_FDCWD, path, &st, 0) == 0 ? st : nil
+    }
+
+    public static func lstat(_ path: String) -> stat? {
+        var st = Glibc.stat()
+        return fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st : nil
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        guard let st = stat(path) else { return false }
+        return st.st_mode & S_IFMT == S_IFDIR
+    }
+
+    /// `mkdir -p`. Existing directories are fine.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o777) throws {
+        if isDirectory(path) { return }
+        let parent = dirname(path)
+        if parent != path && !parent.isEmpty { try makeDirectories(parent, mode: mode) }
+        if mkdir(path, mode) != 0 && errno != EEXIST { throw error("create directory", path) }
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        if Glibc.rename(from, to) != 0 { throw error("rename to \"\(to)\"", from) }
+    }
+
+    /// Removes a file; a missing file is fine.
+    public static func unlinkIfPresent(_ path: String) throws {
+        if unlink(path) != 0 && errno != ENOENT { throw error("remove", path) }
+    }
+
+    /// Names in a directory, without `.` and `..`. Throws `.notFound` when it does not exist.
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let d = opendir(path) else { throw error("list directory", path) }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { p in
+                String(decoding: p.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    public static func dirname(_ path: String) -> String {
+        guard let i = path.lastIndex(of: "/") else { return "." }
+        if i == path.startIndex { return "/" }
+        return String(path[..<i])
+    }
+
+    public static func basename(_ path: String) -> String {
+        guard let i = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: i)...])
+    }
+
+    public static func mtime(_ st: stat) -> Double {
+        Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+    }
+
+    /// A name unique to this process for temporary files.
+    public static func uniqueSuffix() -> String {
+        let r = UInt64.random(in: 0...UInt64.max)
+        return "\(getpid()).\(String(r, radix: 36))"
+    }
+}

@@ -1,0 +1,56 @@
+import WALECore
+
+/// What a store knows about one object.
+public struct ObjectInfo: Sendable, Equatable {
+    /// The key relative to the store (bucket, container or file-system root).
+    public var key: String
+    public var size: Int64
+    /// Seconds since the epoch, with sub-second precision where the backend has it.
+    public var lastModified: Double
+    /// User metadata (backends that have it; lower-case names).
+    public var metadata: [String: String]
+
+    public init(key: String, size: Int64, lastModified: Double, metadata: [String: String] = [:]) {
+        self.key = key
+        self.size = size
+        self.lastModified = lastModified
+        self.metadata = metadata
+    }
+}
+
+/// Options for a write.
+public struct WriteOptions: Sendable {
+    /// Create the object only if no object has this key; otherwise report `.alreadyExists` and
+    /// leave the existing object untouched (WAL overwrite protection).
+    public var ifAbsent = false
+    public var contentType: String?
+    public var metadata: [String: String] = [:]
+    /// Flush to stable storage before reporting success (where the backend can).
+    public var durable = true
+
+    public init(ifAbsent: Bool = false, contentType: String? = nil, metadata: [String: String] = [:]) {
+        self.ifAbsent = ifAbsent
+        self.contentType = contentType
+        self.metadata = metadata
+    }
+}
+
+public enum WriteOutcome: Sendable, Equatable {
+    case created
+    /// `ifAbsent` was set and an object already had the key; nothing was written.
+    case alreadyExists
+}
+
+/// An object store: the only thing the engine knows about storage. Every backend passes the same
+/// conformance tests. A missing object is `nil` from `info` and a `.notFound` `WALEError` from `read`;
+/// deleting a missing key succeeds. Writes are all-or-nothing: readers never see a partial object.
+public protocol ObjectStore: Sendable {
+    func info(_ key: String) async throws -> ObjectInfo?
+    /// Streams an object into `body`; the source must not escape the closure.
+    func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R
+    func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome
+    /// Every object whose key starts with `prefix`, sorted by key.
+    func list(prefix: String) async throws -> [ObjectInfo]
+    /// Deletes keys; missing keys are not an error.
+    func delete(_ keys: [String]) async throws
+}

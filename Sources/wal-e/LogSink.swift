@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import WALECore
+
+/// Sends log records to stderr and/or syslog in WAL-E's shape.
+enum LogSink {
+    static func make(_ destinations: [LogDestination], facility: Int32) -> @Sendable (LogRecord) -> Void {
+        let toStderr = destinations.contains(.stderr)
+        let toSyslog = destinations.contains(.syslog)
+        if toSyslog { openlog("wal-e", LOG_PID, facility) }
+        return { record in
+            let (time, pid) = (UTCTime(epochSeconds: wallClock()), getpid())
+            if toStderr { writeStderr(record.formatted(time: time, pid: pid) + "\n") }
+            if toSyslog {
+                let line = record.logger + " " + record.body(time: time, pid: pid)
+                let priority: Int32
+                switch record.level {
+                case .debug: priority = LOG_DEBUG
+                case .info: priority = LOG_INFO
+                case .warning: priority = LOG_WARNING
+                case .error: priority = LOG_ERR
+                case .critical: priority = LOG_CRIT
+                }
+                withVaList([line]) { vsyslog(priority, "%s", $0) }
+            }
+        }
+    }
+
+    static func wallClock() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+/// One write(2) per message, so concurrent lines do not interleave.
+func writeStderr(_ s: String) {
+    var s = s
+    s.withUTF8 { p in
+        var done = 0
+        while done < p.count {
+            let n = write(2, p.baseAddress! + done, p.count - done)
+            if n <= 0 { if errno == EINTR { continue } else { return } }
+            done += n
+        }
+    }
+}
+
+func writeStdout(_ s: String) {
+    var s = s
+    s.withUTF8 { p in
+        var done = 0
+        while done < p.count {
+            let n = write(1, p.baseAddress! + done, p.count - done)
+            if n <= 0 { if errno == EINTR { continue } else { return } }
+            done += n
+        }
+    }
+}

@@ -1,0 +1,54 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import WALECore
+
+/// Parses, runs, and turns every outcome into one of the exit codes in `WALEExitCode`.
+func runMain() async -> Int32 {
+    let command: ParsableCommand
+    do {
+        command = try Root.parseAsRoot()
+    } catch {
+        return report(parseError: error)
+    }
+    guard let cmd = command as? any WALECommand else {
+        if command is Root {
+            writeStderr(Root.helpMessage() + "\n")
+            return WALEExitCode.noSubcommand.rawValue
+        }
+        // `--help`, `help SUBCOMMAND`: ArgumentParser's own help command prints to stdout.
+        var other = command
+        do {
+            try other.run()
+            return 0
+        } catch {
+            return report(parseError: error)
+        }
+    }
+    do {
+        return try await cmd.execute().rawValue
+    } catch let e as WALEError {
+        if e.kind != .notFound || !(cmd is WALFetchCommand) {
+            let logger = Context.bootstrapLogger(terse: false)
+            logger.log(e.kind == .internal ? .critical : .error, e.message, detail: e.detail, hint: e.hint)
+        }
+        return e.exitCode.rawValue
+    } catch {
+        Context.bootstrapLogger(terse: false).log(
+            .critical, "An unprocessed exception has avoided all error handling", detail: "\(error)")
+        return WALEExitCode.usage.rawValue
+    }
+}
+
+/// Help goes to stdout with status 0; usage errors to stderr with status 2 (as argparse does).
+func report(parseError error: Error) -> Int32 {
+    if Root.exitCode(for: error) == .success {
+        writeStdout(Root.fullMessage(for: error) + "\n")
+        return 0
+    }
+    writeStderr(Root.fullMessage(for: error) + "\n")
+    return WALEExitCode.usage.rawValue
+}
+
+exit(await runMain())

@@ -1,0 +1,50 @@
+import itertools
+import os
+import shutil
+
+import pytest
+
+from harness import PG_BINDIRS, Cluster, WalE, make_scratch
+
+_ports = itertools.count(25432 + (os.getpid() % 200) * 10)
+
+
+@pytest.fixture
+def scratch():
+    d = make_scratch()
+    yield d
+    if os.environ.get("WALE_KEEP_SCRATCH") != "1":
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def wale(scratch):
+    return WalE(scratch)
+
+
+@pytest.fixture
+def archive(scratch):
+    """A file:// prefix in the scratch dir, and its directory."""
+    d = os.path.join(scratch, "archive")
+    return "file://localhost" + d, d
+
+
+@pytest.fixture(params=sorted(PG_BINDIRS), ids=lambda v: f"pg{v}")
+def pg_version(request):
+    if not os.path.exists(os.path.join(PG_BINDIRS[request.param], "postgres")):
+        pytest.fail(f"PostgreSQL {request.param} binaries missing at {PG_BINDIRS[request.param]}; run scripts/test.sh")
+    return request.param
+
+
+@pytest.fixture
+def make_cluster(scratch):
+    made = []
+
+    def make(version, name="primary"):
+        c = Cluster(version, scratch, next(_ports), name)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop("immediate")

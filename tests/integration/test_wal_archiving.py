@@ -1,0 +1,124 @@
+"""wal-push as archive_command and wal-fetch as restore_command of real PostgreSQL 15 and 18 clusters."""
+import os
+import shutil
+import subprocess
+
+from harness import chown_pg, run, sha256_file
+
+
+def archiving_cluster(make_cluster, wale, prefix, version, extra=""):
+    c = make_cluster(version)
+    c.initdb(
+        archive_mode="on",
+        archive_command="'" + wale.command_line(prefix, "wal-push %p" + extra) + "'",
+        wal_keep_size="'4GB'", max_wal_size="'4GB'", checkpoint_timeout="'30min'")
+    c.start()
+    return c
+
+
+def fetch_and_compare(wale, prefix, c, scratch, segments):
+    out = os.path.join(scratch, "fetched")
+    os.makedirs(out, exist_ok=True)
+    chown_pg(out)
+    for seg in segments:
+        dest = os.path.join(out, seg)
+        p = wale("wal-fetch", "-p", "0", seg, dest, prefix=prefix)
+        assert p.returncode == 0, p.stderr.decode()
+        assert sha256_file(dest) == sha256_file(os.path.join(c.data, "pg_wal", seg)), f"{seg} differs"
+        os.unlink(dest)
+
+
+def test_archive_command_under_pgbench_every_segment_identical(make_cluster, wale, archive, scratch, pg_version):
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, pg_version)
+    c.pgbench("-i", "-s", "4", "-q")
+    c.pgbench("-c", "2", "-j", "2", "-T", "8", "-n")
+    last = c.wait_archived()
+
+    segments = [s for s in c.wal_segments() if s <= last]
+    assert len(segments) >= 4
+    stored = sorted(os.listdir(os.path.join(adir, "wal_005")))
+    for s in segments:
+        assert s + ".lzo" in stored, f"{s} was not archived"
+    # Every stored object is a real lzop file the lzop tool accepts.
+    run(["lzop", "-t", os.path.join(adir, "wal_005", segments[0] + ".lzo")])
+    fetch_and_compare(wale, prefix, c, scratch, segments)
+    log = open(c.log, errors="replace").read()
+    assert "archive command failed" not in log
+
+
+def test_recovery_through_wal_fetch_replays_to_the_end(make_cluster, wale, archive, scratch, pg_version):
+    prefix, _ = archive
+    c = archiving_cluster(make_cluster, wale, prefix, pg_version)
+    c.pgbench("-i", "-s", "2", "-q")
+    base = os.path.join(scratch, "restored")
+    run([c.bin("pg_basebackup"), "-D", base, "-X", "none", "-c", "fast"], user="postgres", env=c.env())
+    c.pgbench("-c", "2", "-T", "5", "-n")
+    c.psql("CREATE TABLE after_base AS SELECT g, md5(g::text) FROM generate_series(1, 50000) g")
+    expected = c.table_checksums()
+    c.wait_archived()
+    c.stop()
+
+    r = make_cluster(pg_version, "restored")
+    with open(os.path.join(base, "postgresql.auto.conf"), "a") as f:
+        f.write(f"port = {r.port}\n")
+        f.write("archive_mode = off\n")
+        f.write("restore_command = '" + wale.command_line(prefix, 'wal-fetch "%f" "%p"') + "'\n")
+    open(os.path.join(base, "recovery.signal"), "w").close()
+    chown_pg(os.path.join(base, "recovery.signal"))
+    r.start()
+    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    assert r.table_checksums() == expected
+    log = open(r.log, errors="replace").read()
+    assert "restored log file" in log
+    assert "archive recovery complete" in log
+
+
+def test_pool_pushes_ready_neighbours_and_marks_them_done(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    c = make_cluster(15)
+    c.initdb(archive_mode="on", archive_command="'/bin/false'", wal_keep_size="'1GB'")
+    c.start()
+    c.pgbench("-i", "-s", "3", "-q")
+    for _ in range(3):
+        c.psql("SELECT pg_switch_wal()")
+        c.psql("CREATE TABLE IF NOT EXISTS t AS SELECT 1")
+    status = os.path.join(c.data, "pg_wal", "archive_status")
+    ready = sorted(n[:-6] for n in os.listdir(status) if n.endswith(".ready"))
+    assert len(ready) >= 4
+    first = ready[0]
+    p = wale("wal-push", "--pool-size", "3", os.path.join(c.data, "pg_wal", first), prefix=prefix)
+    assert p.returncode == 0, p.stderr.decode()
+    stored = os.listdir(os.path.join(adir, "wal_005"))
+    # %p itself, plus the two oldest other .ready segments.
+    for s in ready[:3]:
+        assert s + ".lzo" in stored
+    for s in ready[1:3]:
+        assert os.path.exists(os.path.join(status, s + ".done")), s
+        assert not os.path.exists(os.path.join(status, s + ".ready")), s
+    # %p's own status file is PostgreSQL's business: untouched.
+    assert os.path.exists(os.path.join(status, first + ".ready"))
+    for s in ready[3:]:
+        assert s + ".lzo" not in stored
+        assert os.path.exists(os.path.join(status, s + ".ready"))
+
+
+def test_history_partial_and_backup_files_are_archived(wale, archive, scratch):
+    prefix, adir = archive
+    src = os.path.join(scratch, "pg_wal")
+    os.makedirs(src)
+    files = {
+        "00000002.history": b"1\t0/3000000\tno recovery target specified\n",
+        "000000010000000000000002.00000028.backup": b"START WAL LOCATION: 0/2000028\n",
+    }
+    for name, data in files.items():
+        with open(os.path.join(src, name), "wb") as f:
+            f.write(data)
+    for name, data in files.items():
+        p = wale("wal-push", os.path.join(src, name), prefix=prefix, user=None)
+        assert p.returncode == 0, p.stderr.decode()
+        out = run(["lzop", "-dc", os.path.join(adir, "wal_005", name + ".lzo")]).stdout
+        assert out == data
+        dest = os.path.join(scratch, "got-" + name)
+        assert wale("wal-fetch", name, dest, prefix=prefix, user=None).returncode == 0
+        assert open(dest, "rb").read() == data
