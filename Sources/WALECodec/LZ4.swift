@@ -92,10 +92,10 @@ public final class LZ4Decoder: ByteTransform {
                     if LZ4F_isError(rc) != 0 {
                         throw WALEError(.corrupt, "lz4 stream is corrupt: \(String(cString: LZ4F_getErrorName(rc)))")
                     }
+                    if dstSize == 0 && srcSize == 0 { break }
                     midFrame = rc != 0
                     produced += dstSize
                     consumed += srcSize
-                    if dstSize == 0 && srcSize == 0 { break }
                 }
             }
         }

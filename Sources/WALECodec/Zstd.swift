@@ -67,8 +67,8 @@ public final class ZstdDecoder: ByteTransform {
                     let before = (inBuf.pos, outBuf.pos)
                     let rc = ZSTD_decompressStream(ctx, &outBuf, &inBuf)
                     if ZSTD_isError(rc) != 0 { throw zstdError(rc, "decompress") }
-                    midFrame = rc != 0
                     if inBuf.pos == before.0 && outBuf.pos == before.1 { break }
+                    midFrame = rc != 0
                 }
                 produced = outBuf.pos
             }

@@ -44,7 +44,7 @@ public struct WALFetch: Sendable {
 
         var outcome = Outcome.fetched
         var segmentSize: WALSegmentSize?
-        if prefetch > 0, let seg = kind?.segmentFile, case .segment = kind!, let size = promoteIfReady(area, seg, to: destination) {
+        if case .segment(let seg)? = kind, let size = promoteIfReady(area, seg, to: destination) {
             outcome = .promoted
             segmentSize = size
             logger.info("promoted prefetched wal segment", detail: "\(name) was prefetched; moved to \"\(destination)\".", fields)

@@ -1,0 +1,185 @@
+"""Bad input: a clear message, a stable exit code, and nothing half-written where PostgreSQL reads."""
+import os
+import shutil
+
+from harness import chown_pg, run
+
+SEG = "000000010000000000000003"
+
+
+def make_segment(path, name=SEG, seg_size=16 << 20, magic=0xD110):
+    """A syntactically valid WAL segment: long page header for `name`, zero-filled."""
+    tli, log, seg = int(name[:8], 16), int(name[8:16], 16), int(name[16:], 16)
+    segno = log * (0x100000000 // seg_size) + seg
+    header = bytearray(40)
+    header[0:2] = magic.to_bytes(2, "little")
+    header[2:4] = (0x0002).to_bytes(2, "little")  # XLP_LONG_HEADER
+    header[4:8] = tli.to_bytes(4, "little")
+    header[8:16] = (segno * seg_size).to_bytes(8, "little")
+    header[24:32] = (7300000000000000001).to_bytes(8, "little")
+    header[32:36] = seg_size.to_bytes(4, "little")
+    header[36:40] = (8192).to_bytes(4, "little")
+    with open(path, "wb") as f:
+        f.write(bytes(header))
+        f.write(os.urandom(4096))
+        f.truncate(seg_size)
+
+
+def stderr(p):
+    return p.stderr.decode(errors="replace")
+
+
+def test_missing_wal_file(wale, archive, scratch):
+    prefix, adir = archive
+    p = wale("wal-push", os.path.join(scratch, SEG), prefix=prefix)
+    assert p.returncode == 1
+    assert "could not find file for wal-push" in stderr(p)
+    assert "No such file or directory" in stderr(p)
+    assert not os.path.exists(os.path.join(adir, "wal_005"))
+
+
+def test_unreadable_wal_file(wale, archive, scratch):
+    prefix, adir = archive
+    path = os.path.join(scratch, SEG)
+    make_segment(path)
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o600)  # root's, the postgres user cannot read it
+    p = wale("wal-push", path, prefix=prefix)
+    assert p.returncode == 1
+    assert "Permission denied" in stderr(p)
+    assert not os.path.exists(os.path.join(adir, "wal_005", SEG + ".lzo"))
+
+
+def test_file_that_is_not_wal_is_refused(wale, archive, scratch):
+    prefix, adir = archive
+    cases = {}
+    path = os.path.join(scratch, SEG)
+    with open(path, "wb") as f:
+        f.write(os.urandom(16 << 20))
+    cases["random bytes"] = "page magic"
+    p = wale("wal-push", path, prefix=prefix, user=None)
+    assert p.returncode == 4, stderr(p)
+    assert "is not a valid WAL segment" in stderr(p) and "page magic" in stderr(p)
+
+    make_segment(path, name="000000010000000000000009")  # header says another segment
+    p = wale("wal-push", path, prefix=prefix, user=None)
+    assert p.returncode == 4
+    assert "page address" in stderr(p)
+
+    make_segment(path)
+    os.truncate(path, 8 << 20)  # truncated
+    p = wale("wal-push", path, prefix=prefix, user=None)
+    assert p.returncode == 4
+    assert "bytes long but its header says" in stderr(p)
+
+    weird = os.path.join(scratch, "notes.txt")
+    open(weird, "w").write("hello")
+    p = wale("wal-push", weird, prefix=prefix, user=None)
+    assert p.returncode == 4
+    assert "not a WAL file name" in stderr(p)
+    assert not os.path.exists(os.path.join(adir, "wal_005"))
+
+
+def test_non_default_segment_size_and_unknown_magic(wale, archive, scratch):
+    prefix, adir = archive
+    path = os.path.join(scratch, "000000010000000000000123")
+    make_segment(path, name="000000010000000000000123", seg_size=1 << 20, magic=0xD1F0)
+    p = wale("wal-push", path, prefix=prefix, user=None)
+    assert p.returncode == 0, stderr(p)
+    assert "unknown page magic" in stderr(p)
+    dest = os.path.join(scratch, "out")
+    assert wale("wal-fetch", "-p", "0", "000000010000000000000123", dest, prefix=prefix, user=None).returncode == 0
+    assert open(dest, "rb").read() == open(path, "rb").read()
+
+
+def test_no_prefix_and_unknown_scheme(wale, scratch):
+    path = os.path.join(scratch, SEG)
+    make_segment(path)
+    p = wale("wal-push", path)
+    assert p.returncode == 1
+    assert "no storage prefix defined" in stderr(p)
+    p = wale("wal-fetch", SEG, os.path.join(scratch, "x"), env={"WALE_S3_PREFIX": "ftp://bucket/x"})
+    assert p.returncode == 1
+    assert 'unknown storage scheme "ftp"' in stderr(p)
+    p = wale("wal-push", path, env={"WALE_SWIFT_PREFIX": "swift://container/x"})
+    assert p.returncode == 1
+    assert "swift:// storage backend is not available" in stderr(p)
+    assert not os.path.exists(os.path.join(scratch, "x"))
+
+
+def test_gpg_key_is_refused_rather_than_archiving_in_clear(wale, archive, scratch):
+    prefix, adir = archive
+    path = os.path.join(scratch, SEG)
+    make_segment(path)
+    p = wale("wal-push", path, prefix=prefix, env={"WALE_GPG_KEY_ID": "ABCDEF"})
+    assert p.returncode == 1
+    assert "gpg encryption" in stderr(p)
+    assert not os.path.exists(os.path.join(adir, "wal_005"))
+
+
+def test_usage_errors_exit_2(wale):
+    assert wale("wal-push").returncode == 2
+    assert wale("wal-fetch", "only-one").returncode == 2
+    assert wale("no-such-command").returncode == 2
+    assert wale().returncode == 127
+    h = wale("wal-fetch", "--help")
+    assert h.returncode == 0 and b"restore_command" in h.stdout
+
+
+def test_missing_segment_on_fetch_is_exit_1_and_writes_nothing(wale, archive, scratch):
+    prefix, adir = archive
+    os.makedirs(os.path.join(adir, "wal_005"))
+    dest_dir = os.path.join(scratch, "pg_wal")
+    os.makedirs(dest_dir)
+    chown_pg(dest_dir)
+    p = wale("wal-fetch", SEG, os.path.join(dest_dir, "RECOVERYXLOG"), prefix=prefix)
+    assert p.returncode == 1
+    assert "could not locate object" in stderr(p)
+    assert [n for n in os.listdir(dest_dir) if n != ".wal-e"] == []
+
+
+def test_corrupt_object_on_fetch(wale, archive, scratch):
+    prefix, adir = archive
+    src = os.path.join(scratch, SEG)
+    make_segment(src)
+    assert wale("wal-push", src, prefix=prefix, user=None).returncode == 0
+    obj = os.path.join(adir, "wal_005", SEG + ".lzo")
+    data = bytearray(open(obj, "rb").read())
+    data[len(data) // 2] ^= 0x01  # flip one bit in the middle of a block
+    open(obj, "wb").write(bytes(data))
+    dest_dir = os.path.join(scratch, "pg_wal")
+    os.makedirs(dest_dir)
+    chown_pg(dest_dir)
+    p = wale("wal-fetch", "-p", "0", SEG, os.path.join(dest_dir, "RECOVERYXLOG"), prefix=prefix,
+             env={"WALE_RETRIES": "2"})
+    assert p.returncode == 65, stderr(p)
+    err = stderr(p)
+    assert "retrying the download" in err
+    assert "lzop stream is corrupt" in err
+    assert os.listdir(dest_dir) == []  # neither %p nor a temporary file
+
+
+def test_existing_segment_with_different_content_is_not_overwritten(wale, archive, scratch):
+    prefix, adir = archive
+    src = os.path.join(scratch, SEG)
+    make_segment(src)
+    assert wale("wal-push", src, prefix=prefix, user=None).returncode == 0
+    obj = os.path.join(adir, "wal_005", SEG + ".lzo")
+    before = open(obj, "rb").read()
+
+    # Same bytes again: success, nothing rewritten.
+    p = wale("wal-push", src, prefix=prefix, user=None)
+    assert p.returncode == 0
+    assert "already archived with identical content" in stderr(p)
+
+    make_segment(src)  # new random payload, same header
+    p = wale("wal-push", src, prefix=prefix, user=None)
+    assert p.returncode == 3
+    assert "refusing to overwrite archived WAL file" in stderr(p)
+    assert "sha256" in stderr(p)
+    assert open(obj, "rb").read() == before
+    # Pushing with another codec does not sneak a second copy in either.
+    p = wale("wal-push", src, prefix=prefix, user=None, env={"WALE_COMPRESSION": "zstd"})
+    assert p.returncode == 3
+    assert not os.path.exists(os.path.join(adir, "wal_005", SEG + ".zst"))
+    assert sorted(os.listdir(os.path.join(adir, "wal_005"))) == [SEG + ".lzo"]
