@@ -34,3 +34,17 @@ extension ByteSource {
         return out
     }
 }
+
+/// Passes bytes through unchanged, counting them.
+public final class CountingSource: ByteSource {
+    private let upstream: any ByteSource
+    public private(set) var byteCount: Int64 = 0
+
+    public init(_ upstream: any ByteSource) { self.upstream = upstream }
+
+    public func next() async throws -> [UInt8]? {
+        guard let c = try await upstream.next() else { return nil }
+        byteCount += Int64(c.count)
+        return c
+    }
+}

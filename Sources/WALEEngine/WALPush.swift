@@ -118,14 +118,14 @@ public struct WALPush: Sendable {
             }
         }
 
-        let digest = DigestingSource(source)
-        let encoded = TransformedSource(digest, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)))
+        let counted = CountingSource(source)
+        let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)))
         let outcome = try await store.write(key, from: encoded, options: WriteOptions(ifAbsent: true))
         if outcome == .alreadyExists {
             return try await compareExisting(key: key, path: path, fields: fields)
         }
         let elapsed = max(monotonicSeconds() - started, 1e-6)
-        let kib = Double(digest.byteCount) / 1024 / elapsed
+        let kib = Double(counted.byteCount) / 1024 / elapsed
         logger.info(
             "completed archiving to a file", detail: "Archiving to \"\(url)\" complete at \(formatRate(kib))KiB/s.",
             fields.merging(["state": "complete", "rate": formatRate(kib)]) { $1 })

@@ -1,0 +1,118 @@
+import Testing
+import WALECore
+@testable import WALECodec
+
+func run(_ t: any ByteTransform, _ input: [UInt8], feed: Int = 1 << 20) async throws -> [UInt8] {
+    try await TransformedSource(BytesSource(input, chunkSize: feed), t).collect(limit: 1 << 30)
+}
+
+func compressible(_ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: ($0 / 7) % 13) } }
+func random(_ n: Int) -> [UInt8] {
+    var g = SystemRandomNumberGenerator()
+    return (0..<n).map { _ in UInt8.random(in: 0...255, using: &g) }
+}
+
+@Suite struct LzopTests {
+    @Test func headerIsWhatLzopWrites() async throws {
+        let out = try await run(LzopEncoder(mode: 0o100600, mtime: 1_700_000_000), [])
+        #expect(out.count == 42)  // header + end-of-stream word, as `lzop -c < /dev/null`
+        #expect(Array(out.prefix(9)) == Lzop.magic)
+        #expect(out[15] == 1 && out[16] == 5)  // LZO1X-1, level 5
+        #expect(Array(out[17..<21]) == [0x03, 0x00, 0x00, 0x0D])  // unix | stdout | stdin | adler32-d
+        #expect(Array(out[21..<25]) == [0x00, 0x00, 0x81, 0x80])  // the file's mode
+        #expect(Array(out.suffix(4)) == [0, 0, 0, 0])
+        #expect(try await run(LzopDecoder(), out).isEmpty)
+    }
+
+    @Test(arguments: [0, 1, 1000, 262_143, 262_144, 262_145, 3_000_000])
+    func roundTrip(size: Int) async throws {
+        for data in [compressible(size), random(size)] {
+            let enc = try await run(LzopEncoder(), data)
+            #expect(try await run(LzopDecoder(), enc) == data)
+            if size <= 300_000 {  // byte-at-a-time parsing of every header and block boundary
+                #expect(try await run(LzopDecoder(), enc, feed: 1) == data)
+            }
+        }
+    }
+
+    @Test func incompressibleBlocksAreStoredRaw() async throws {
+        let data = random(300_000)
+        let enc = try await run(LzopEncoder(), data)
+        let expected = 300_066  // WAL-E's doc: lzop turns 300,000 random bytes into 300,066
+        #expect(enc.count == expected)
+        let firstBlockLengths = (enc[38..<42], enc[42..<46])
+        #expect(Array(firstBlockLengths.0) == Array(firstBlockLengths.1))
+    }
+
+    @Test func everyChecksumIsVerified() async throws {
+        let data = compressible(600_000)
+        let enc = try await run(LzopEncoder(), data)
+        var badData = enc
+        badData[enc.count / 2] ^= 1
+        await #expect(throws: WALEError.self) { try await run(LzopDecoder(), badData) }
+        var badHeader = enc
+        badHeader[25] ^= 0xFF  // mtime: covered by the header checksum
+        do {
+            _ = try await run(LzopDecoder(), badHeader)
+            Issue.record("expected a header checksum error")
+        } catch let e as WALEError {
+            #expect(e.kind == .corrupt && e.message.contains("header checksum"))
+        }
+        var badBlockSum = enc
+        badBlockSum[46] ^= 1  // first block's Adler-32 of the uncompressed data
+        await #expect(throws: WALEError.self) { try await run(LzopDecoder(), badBlockSum) }
+        await #expect(throws: WALEError.self) { try await run(LzopDecoder(), Array(enc.dropLast(4))) }
+        await #expect(throws: WALEError.self) { try await run(LzopDecoder(), enc + [1]) }
+        await #expect(throws: WALEError.self) { try await run(LzopDecoder(), Array("not lzop".utf8)) }
+    }
+
+    @Test func decoderOutputIsBoundedPerPull() async throws {
+        let d = LzopDecoder()
+        let enc = try await run(LzopEncoder(), [UInt8](repeating: 0, count: 8 << 20))
+        try d.push(enc)  // a tiny input that expands to 8 MiB
+        let first = try d.pull(limit: 1 << 20)
+        #expect(first.count <= (1 << 20) + Lzop.blockSize)
+    }
+}
+
+@Suite struct OtherCodecTests {
+    @Test(arguments: [Compression.zstd, .lz4, .lzop])
+    func roundTripAndSniff(codec: Compression) async throws {
+        for data in [[], compressible(2_000_000), random(500_000)] {
+            let enc = try await run(codec.encoder(), data)
+            #expect(Compression.sniff(enc) == .compressed(codec))
+            #expect(try await run(AutoDecoder(name: "k"), enc) == data)
+            if data.count <= 600_000 {
+                #expect(try await run(AutoDecoder(name: "k"), enc, feed: 3) == data)
+            }
+        }
+    }
+
+    @Test(arguments: [Compression.zstd, .lz4])
+    func truncationIsDetected(codec: Compression) async throws {
+        let enc = try await run(codec.encoder(), compressible(1_000_000))
+        await #expect(throws: WALEError.self) { try await run(AutoDecoder(name: "k"), Array(enc.dropLast(5))) }
+        var flipped = enc
+        flipped[enc.count - 2] ^= 0x40  // content checksum
+        await #expect(throws: WALEError.self) { try await run(AutoDecoder(name: "k"), flipped) }
+    }
+
+    @Test func sniffsOpenPGPAndGarbage() async throws {
+        #expect(Compression.sniff([0x85, 0x01, 0x0C, 0x03]) == .openPGP)
+        #expect(Compression.sniff([0xC1, 0x01]) == .openPGP)
+        #expect(Compression.sniff([0x00, 0x01]) == .unknown)
+        do {
+            _ = try await run(AutoDecoder(name: "wal_005/X.lzo"), [0x85, 0x01, 0x0C, 0x03, 0, 0, 0, 0, 0, 0])
+            Issue.record("expected an error")
+        } catch let e as WALEError {
+            #expect(e.kind == .user && e.message.contains("OpenPGP"))
+        }
+        await #expect(throws: WALEError.self) { try await run(AutoDecoder(name: "k"), []) }
+    }
+
+    @Test func digest() async throws {
+        let d = DigestingSource(BytesSource(Array("abc".utf8)))
+        let (hex, n) = try await d.drain()
+        #expect(n == 3 && hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+}

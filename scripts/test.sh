@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds, runs the Swift unit tests, then the
+# integration tests against real PostgreSQL 15 and 18 clusters (as the postgres user).
+# Usage: scripts/test.sh [extra pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/deps.sh
+ensure_deps
+
+echo ">> swift build" >&2
+swift build 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
+[ -x .build/debug/wal-e ] || { echo "build failed" >&2; exit 1; }
+swift build 2>&1 | tail -1
+
+echo ">> unit tests (swift test)" >&2
+unit_log=$(mktemp)
+if ! swift test >"$unit_log" 2>&1; then
+  grep -E '✘|error:' "$unit_log" | head -60
+  tail -5 "$unit_log"
+  echo "unit tests failed" >&2
+  exit 1
+fi
+grep -E '^(✔|✘) Suite|Test run with|Executed [0-9]+ test' "$unit_log" || tail -3 "$unit_log"
+rm -f "$unit_log"
+
+echo ">> integration tests (pytest, PostgreSQL 15 and 18)" >&2
+export WALE_BIN=$PWD/.build/debug/wal-e
+exec "$WALE_TEST_ROOT/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration "$@"
