@@ -12,6 +12,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System libraries from Debian's -dev packages (liblzo2-dev, libzstd-dev, liblz4-dev).
@@ -19,6 +22,8 @@ let package = Package(
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", providers: [.apt(["liblz4-dev"])]),
 
+        // Linux calls the Glibc module does not import (syncfs).
+        .target(name: "CWALESupport"),
         // Pure values: names, LSNs, layout, exit codes. No I/O.
         .target(name: "WALECore", swiftSettings: swift6),
         // The byte pipeline: lzop/LZO1X, zstd, lz4, digests.
@@ -30,23 +35,37 @@ let package = Package(
             ],
             swiftSettings: swift6),
         // ObjectStore protocol and backends.
-        .target(name: "WALEStorage", dependencies: ["WALECore"], swiftSettings: swift6),
-        // Use cases: wal-push, wal-fetch (+ prefetch).
+        .target(name: "WALEStorage", dependencies: ["WALECore", "CWALESupport"], swiftSettings: swift6),
+        // PostgreSQL: one held session (libpq environment, .pgpass), backup start/stop, pg_control.
+        .target(
+            name: "WALEPostgres",
+            dependencies: [
+                "WALECore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swift6),
+        // Use cases: wal-push, wal-fetch (+ prefetch), backup-push, backup-fetch, backup-list.
         .target(
             name: "WALEEngine",
-            dependencies: ["WALECore", "WALECodec", "WALEStorage"],
+            dependencies: [
+                "WALECore", "WALECodec", "WALEStorage", "WALEPostgres",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swift6),
         // The executable: CLI, configuration, logging bootstrap, exit codes.
         .executableTarget(
             name: "wal-e",
             dependencies: [
-                "WALECore", "WALECodec", "WALEStorage", "WALEEngine",
+                "WALECore", "WALECodec", "WALEStorage", "WALEEngine", "WALEPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swift6),
 
         .testTarget(name: "WALECoreTests", dependencies: ["WALECore"], swiftSettings: swift6),
         .testTarget(name: "WALECodecTests", dependencies: ["WALECodec"], swiftSettings: swift6),
+        .testTarget(name: "WALEPostgresTests", dependencies: ["WALEPostgres"], swiftSettings: swift6),
         .testTarget(
             name: "WALEStorageTests", dependencies: ["WALEStorage", "WALEEngine", "WALECodec"],
             swiftSettings: swift6),

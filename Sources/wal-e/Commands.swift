@@ -4,7 +4,6 @@ import WALECore
 import WALEEngine
 import WALEStorage
 
-let walEVersion = "1.2.0"
 
 /// WAL-E's global options; they may appear before or after the subcommand name.
 struct GlobalOptions: ParsableArguments {
@@ -49,7 +48,10 @@ struct Root: ParsableCommand {
         abstract: "Continuous archiving of PostgreSQL WAL and base backups to object storage (a WAL-E 1.1 drop-in).",
         discussion: "Storage is chosen by a prefix URL (file://, s3://, wabs://, swift://, gs://) from the options or the "
             + "WALE_*_PREFIX environment variables. Secrets are read only from the environment.",
-        subcommands: [Version.self, WALPushCommand.self, WALFetchCommand.self, WALPrefetchCommand.self])
+        subcommands: [
+            Version.self, BackupPushCommand.self, BackupFetchCommand.self, BackupListCommand.self, WALPushCommand.self,
+            WALFetchCommand.self, WALPrefetchCommand.self,
+        ])
     @OptionGroup var global: GlobalOptions
 }
 
@@ -57,7 +59,7 @@ struct Version: WALECommand {
     static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version and exit.")
     @OptionGroup var global: GlobalOptions
     func execute() async throws -> WALEExitCode {
-        writeStdout(walEVersion + "\n")
+        writeStdout(walEVersionString + "\n")
         return .success
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CWALESupport
 import WALECore
 
 /// Thin, throwing wrappers over the system calls wal-e uses, with messages naming the path.
@@ -88,6 +89,13 @@ public enum POSIX {
         let parent = dirname(path)
         if parent != path && !parent.isEmpty { try makeDirectories(parent, mode: mode) }
         if mkdir(path, mode) != 0 && errno != EEXIST { throw error("create directory", path) }
+    }
+
+    /// Flushes the whole file system holding `path` (syncfs(2)).
+    public static func syncFileSystem(_ path: String) throws {
+        let fd = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        if wale_syncfs(fd) != 0 { throw error("sync the file system of", path) }
     }
 
     public static func rename(_ from: String, _ to: String) throws {

@@ -1,0 +1,46 @@
+/// A base backup's name, `base_<24-hex start segment>_<8-digit decimal offset>`.
+public struct BackupName: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let segment: WALSegmentName
+    /// The offset text exactly as in the name (8 decimal digits, as WAL-E's `lpad` wrote it).
+    public let offsetText: String
+
+    public init(segment: WALSegmentName, offsetText: String) {
+        self.segment = segment
+        self.offsetText = offsetText
+    }
+
+    /// Parses `base_<segment>_<offset>` (WAL-E's regex accepts 8 hex digits; it only ever wrote decimal).
+    public init?(_ text: some StringProtocol) {
+        let s = String(text)
+        guard s.hasPrefix("base_"), s.utf8.count == 5 + 24 + 1 + 8 else { return nil }
+        let body = s.dropFirst(5)
+        guard let seg = WALSegmentName(body.prefix(24)), body.dropFirst(24).first == "_" else { return nil }
+        let off = String(body.suffix(8))
+        guard off.utf8.allSatisfy(isUpperHex) else { return nil }
+        self.init(segment: seg, offsetText: off)
+    }
+
+    public var description: String { "base_\(segment)_\(offsetText)" }
+
+    /// `lpad(offset::text, 8, '0')`: values above 99,999,999 are truncated to 8 characters, as in WAL-E.
+    public static func offsetText(_ offset: UInt64) -> String {
+        let s = String(offset)
+        return s.count >= 8 ? String(s.prefix(8)) : String(repeating: "0", count: 8 - s.count) + s
+    }
+
+    public static func < (a: BackupName, b: BackupName) -> Bool { a.description < b.description }
+
+    /// The sentinel key for this backup under a prefix.
+    public func sentinelKey(_ p: StoragePrefix) -> String { p.baseBackupsDirectory + description + "_backup_stop_sentinel.json" }
+    /// The backup's directory (ends with `/`).
+    public func directory(_ p: StoragePrefix) -> String { p.baseBackupsDirectory + description + "/" }
+    public func partitionKey(_ p: StoragePrefix, _ n: Int, suffix: String) -> String {
+        directory(p) + "tar_partitions/part_" + pad8(n) + ".tar" + suffix
+    }
+    public func manifestKey(_ p: StoragePrefix, _ n: Int) -> String { directory(p) + "wal_e_manifest/part_" + pad8(n) + ".json" }
+}
+
+func pad8(_ n: Int) -> String {
+    let s = String(n)
+    return s.count >= 8 ? s : String(repeating: "0", count: 8 - s.count) + s
+}

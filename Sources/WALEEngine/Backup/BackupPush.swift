@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import WALECodec
+import WALECore
+import WALEPostgres
+import WALEStorage
+
+/// `backup-push PG_CLUSTER_DIRECTORY`: a non-exclusive base backup in WAL-E's format, streamed
+/// disk → tar → compress → store, partitions in parallel, the sentinel written last.
+public struct BackupPush: Sendable {
+    public struct Options: Sendable {
+        public var poolSize = 4
+        public var rateLimit: Int64?
+        public var whileOffline = false
+        public var fast = false
+        public var permanent = false
+        public init() {}
+    }
+
+    public let store: any ObjectStore
+    public let prefix: StoragePrefix
+    public let compression: Compression
+    public let logger: Logger
+    public let env: [String: String]
+
+    public init(store: any ObjectStore, prefix: StoragePrefix, compression: Compression, logger: Logger, env: [String: String]) {
+        self.store = store
+        self.prefix = prefix
+        self.compression = compression
+        self.logger = logger
+        self.env = env
+    }
+
+    /// Takes the backup and returns its name.
+    public func run(clusterDirectory: String, options: Options) async throws -> BackupName {
+        guard let real = realPath(clusterDirectory), POSIX.isDirectory(real) else {
+            throw WALEError(.user, "PG_CLUSTER_DIRECTORY \"\(clusterDirectory)\" is not a directory")
+        }
+        if options.whileOffline {
+            return try await offline(real, options)
+        }
+        let session = try await PostgresSession.connect(env: env)
+        do {
+            let name = try await online(real, session, options)
+            await session.close()
+            return name
+        } catch {
+            // Closing the session makes the server abort the non-exclusive backup.
+            await session.close()
+            throw error
+        }
+    }
+
+    private func online(_ dir: String, _ session: PostgresSession, _ options: Options) async throws -> BackupName {
+        let server = try await session.serverInfo()
+        guard realPath(server.dataDirectory) == dir else {
+            throw WALEError(
+                .user, "\(dir) is not the data directory of the server wal-e connected to",
+                detail: "the server at \(session.settings.endpoints.first.map { "\($0)" } ?? "?") uses \(server.dataDirectory)",
+                hint: "point PGHOST/PGPORT at the cluster whose directory you back up, or use --while-offline for a stopped cluster")
+        }
+        let startTime = isoNow()
+        let label = "freeze_start_" + isoNow(withOffset: true)
+        logger.info(
+            "starting a non-exclusive base backup", detail: "pg_backup_start('\(label)', \(options.fast))",
+            hint: options.fast ? nil : "waiting for a spread checkpoint (up to checkpoint_timeout × checkpoint_completion_target); --fast asks for an immediate one")
+        let start = try await session.startBackup(label: label, fast: options.fast, server: server)
+        guard let seg = WALSegmentName(start.segmentName) else { throw WALEError(.internal, "bad start segment \(start.segmentName)") }
+        let name = BackupName(segment: seg, offsetText: start.offset)
+        try await refuseExisting(name)
+        logger.info("base backup \(name) started", detail: "start LSN \(start.lsn) on timeline \(start.timeline)")
+
+        try await put(name.directory(prefix) + "extended_version.txt", Array(server.versionString.utf8), contentType: "text/plain")
+        let walker = ClusterWalker(root: dir, logger: logger)
+        let partitioner = Partitioner(walker: walker)
+        let count = try await uploadPartitions(partitioner, name: name, options: options)
+
+        logger.info("stopping the base backup; waiting for the WAL it needs to be archived")
+        let stop = try await session.stopBackup(timeline: start.timeline, server: server)
+        var labelFiles = [("backup_label", stop.backupLabel)]
+        if let map = stop.tablespaceMap { labelFiles.append(("tablespace_map", map)) }
+        try await uploadLabelPartition(labelFiles, number: count, name: name)
+
+        let sentinel = Sentinel(
+            stopSegment: stop.segmentName, stopOffset: stop.offset, expandedSizeBytes: partitioner.expandedSize,
+            basePrefix: dir + "/", tablespaces: walker.tablespaces,
+            extra: .init(
+                startLSN: start.lsn.description, stopLSN: stop.lsn.description, timeline: start.timeline.value,
+                systemIdentifier: server.systemIdentifier, postgresVersion: server.versionString,
+                postgresVersionNumber: server.versionNumber, segmentSize: server.segmentSize.bytes,
+                compression: compression.rawValue, fileCount: partitioner.fileCount + labelFiles.count,
+                partitionCount: count + 1, startTime: startTime, stopTime: isoNow(), online: true, permanent: options.permanent))
+        try await put(name.sentinelKey(prefix), Array(sentinel.json().serialized().utf8), contentType: "application/json")
+        logger.info("base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes, \(count + 1) partitions")
+        return name
+    }
+
+    private func offline(_ dir: String, _ options: Options) async throws -> BackupName {
+        if POSIX.lstat(dir + "/postmaster.pid") != nil {
+            throw WALEError(
+                .user, "attempting to take an offline backup of a running cluster",
+                detail: "\(dir)/postmaster.pid exists", hint: "stop PostgreSQL first, or leave out --while-offline")
+        }
+        let control = try ControlData.read(dataDirectory: dir, env: env)
+        let seg = control.redo.segment(timeline: control.timeline, size: control.segmentSize)
+        let name = BackupName(segment: seg, offsetText: BackupName.offsetText(control.redo.offset(in: control.segmentSize)))
+        try await refuseExisting(name)
+        let startTime = isoNow()
+        try await put(name.directory(prefix) + "extended_version.txt", Array(control.versionLine.utf8), contentType: "text/plain")
+        let walker = ClusterWalker(root: dir, logger: logger)
+        let partitioner = Partitioner(walker: walker)
+        let count = try await uploadPartitions(partitioner, name: name, options: options)
+        let sentinel = Sentinel(
+            stopSegment: seg.description, stopOffset: name.offsetText, expandedSizeBytes: partitioner.expandedSize,
+            basePrefix: dir + "/", tablespaces: walker.tablespaces,
+            extra: .init(
+                startLSN: control.redo.description, stopLSN: control.redo.description, timeline: control.timeline.value,
+                systemIdentifier: control.systemIdentifier, postgresVersion: control.versionLine, postgresVersionNumber: 0,
+                segmentSize: control.segmentSize.bytes, compression: compression.rawValue, fileCount: partitioner.fileCount,
+                partitionCount: count, startTime: startTime, stopTime: isoNow(), online: false, permanent: options.permanent))
+        try await put(name.sentinelKey(prefix), Array(sentinel.json().serialized().utf8), contentType: "application/json")
+        logger.info("offline base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes")
+        return name
+    }
+
+    private func refuseExisting(_ name: BackupName) async throws {
+        if try await store.info(name.sentinelKey(prefix)) != nil {
+            throw WALEError(.user, "a complete backup named \(name) already exists", hint: "nothing was changed; delete it first to replace it")
+        }
+    }
+
+    /// Uploads partitions with at most `poolSize` in flight; returns how many there were.
+    private func uploadPartitions(_ partitioner: Partitioner, name: BackupName, options: Options) async throws -> Int {
+        let limiter = options.rateLimit.map { RateLimiter(bytesPerSecond: $0) }
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            var number = 0
+            var inFlight = 0
+            while let members = try partitioner.nextPartition() {
+                if inFlight >= max(1, options.poolSize) {
+                    try await group.next()
+                    inFlight -= 1
+                }
+                let n = number
+                number += 1
+                inFlight += 1
+                group.addTask { try await uploadPartition(members, number: n, name: name, limiter: limiter) }
+            }
+            try await group.waitForAll()
+            return number
+        }
+    }
+
+    private func uploadPartition(_ members: [PlannedMember], number: Int, name: BackupName, limiter: RateLimiter?) async throws {
+        let key = name.partitionKey(prefix, number, suffix: compression.suffix)
+        let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger)
+        let started = monotonicSeconds()
+        _ = try await store.write(key, from: TransformedSource(tar, compression.encoder()), options: WriteOptions())
+        try await writeManifest(tar.manifest, number: number, name: name)
+        let bytes = members.reduce(Int64(0)) { $0 + $1.entry.size }
+        logger.info(
+            "finished uploading a partition", detail: "\(prefix.url(forKey: key)): \(members.count) members, \(bytes) bytes in \(String(format2: monotonicSeconds() - started)) s",
+            ["action": "push-partition", "partition": String(number)])
+    }
+
+    private func uploadLabelPartition(_ files: [(String, String)], number: Int, name: BackupName) async throws {
+        var tar: [UInt8] = []
+        var manifest: [ManifestEntry] = []
+        let now = Int64(time(nil))
+        for (file, text) in files {
+            let data = Array(text.utf8)
+            tar += TarFormat.header(for: TarEntry(name: file, kind: .file, size: Int64(data.count), mode: 0o600, mtime: now))
+            tar += data + TarFormat.padding(data.count)
+            manifest.append(ManifestEntry(path: file, size: Int64(data.count), mode: 0o600, sha256: hexDigest(sha256(data))))
+        }
+        tar += TarFormat.trailer(after: Int64(tar.count))
+        let key = name.partitionKey(prefix, number, suffix: compression.suffix)
+        _ = try await store.write(key, from: TransformedSource(BytesSource(tar), compression.encoder()), options: WriteOptions())
+        try await writeManifest(manifest, number: number, name: name)
+    }
+
+    private func writeManifest(_ entries: [ManifestEntry], number: Int, name: BackupName) async throws {
+        let json = JSON.object([
+            ("partition", .int(Int64(number))),
+            ("files", .array(entries.map {
+                .object([("path", .string($0.path)), ("size", .int($0.size)), ("mode", .int(Int64($0.mode))), ("sha256", .string($0.sha256))])
+            })),
+        ])
+        try await put(name.manifestKey(prefix, number), Array(json.serialized().utf8), contentType: "application/json")
+    }
+
+    private func put(_ key: String, _ bytes: [UInt8], contentType: String) async throws {
+        _ = try await store.write(key, from: BytesSource(bytes), options: WriteOptions(contentType: contentType))
+    }
+}
+
+func realPath(_ p: String) -> String? {
+    guard let r = realpath(p, nil) else { return nil }
+    defer { free(r) }
+    return String(cString: r)
+}
+
+/// Now as ISO 8601 UTC: `2026-11-21T04:28:04.577479` (with `+00:00` when `withOffset`).
+func isoNow(withOffset: Bool = false) -> String {
+    UTCTime(epochSeconds: nowSeconds()).isoNoZone + (withOffset ? "+00:00" : "")
+}
+
+extension String {
+    init(format2 v: Double) {
+        let cents = Int((v * 100).rounded())
+        self = "\(cents / 100)." + (cents % 100 < 10 ? "0" : "") + "\(cents % 100)"
+    }
+}

@@ -1,0 +1,21 @@
+/// A token bucket shared by every reader of a backup: `--cluster-read-rate-limit` caps the total.
+public actor RateLimiter {
+    let bytesPerSecond: Double
+    private var nextFree: Double = 0
+    /// Up to this much may be read ahead of schedule (one second's worth, at most 8 MiB).
+    let burst: Double
+
+    public init(bytesPerSecond: Int64) {
+        self.bytesPerSecond = Double(max(1, bytesPerSecond))
+        burst = min(Double(bytesPerSecond), 8 * 1024 * 1024) / Double(max(1, bytesPerSecond))
+    }
+
+    /// Waits until `n` more bytes may be read.
+    public func acquire(_ n: Int) async throws {
+        let now = monotonicSeconds()
+        let start = max(nextFree, now - burst)
+        nextFree = start + Double(n) / bytesPerSecond
+        let wait = nextFree - now - burst
+        if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
+    }
+}

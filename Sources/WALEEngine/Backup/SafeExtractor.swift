@@ -1,0 +1,174 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Crypto
+import WALECodec
+import WALECore
+import WALEStorage
+
+/// Writes tar members under a restore root, refusing anything that would land outside it: absolute
+/// names, `..`, and paths that traverse a symbolic link resolving outside the root and the
+/// allowed tablespace locations. Files are written with their modes and hashed for the manifest.
+public final class SafeExtractor: TarSink {
+    let root: String
+    let allowedRoots: [String]
+    let partition: String
+    let expected: [String: ManifestEntry]?
+    private var fd: Int32 = -1
+    private var path = ""
+    private var entry: TarEntry?
+    private var hasher = SHA256()
+    private var written: Int64 = 0
+    private(set) var seen: Set<String> = []
+    public private(set) var files = 0
+    public private(set) var bytes: Int64 = 0
+
+    /// `root` and `allowedRoots` must be real paths (no symlinks). `expected` is the partition's
+    /// manifest, when the backup has one.
+    public init(root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?) {
+        self.root = root
+        self.allowedRoots = [root] + allowedRoots
+        self.partition = partition
+        self.expected = expected.map { Dictionary($0.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a }) }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    func refuse(_ why: String, _ name: String) -> WALEError {
+        WALEError(.corrupt, "refusing to extract \"\(name)\" from \(partition): \(why)", hint: "the archive may be damaged or hostile; nothing outside the restore directory was written")
+    }
+
+    /// Normalises a member name to components below the root ([] = the root itself).
+    func components(_ name: String) throws -> [String] {
+        if name == "/" || name == "." || name == "./" || name.isEmpty { return [] }
+        if name.hasPrefix("/") { throw refuse("absolute path", name) }
+        var parts: [String] = []
+        for c in name.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." { throw refuse("path contains ..", name) }
+            parts.append(String(c))
+        }
+        return parts
+    }
+
+    func isAllowed(_ real: String) -> Bool {
+        allowedRoots.contains { real == $0 || real.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
+    }
+
+    /// Makes sure every directory from the root down to `parts` exists and does not lead outside
+    /// the allowed places; returns the directory's path.
+    func ensureDirectory(_ parts: ArraySlice<String>, name: String) throws -> String {
+        var p = root
+        for c in parts {
+            p += "/" + c
+            if let st = POSIX.lstat(p) {
+                switch st.st_mode & S_IFMT {
+                case S_IFDIR: continue
+                case S_IFLNK:
+                    guard let real = realPath(p), POSIX.isDirectory(real), isAllowed(real) else {
+                        throw refuse("\(p) is a symbolic link leading outside the restore directory", name)
+                    }
+                default:
+                    throw refuse("\(p) exists and is not a directory", name)
+                }
+            } else if mkdir(p, 0o700) != 0 && errno != EEXIST {
+                throw POSIX.error("create directory", p)
+            }
+        }
+        return p
+    }
+
+    public func begin(_ e: TarEntry) throws {
+        let parts = try components(e.name)
+        entry = e
+        switch e.kind {
+        case .directory:
+            let dir = try ensureDirectory(parts[...], name: e.name)
+            if POSIX.lstat(dir).map({ $0.st_mode & S_IFMT == S_IFDIR }) == true {
+                chmod(dir, mode_t(e.mode & 0o7777) | 0o700)
+            }
+        case .file:
+            guard let last = parts.last else { throw refuse("a file cannot replace the restore directory", e.name) }
+            let dir = try ensureDirectory(parts.dropLast(), name: e.name)
+            path = dir + "/" + last
+            if let st = POSIX.lstat(path), st.st_mode & S_IFMT != S_IFREG {
+                if st.st_mode & S_IFMT == S_IFDIR { throw refuse("a directory is in the way", e.name) }
+                unlink(path)
+            }
+            fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600, what: "create")
+            hasher = SHA256()
+            written = 0
+        case .symlink(let target):
+            guard let last = parts.last else { throw refuse("a link cannot replace the restore directory", e.name) }
+            let dir = try ensureDirectory(parts.dropLast(), name: e.name)
+            let p = dir + "/" + last
+            if let st = POSIX.lstat(p) {
+                if st.st_mode & S_IFMT == S_IFDIR {
+                    if rmdir(p) != 0 { throw refuse("a non-empty directory is in the way of a link", e.name) }
+                } else {
+                    unlink(p)
+                }
+            }
+            if symlink(target, p) != 0 { throw POSIX.error("create symbolic link", p) }
+        case .hardlink(let target):
+            let tparts = try components(target)
+            guard let last = parts.last, !tparts.isEmpty else { throw refuse("bad hard link", e.name) }
+            let dir = try ensureDirectory(parts.dropLast(), name: e.name)
+            let src = try ensureDirectory(tparts.dropLast(), name: target) + "/" + tparts.last!
+            let p = dir + "/" + last
+            unlink(p)
+            if link(src, p) != 0 { throw POSIX.error("create hard link to \(src)", p) }
+        case .other:
+            break
+        }
+    }
+
+    public func data(_ b: UnsafeRawBufferPointer) throws {
+        guard fd >= 0 else { return }
+        var done = 0
+        while done < b.count {
+            let n = write(fd, b.baseAddress! + done, b.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw WALEError(.io, "could not write \"\(path)\": \(POSIX.errorText())")
+            }
+            done += n
+        }
+        hasher.update(bufferPointer: b)
+        written += Int64(b.count)
+    }
+
+    public func end() throws {
+        guard let e = entry else { return }
+        entry = nil
+        guard e.kind == .file, fd >= 0 else { return }
+        fchmod(fd, mode_t(e.mode & 0o7777))
+        var times = [timespec(tv_sec: Int(e.mtime), tv_nsec: 0), timespec(tv_sec: Int(e.mtime), tv_nsec: 0)]
+        futimens(fd, &times)
+        let rc = close(fd)
+        fd = -1
+        if rc != 0 { throw WALEError(.io, "could not close \"\(path)\": \(POSIX.errorText())") }
+        files += 1
+        bytes += written
+        if let expected {
+            let name = (try? components(e.name))?.joined(separator: "/") ?? e.name
+            guard let m = expected[name] else { return }
+            seen.insert(name)
+            let digest = hexDigest(hasher.finalize())
+            if m.size != written || m.sha256 != digest {
+                throw WALEError(
+                    .corrupt, "\(name) in \(partition) does not match the backup manifest",
+                    detail: "manifest: \(m.size) bytes, sha256 \(m.sha256); restored: \(written) bytes, sha256 \(digest)")
+            }
+        }
+    }
+
+    /// After the whole partition: every file the manifest lists must have been restored.
+    public func checkComplete() throws {
+        guard let expected else { return }
+        let missing = expected.keys.filter { !seen.contains($0) }.sorted()
+        if !missing.isEmpty {
+            throw WALEError(.corrupt, "\(partition) lacks \(missing.count) files listed in the backup manifest", detail: missing.prefix(5).joined(separator: ", "))
+        }
+    }
+}

@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Crypto
+import WALECodec
+import WALECore
+import WALEStorage
+
+/// One file's line in a backup manifest.
+public struct ManifestEntry: Sendable, Equatable {
+    public var path: String
+    public var size: Int64
+    public var mode: UInt32
+    public var sha256: String
+}
+
+/// Streams a partition as a tar archive: headers, file contents read in chunks (each file
+/// truncated or zero-padded to the size seen at scan time, as PostgreSQL's base-backup rules
+/// allow: WAL replay repairs torn pages), and the trailer. Hashes every file for the manifest.
+public final class TarPartitionSource: ByteSource {
+    static let chunkSize = 1 << 20
+    let members: [PlannedMember]
+    let limiter: RateLimiter?
+    let logger: Logger
+    private var index = 0
+    private var fd: Int32 = -1
+    private var remaining: Int64 = 0
+    private var hasher = SHA256()
+    private var current: PlannedMember?
+    private var total: Int64 = 0
+    private var finished = false
+    public private(set) var manifest: [ManifestEntry] = []
+
+    public init(members: [PlannedMember], limiter: RateLimiter?, logger: Logger) {
+        self.members = members
+        self.limiter = limiter
+        self.logger = logger
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    public func next() async throws -> [UInt8]? {
+        if finished { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.chunkSize + 4096)
+        while out.count < Self.chunkSize {
+            if current != nil {
+                try await readData(into: &out)
+                continue
+            }
+            guard index < members.count else {
+                out += TarFormat.trailer(after: total + Int64(out.count))
+                finished = true
+                break
+            }
+            let m = members[index]
+            index += 1
+            if m.entry.kind == .file {
+                let f = open(m.localPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                if f < 0 {
+                    if errno == ENOENT {
+                        logger.debug("\(m.localPath) vanished during the backup; WAL replay recreates what is needed")
+                        continue
+                    }
+                    throw POSIX.error("open", m.localPath)
+                }
+                fd = f
+                remaining = m.entry.size
+                hasher = SHA256()
+                current = m
+            }
+            out += TarFormat.header(for: m.entry)
+        }
+        total += Int64(out.count)
+        return out.isEmpty ? nil : out
+    }
+
+    private func readData(into out: inout [UInt8]) async throws {
+        guard let m = current else { return }
+        if remaining > 0 {
+            let want = Int(min(remaining, Int64(Self.chunkSize - min(out.count, Self.chunkSize / 2))))
+            if let limiter { try await limiter.acquire(want) }
+            var piece = try POSIX.read(fd, count: want, path: m.localPath)
+            if piece.isEmpty {
+                // The file shrank since the scan: pad with zeros to the planned size.
+                piece = [UInt8](repeating: 0, count: want)
+            }
+            hasher.update(data: piece)
+            out += piece
+            remaining -= Int64(piece.count)
+            return
+        }
+        // Done (a file that grew is truncated to its scanned size).
+        close(fd)
+        fd = -1
+        out += TarFormat.padding(Int(m.entry.size % Int64(TarFormat.blockSize)))
+        manifest.append(
+            ManifestEntry(path: m.entry.name, size: m.entry.size, mode: m.entry.mode, sha256: hexDigest(hasher.finalize())))
+        current = nil
+    }
+}
+
+func hexDigest(_ d: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for b in d {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 15)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}

@@ -1,0 +1,138 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import WALECodec
+import WALECore
+import WALEEngine
+import WALEStorage
+
+struct BackupPushCommand: WALECommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup-push", abstract: "Take a base backup of a running (or, with --while-offline, stopped) cluster.",
+        discussion: """
+            Non-exclusive backup over one PostgreSQL session (libpq environment: PGHOST, PGPORT, PGUSER, PGPASSWORD, \
+            PGDATABASE, ~/.pgpass). Writes <prefix>/basebackups_005/base_<segment>_<offset>/ with WAL-E's tar partitions \
+            and, last, the sentinel; prints the backup's name on stdout.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.customShort("p"), .customLong("pool-size")], help: "partitions uploaded in parallel")
+    var poolSize: Int = 4
+    @Option(name: .customLong("cluster-read-rate-limit"), help: "limit on reading the cluster, bytes per second in total")
+    var clusterReadRateLimit: Int64?
+    @Flag(name: .customLong("while-offline"), help: "back up a stopped cluster (named from pg_control)")
+    var whileOffline = false
+    @Flag(name: .customLong("fast"), help: "ask for an immediate checkpoint instead of a spread one")
+    var fast = false
+    @Flag(name: .customLong("permanent"), help: "mark the backup permanent (kept by every retention rule)")
+    var permanent = false
+    @Argument(help: "the data directory") var pgClusterDirectory: String
+
+    func validate() throws {
+        guard poolSize >= 1 else { throw ValidationError("--pool-size must be at least 1") }
+        if let r = clusterReadRateLimit, r < 1 { throw ValidationError("--cluster-read-rate-limit must be positive") }
+    }
+
+    func execute() async throws -> WALEExitCode {
+        let ctx = try Context.make(global.flags, loggerName: "wal_e.operator.backup")
+        var o = BackupPush.Options()
+        o.poolSize = poolSize
+        o.rateLimit = clusterReadRateLimit
+        o.whileOffline = whileOffline
+        o.fast = fast
+        o.permanent = permanent
+        let push = BackupPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, env: Context.environment())
+        let name = try await push.run(clusterDirectory: pgClusterDirectory, options: o)
+        writeStdout(name.description + "\n")
+        return .success
+    }
+}
+
+struct BackupFetchCommand: WALECommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup-fetch", abstract: "Restore a base backup into a directory.",
+        discussion: """
+            BACKUP_NAME is a name from backup-list or LATEST. Tablespaces: pre-create pg_tblspc/<oid> links, or use \
+            --restore-spec FILE|SOURCE, or --blind-restore. --prepare-recovery (implied by any --recovery-target-*) \
+            writes recovery.signal and a restore_command using wal-fetch into postgresql.auto.conf.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.customShort("p"), .customLong("pool-size")], help: "partitions restored in parallel")
+    var poolSize: Int = 4
+    @Flag(name: .customLong("blind-restore"), help: "do not require tablespace links; restore tablespaces into pg_tblspc")
+    var blindRestore = false
+    @Option(name: .customLong("restore-spec"), help: "tablespace restore spec: a JSON file, or SOURCE for the original locations")
+    var restoreSpec: String?
+    @Flag(name: .customLong("prepare-recovery"), help: "write recovery.signal and restore_command")
+    var prepareRecovery = false
+    @Option(name: .customLong("restore-command"), help: "restore_command to write (default: this wal-e with the current prefix)")
+    var restoreCommand: String?
+    @Option(name: .customLong("recovery-target-time")) var recoveryTargetTime: String?
+    @Option(name: .customLong("recovery-target-lsn")) var recoveryTargetLSN: String?
+    @Option(name: .customLong("recovery-target-name")) var recoveryTargetName: String?
+    @Option(name: .customLong("recovery-target-action"), help: "pause (PostgreSQL's default), promote or shutdown")
+    var recoveryTargetAction: String?
+    @Argument(help: "the directory to restore into") var pgClusterDirectory: String
+    @Argument(help: "a backup name or LATEST") var backupName: String
+
+    func execute() async throws -> WALEExitCode {
+        let ctx = try Context.make(global.flags, loggerName: "wal_e.operator.backup")
+        var o = BackupFetch.Options()
+        o.poolSize = max(1, poolSize)
+        o.blindRestore = blindRestore
+        o.restoreSpec = restoreSpec
+        if prepareRecovery || recoveryTargetTime != nil || recoveryTargetLSN != nil || recoveryTargetName != nil || restoreCommand != nil {
+            let exe = executablePath()
+            let p = ctx.config.prefix
+            // There is no --swift-prefix option (as in WAL-E): pass that one through the environment.
+            let defaultCommand = p.scheme == .swift
+                ? "env WALE_SWIFT_PREFIX=\(p.raw) \(exe) wal-fetch \"%f\" \"%p\""
+                : "\(exe) --\(p.scheme.rawValue)-prefix \(p.raw) wal-fetch \"%f\" \"%p\""
+            var r = BackupFetch.RecoverySettings(restoreCommand: restoreCommand ?? defaultCommand)
+            r.targetTime = recoveryTargetTime
+            r.targetLSN = recoveryTargetLSN
+            r.targetName = recoveryTargetName
+            r.targetAction = recoveryTargetAction
+            o.recovery = r
+        }
+        let fetch = BackupFetch(store: ctx.store, prefix: ctx.config.prefix, logger: ctx.logger, retry: ctx.retry)
+        _ = try await fetch.run(clusterDirectory: pgClusterDirectory, query: backupName, options: o)
+        return .success
+    }
+}
+
+struct BackupListCommand: WALECommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup-list", abstract: "List base backups (tab-separated, as WAL-E prints them).",
+        discussion: "QUERY is LATEST or a backup name. --detail reads each sentinel to fill the size and stop columns.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .customLong("detail"), help: "fill expanded_size_bytes and the stop position from each sentinel")
+    var detail = false
+    @Flag(name: .customLong("json"), help: "print a JSON array (with every sentinel field) instead")
+    var json = false
+    @Argument(help: "LATEST or a backup name") var query: String?
+
+    func execute() async throws -> WALEExitCode {
+        let ctx = try Context.make(global.flags, loggerName: "wal_e.operator.backup")
+        let catalog = BackupCatalog(store: ctx.store, prefix: ctx.config.prefix)
+        if !json { writeStdout(BackupListFormat.header()) }
+        var backups = try await catalog.list()
+        if let query { backups = [try catalog.resolve(query, in: backups)] }
+        if detail || json {
+            for i in backups.indices { backups[i].sentinel = try await catalog.loadSentinel(backups[i]) }
+        }
+        if json {
+            writeStdout(BackupListFormat.json(backups))
+        } else {
+            writeStdout(backups.map { BackupListFormat.row($0, detail: detail) }.joined())
+        }
+        return .success
+    }
+}
+
+func executablePath() -> String {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    guard n > 0 else { return "wal-e" }
+    return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,0 +1,142 @@
+"""backup-push / backup-fetch / backup-list on real PostgreSQL 15 and 18: a point-in-time restore
+with load during the backup, verified data and amcheck."""
+import os
+import shutil
+import subprocess
+import time
+
+from harness import chown_pg, run
+from test_wal_archiving import archiving_cluster
+
+
+def pg_env(c, prefix):
+    e = c.env()
+    e["WALE_FILE_PREFIX"] = prefix
+    return e
+
+
+def backup_push(wale, c, prefix, *extra, check=True):
+    p = wale("backup-push", *extra, c.data, prefix=prefix, env=c.env())
+    if check:
+        assert p.returncode == 0, p.stderr.decode()
+    return p
+
+
+def restore_config(c, target, port):
+    """The backup excludes postgresql.conf and pg_hba.conf (as WAL-E's does): bring them along."""
+    for f in ("postgresql.conf", "pg_hba.conf"):
+        shutil.copy(os.path.join(c.data, f), os.path.join(target, f))
+        chown_pg(os.path.join(target, f))
+    with open(os.path.join(target, "postgresql.auto.conf"), "a") as f:
+        f.write(f"\nport = {port}\narchive_mode = off\n")
+
+
+def amcheck(r):
+    r.psql("CREATE EXTENSION IF NOT EXISTS amcheck")
+    n = r.psql("SELECT count(*) FROM (SELECT bt_index_check(c.oid, true) FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
+               "WHERE a.amname = 'btree' AND c.relpersistence <> 't' AND c.relkind = 'i') s")
+    assert int(n) > 5
+    for t in ("pgbench_accounts", "pgbench_branches"):
+        r.psql(f"SELECT verify_heapam('{t}')")
+        assert r.psql(f"SELECT count(*) FROM verify_heapam('{t}')") == "0"
+
+
+def test_point_in_time_restore_with_load_during_backup(make_cluster, wale, archive, scratch, pg_version):
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, pg_version)
+    c.pgbench("-i", "-s", "8", "-q")
+    load = subprocess.Popen(
+        [c.bin("pgbench"), "-c", "2", "-T", "12", "-n", "postgres"], env={**os.environ, **c.env()},
+        preexec_fn=lambda: (os.setgid(104), os.setuid(101)) and None, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1)
+    p = backup_push(wale, c, prefix, "--fast")
+    name = p.stdout.decode().strip()
+    assert name.startswith("base_") and len(name) == 5 + 24 + 1 + 8
+    assert load.poll() is None, "the load should still be running when the backup finished"
+    assert load.wait() == 0, load.stderr.read().decode()
+
+    c.pgbench("-c", "2", "-T", "3", "-n")
+    expected = c.table_checksums()
+    c.psql("SELECT pg_create_restore_point('wal_e_target')")
+    c.psql("CREATE TABLE after_target AS SELECT 1 AS x")
+    c.pgbench("-c", "2", "-T", "2", "-n")
+    c.wait_archived()
+
+    listing = wale("backup-list", prefix=prefix).stdout.decode()
+    assert listing.startswith("name\tlast_modified\texpanded_size_bytes\twal_segment_backup_start\t")
+    assert f"\r\n{name}\t" in listing and listing.endswith("\t\t\r\n")
+
+    target = os.path.join(scratch, "restored")
+    r = make_cluster(pg_version, "restored")
+    f = wale("backup-fetch", "--recovery-target-name", "wal_e_target", "--recovery-target-action", "promote",
+             target, "LATEST", prefix=prefix)
+    assert f.returncode == 0, f.stderr.decode()
+    assert "every file matched the backup manifest" in f.stderr.decode()
+    assert os.path.exists(os.path.join(target, "backup_label"))
+    assert os.path.exists(os.path.join(target, "recovery.signal"))
+    restore_config(c, target, r.port)
+    r.start()
+    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    assert r.table_checksums() == expected
+    assert r.psql("SELECT to_regclass('after_target') IS NULL") == "t"
+    amcheck(r)
+    log = open(r.log, errors="replace").read()
+    assert "recovery stopping at restore point \"wal_e_target\"" in log
+
+
+def test_backup_objects_and_sentinel(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "1", "-q")
+    name = backup_push(wale, c, prefix, "--fast").stdout.decode().strip()
+    bdir = os.path.join(adir, "basebackups_005")
+    assert sorted(os.listdir(bdir)) == [name, name + "_backup_stop_sentinel.json"]
+    assert open(os.path.join(bdir, name, "extended_version.txt")).read().startswith("PostgreSQL 15")
+    parts = sorted(os.listdir(os.path.join(bdir, name, "tar_partitions")))
+    assert parts[0] == "part_00000000.tar.lzo"
+    # WAL-E's tar tooling can read our partitions: lzop, then tar.
+    listing = subprocess.run(f"lzop -dc {os.path.join(bdir, name, 'tar_partitions', parts[0])} | tar -tvf -",
+                             shell=True, capture_output=True, check=True).stdout.decode()
+    assert " global/pg_control" in listing
+    assert "postmaster.pid" not in listing and "postgresql.conf" not in listing
+    label = subprocess.run(f"lzop -dc {os.path.join(bdir, name, 'tar_partitions', parts[-1])} | tar -xOf - backup_label",
+                           shell=True, capture_output=True, check=True).stdout.decode()
+    assert "START WAL LOCATION" in label and "BACKUP METHOD: streamed" in label
+    sentinel = open(os.path.join(bdir, name + "_backup_stop_sentinel.json")).read()
+    assert sentinel.startswith('{"wal_segment_backup_stop": "0000000100000000000000')
+    assert '"spec": {"base_prefix": "' + os.path.realpath(c.data) + '/", "tablespaces": []}' in sentinel
+    assert not sentinel.endswith("\n")
+    detail = wale("backup-list", "--detail", prefix=prefix).stdout.decode().split("\r\n")[1].split("\t")
+    assert detail[0] == name and int(detail[2]) > 10_000_000 and detail[5].startswith("00000001")
+    js = wale("backup-list", "--json", "LATEST", prefix=prefix).stdout.decode()
+    assert f'"name": "{name}"' in js and '"file_count": ' in js
+
+
+def test_fetch_refuses_a_live_directory_and_bad_names(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, 15)
+    backup_push(wale, c, prefix, "--fast")
+    p = wale("backup-fetch", c.data, "LATEST", prefix=prefix)
+    assert p.returncode == 1 and "attempting to overwrite a live data directory" in p.stderr.decode()
+    p = wale("backup-fetch", os.path.join(scratch, "x"), "base_nonsense", prefix=prefix)
+    assert p.returncode == 1 and "invalid backup query submitted" in p.stderr.decode()
+    p = wale("backup-fetch", os.path.join(scratch, "x"), "base_000000010000000000000099_00000040", prefix=prefix)
+    assert p.returncode == 1 and "no backups found for fetching" in p.stderr.decode()
+    p = wale("backup-list", "bogus", prefix=prefix)
+    assert p.returncode == 1 and p.stdout.decode().startswith("name\t")  # header first, as WAL-E does
+
+
+def test_offline_backup_is_named_from_pg_control(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "1", "-q")
+    p = wale("backup-push", "--while-offline", c.data, prefix=prefix, env=c.env())
+    assert p.returncode == 1 and "running cluster" in p.stderr.decode()
+    c.stop()
+    out = run([c.bin("pg_controldata"), c.data], env={"LC_ALL": "C"}).stdout.decode()
+    redo_file = [l.split(":")[1].strip() for l in out.splitlines() if l.startswith("Latest checkpoint's REDO WAL file")][0]
+    redo = [l.split(":")[1].strip() for l in out.splitlines() if l.startswith("Latest checkpoint's REDO location")][0]
+    offset = int(redo.split("/")[1], 16) % (16 << 20)
+    p = wale("backup-push", "--while-offline", c.data, prefix=prefix, env={"PATH": c.bindir + ":" + os.environ["PATH"]})
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout.decode().strip() == f"base_{redo_file}_{offset:08d}"
