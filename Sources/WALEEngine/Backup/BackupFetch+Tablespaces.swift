@@ -97,6 +97,30 @@ extension BackupFetch {
         }
     }
 
+    /// A blind restore leaves tablespaces as plain directories in pg_tblspc; PostgreSQL 15+ refuses
+    /// those at the end of recovery unless `allow_in_place_tablespaces` is on.
+    func allowInPlaceTablespaces(root: String) throws {
+        let inPlace = ((try? POSIX.listDirectory(root + "/pg_tblspc")) ?? []).filter {
+            POSIX.lstat(root + "/pg_tblspc/" + $0).map { $0.st_mode & S_IFMT == S_IFDIR } ?? false
+        }
+        guard !inPlace.isEmpty else { return }
+        let version = ((try? POSIX.open(root + "/PG_VERSION", O_RDONLY)).flatMap { fd -> String? in
+            defer { close(fd) }
+            return (try? POSIX.read(fd, count: 32, path: "PG_VERSION")).map { String(decoding: $0, as: UTF8.self) }
+        } ?? "").trimmingWhitespace()
+        guard let major = Int(version.split(separator: ".").first ?? ""), major >= 15 else { return }
+        let path = root + "/postgresql.auto.conf"
+        let fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        defer { close(fd) }
+        try POSIX.writeAll(
+            fd, Array("\n# Added by wal-e backup-fetch --blind-restore: tablespaces are directories in pg_tblspc\nallow_in_place_tablespaces = on\n".utf8),
+            path: path)
+        logger.warning(
+            "tablespaces \(inPlace.joined(separator: ", ")) were restored as directories inside pg_tblspc",
+            detail: "allow_in_place_tablespaces = on was added to postgresql.auto.conf so PostgreSQL \(major) accepts them",
+            hint: "to move them elsewhere, restore with links or --restore-spec instead")
+    }
+
     func writeRecoverySettings(root: String, _ r: RecoverySettings) throws {
         func quote(_ s: String) -> String { "'" + s.replacingAll("'", with: "''") + "'" }
         var conf = "\n# Added by wal-e backup-fetch\nrestore_command = \(quote(r.restoreCommand))\n"

@@ -73,6 +73,7 @@ public struct BackupFetch: Sendable {
             }
         }
         fixTablespaceMap(root: root)
+        if options.blindRestore { try allowInPlaceTablespaces(root: root) }
         if let recovery = options.recovery { try writeRecoverySettings(root: root, recovery) }
         try syncFileSystems([root] + locations)
         logger.info(

@@ -1,0 +1,151 @@
+"""Faults: kill -9 of backup-push, corrupt and tampered partitions, hostile tar members."""
+import io
+import os
+import signal
+import subprocess
+import tarfile
+import time
+
+from harness import PG, chown_pg, run
+from test_backups import backup_push
+from test_wal_archiving import archiving_cluster
+
+
+def popen_wale(wale, args, prefix, env):
+    e = {**os.environ, "WALE_FILE_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr", **env}
+    return subprocess.Popen([wale.path, *args], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: (os.setgid(PG.pw_gid), os.setuid(PG.pw_uid)) and None)
+
+
+def no_backups_listed(wale, prefix, scratch):
+    out = wale("backup-list", prefix=prefix).stdout.decode()
+    assert out == "name\tlast_modified\texpanded_size_bytes\twal_segment_backup_start\twal_segment_offset_backup_start\twal_segment_backup_stop\twal_segment_offset_backup_stop\r\n"
+    p = wale("backup-fetch", os.path.join(scratch, "nothing"), "LATEST", prefix=prefix)
+    assert p.returncode == 1 and "no backups found for fetching" in p.stderr.decode()
+
+
+def test_kill_during_upload_and_before_sentinel(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    flag = os.path.join(scratch, "archiving-broken")
+    c = make_cluster(15)
+    # archive_command that fails while the flag file exists: pg_backup_stop then waits forever.
+    cmd = f"test ! -e {flag} && " + wale.command_line(prefix, "wal-push %p")
+    c.initdb(archive_mode="on", archive_command="'" + cmd + "'", wal_keep_size="'1GB'")
+    c.start()
+    c.pgbench("-i", "-s", "6", "-q")
+
+    # 1. During the upload: the read rate limit keeps it uploading for a while.
+    p = popen_wale(wale, ["backup-push", "--fast", "--cluster-read-rate-limit", "4000000", c.data], prefix, c.env())
+    deadline = time.time() + 60
+    while time.time() < deadline and not os.path.exists(os.path.join(adir, "basebackups_005")):
+        time.sleep(0.1)
+    time.sleep(1.5)
+    assert p.poll() is None, p.stderr.read().decode()
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    no_backups_listed(wale, prefix, scratch)
+
+    # 2. Before the sentinel: stuck in pg_backup_stop waiting for archiving.
+    open(flag, "w").close()
+    c.psql("SELECT pg_switch_wal()")
+    p = popen_wale(wale, ["backup-push", "--fast", c.data], prefix, c.env())
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if c.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_backup_stop%' AND pid <> pg_backend_pid()") == "1":
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert p.poll() is None, p.stderr.read().decode()
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    no_backups_listed(wale, prefix, scratch)
+
+    # 3. A later backup succeeds (the server aborted the killed session's backup).
+    os.unlink(flag)
+    name = backup_push(wale, c, prefix, "--fast").stdout.decode().strip()
+    listed = wale("backup-list", prefix=prefix).stdout.decode().split("\r\n")[1:-1]
+    assert [l.split("\t")[0] for l in listed] == [name]
+
+
+def damage_partition(adir, name, how):
+    pdir = os.path.join(adir, "basebackups_005", name, "tar_partitions")
+    part = os.path.join(pdir, sorted(os.listdir(pdir))[0])
+    if how == "flip":
+        data = bytearray(open(part, "rb").read())
+        data[len(data) // 3] ^= 0x10
+        open(part, "wb").write(bytes(data))
+    else:  # rewrite one file's content inside a still-valid tar and lzop stream
+        raw = run(["lzop", "-dc", part]).stdout
+        src = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
+        out = io.BytesIO()
+        dst = tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT)
+        done = False
+        for m in src.getmembers():
+            f = src.extractfile(m) if m.isfile() else None
+            data = f.read() if f else None
+            if data and not done and m.name.startswith("base/") and len(data) >= 8192:
+                data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
+                done = True
+            dst.addfile(m, io.BytesIO(data) if data is not None else None)
+        dst.close()
+        assert done
+        open(part, "wb").write(run(["lzop", "-c"], input=out.getvalue()).stdout)
+    return os.path.relpath(part, adir)
+
+
+def test_corrupt_and_tampered_partitions_are_reported(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "2", "-q")
+    name = backup_push(wale, c, prefix, "--fast").stdout.decode().strip()
+    key = damage_partition(adir, name, "tamper")
+    p = wale("backup-fetch", os.path.join(scratch, "r1"), name, prefix=prefix, env={"WALE_RETRIES": "1"})
+    assert p.returncode == 65, p.stderr.decode()
+    assert "does not match the backup manifest" in p.stderr.decode() and key in p.stderr.decode()
+
+    name2 = backup_push(wale, c, prefix, "--fast").stdout.decode().strip()
+    key = damage_partition(adir, name2, "flip")
+    p = wale("backup-fetch", os.path.join(scratch, "r2"), name2, prefix=prefix, env={"WALE_RETRIES": "2"})
+    assert p.returncode == 65, p.stderr.decode()
+    err = p.stderr.decode()
+    assert "retrying the restore of" in err and key in err and "corrupt" in err
+
+
+def fake_backup(adir, members):
+    """A WAL-E-shaped backup whose only partition holds the given (name, TarInfo-kwargs, data)."""
+    name = "base_000000010000000000000002_00000040"
+    pdir = os.path.join(adir, "basebackups_005", name, "tar_partitions")
+    os.makedirs(pdir)
+    out = io.BytesIO()
+    t = tarfile.open(fileobj=out, mode="w:", format=tarfile.GNU_FORMAT)
+    for mname, kw, data in members:
+        ti = tarfile.TarInfo(mname)
+        for k, v in kw.items():
+            setattr(ti, k, v)
+        ti.size = len(data or b"")
+        t.addfile(ti, io.BytesIO(data) if data else None)
+    t.close()
+    open(os.path.join(pdir, "part_0.tar.lzo"), "wb").write(run(["lzop", "-c"], input=out.getvalue()).stdout)
+    with open(os.path.join(adir, "basebackups_005", name + "_backup_stop_sentinel.json"), "w") as f:
+        f.write('{"wal_segment_backup_stop": "000000010000000000000002", "wal_segment_offset_backup_stop": "00000100", '
+                '"expanded_size_bytes": 5, "spec": {"base_prefix": "/x/", "tablespaces": []}}')
+    return name
+
+
+def test_hostile_tar_members_are_refused(wale, archive, scratch):
+    prefix, adir = archive
+    cases = [
+        ([("../escaped", {}, b"evil")], "path contains .."),
+        ([("/tmp/wal-e-absolute-escape", {}, b"evil")], "absolute path"),
+        ([("link", {"type": tarfile.SYMTYPE, "linkname": scratch}, None), ("link/escaped", {}, b"evil")],
+         "symbolic link leading outside"),
+    ]
+    for i, (members, message) in enumerate(cases):
+        a = os.path.join(scratch, f"archive{i}")
+        name = fake_backup(a, members)
+        target = os.path.join(scratch, f"target{i}")
+        p = wale("backup-fetch", target, name, prefix="file://localhost" + a, env={"WALE_RETRIES": "1"})
+        assert p.returncode == 65, p.stderr.decode()
+        assert message in p.stderr.decode()
+        assert not os.path.exists(os.path.join(scratch, "escaped"))
+        assert not os.path.exists("/tmp/wal-e-absolute-escape")
