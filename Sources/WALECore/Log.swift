@@ -75,15 +75,20 @@ public struct UTCTime: Sendable, Equatable {
             (year, month, day, hour, minute, second, microsecond)
     }
 
-    /// From seconds since the epoch (proleptic Gregorian, UTC).
+    /// From seconds since the epoch (proleptic Gregorian, UTC), rounding to the microsecond as
+    /// Python's `datetime.utcfromtimestamp` does (half to even), so file:// listings match WAL-E's.
     public init(epochSeconds: Double) {
-        let total = Int64((epochSeconds * 1_000_000).rounded(.down))
-        var secs = total / 1_000_000
-        microsecond = Int(total - secs * 1_000_000)
-        if microsecond < 0 {
-            microsecond += 1_000_000
+        let whole = epochSeconds.rounded(.towardZero)
+        var secs = Int64(whole)
+        var us = Int(((epochSeconds - whole) * 1e6).rounded(.toNearestOrEven))
+        if us >= 1_000_000 {
+            secs += 1
+            us -= 1_000_000
+        } else if us < 0 {
             secs -= 1
+            us += 1_000_000
         }
+        microsecond = us
         var days = secs / 86_400
         var rem = secs - days * 86_400
         if rem < 0 {

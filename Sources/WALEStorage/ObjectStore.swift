@@ -49,7 +49,9 @@ public protocol ObjectStore: Sendable {
     /// Streams an object into `body`; the source must not escape the closure.
     func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R
     func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome
-    /// Every object whose key starts with `prefix`, sorted by key.
+    /// Every object whose key starts with `prefix`, in the backend's listing order: key order for
+    /// object stores; directory order for file:// (what WAL-E's `os.walk` printed). Callers that
+    /// need an order sort.
     func list(prefix: String) async throws -> [ObjectInfo]
     /// Deletes keys; missing keys are not an error.
     func delete(_ keys: [String]) async throws

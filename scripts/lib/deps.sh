@@ -38,16 +38,19 @@ ensure_deps() {
 # WAL-E 1.1.1 from PyPI, the interoperability peer, with the small patch that lets its
 # backup-push run on PostgreSQL 15+ (tests/peers/wale-pg15.patch; stock 1.1.1 calls the removed
 # exclusive backup functions). Built with Debian's Python so the postgres user can run it.
+WALE_DEPS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 ensure_wale_peer() {
   local venv=$WALE_TEST_ROOT/wale-venv
-  if [ ! -x "$venv/bin/wal-e" ]; then
+  if [ ! -f "$venv/.wal-e-ready" ]; then
     echo ">> installing WAL-E 1.1.1 into $venv" >&2
     rm -rf "$venv"
     /usr/bin/python3 -m venv "$venv"
     "$venv/bin/pip" install -q 'wal-e==1.1.1' 'boto==2.49.0' 'gevent==26.9.0' 'greenlet==3.5.6'
     local site
     site=$("$venv/bin/python" -c 'import wal_e,os;print(os.path.dirname(os.path.dirname(wal_e.__file__)))')
-    (cd "$site" && patch -s -p1 < "$(dirname "${BASH_SOURCE[0]}")/../../tests/peers/wale-pg15.patch")
+    (cd "$site" && patch -s -p1 < "$WALE_DEPS_DIR/../../tests/peers/wale-pg15.patch")
+    touch "$venv/.wal-e-ready"
   fi
   chmod -R a+rX "$venv"
 }

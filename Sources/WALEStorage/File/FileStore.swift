@@ -55,7 +55,7 @@ public struct FileStore: ObjectStore {
         let dirKey = prefix.contains("/") ? String(prefix[...prefix.lastIndex(of: "/")!]) : ""
         var out: [ObjectInfo] = []
         try walk(dirKey, prefix: prefix, into: &out)
-        return out.sorted { $0.key < $1.key }
+        return out
     }
 
     private func walk(_ dirKey: String, prefix: String, into out: inout [ObjectInfo]) throws {

@@ -133,7 +133,7 @@ public enum POSIX {
     }
 
     public static func mtime(_ st: stat) -> Double {
-        Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+        Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) * 1e-9  // as Python computes st_mtime
     }
 
     /// A name unique to this process for temporary files.
