@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "wal-e",
             dependencies: [
-                "WALECore", "WALECodec", "WALEStorage", "WALEEngine", "WALEPostgres",
+                "WALECore", "WALECodec", "WALEStorage", "WALEEngine", "WALEPostgres", "CWALESupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swift6),

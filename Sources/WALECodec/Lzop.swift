@@ -1,4 +1,5 @@
 import CLZO
+import Dispatch
 import WALECore
 
 /// The lzop container format (what `lzop -c` writes and WAL-E stores), over LZO1X-1.
@@ -40,23 +41,54 @@ public enum Lzop {
 }
 
 /// Compresses into lzop's container with LZO1X-1, 256 KiB blocks, Adler-32 of each block's data;
-/// blocks that do not shrink are stored raw, exactly as `lzop -c` does.
+/// blocks that do not shrink are stored raw, exactly as `lzop -c` does. Batches of blocks are
+/// compressed on all cores at once (they are independent) and written out in order.
 public final class LzopEncoder: ByteTransform {
+    /// Blocks compressed concurrently per batch (memory: this × (256 KiB output + 128 KiB LZO state)).
+    public static let batchBlocks = 8
     private var input = InputBuffer()
     private var finished = false
     private var headerDone = false
     private var trailerDone = false
-    private var workMemory: [UInt8]
-    private var scratch: [UInt8]
+    private let slots: Slots
     private let mode: UInt32
     private let mtime: UInt64
+
+    /// Per-block scratch memory, reused for every batch.
+    final class Slots: @unchecked Sendable {
+        let count: Int
+        let outCapacity = Lzop.blockSize + Lzop.blockSize / 16 + 64 + 3
+        let workSize = Int(wale_lzo1x_1_mem_compress())
+        let out: UnsafeMutableRawPointer
+        let work: UnsafeMutableRawPointer
+        let lengths: UnsafeMutablePointer<Int>
+        init(_ n: Int) {
+            count = n
+            out = .allocate(byteCount: n * outCapacity, alignment: 16)
+            work = .allocate(byteCount: n * workSize, alignment: 16)
+            lengths = .allocate(capacity: n)
+        }
+        deinit {
+            out.deallocate()
+            work.deallocate()
+            lengths.deallocate()
+        }
+        /// Compresses `src` into slot `i`; records the compressed length.
+        func compress(_ i: Int, _ src: UnsafeRawPointer, _ n: Int) {
+            var produced: lzo_uint = 0
+            let rc = lzo1x_1_compress(
+                src.assumingMemoryBound(to: UInt8.self), lzo_uint(n),
+                (out + i * outCapacity).assumingMemoryBound(to: UInt8.self), &produced, work + i * workSize)
+            precondition(rc == LZO_E_OK, "lzo1x_1_compress failed with \(rc)")
+            lengths[i] = Int(produced)
+        }
+    }
 
     /// `mode` and `mtime` go into the header as lzop records them for a file on stdin (WAL-E's
     /// wal-push passes the segment's st_mode and mtime; pipes give 0 and the current time).
     public init(mode: UInt32 = 0, mtime: UInt64 = 0) {
         precondition(Lzop.initialized, "lzo_init() failed: liblzo2 does not match its headers")
-        workMemory = [UInt8](repeating: 0, count: Int(wale_lzo1x_1_mem_compress()))
-        scratch = [UInt8](repeating: 0, count: Lzop.blockSize + Lzop.blockSize / 16 + 64 + 3)
+        slots = Slots(Self.batchBlocks)
         self.mode = mode
         self.mtime = mtime
     }
@@ -70,10 +102,30 @@ public final class LzopEncoder: ByteTransform {
             out += header()
             headerDone = true
         }
-        while out.count < limit, input.count >= Lzop.blockSize || (finished && input.count > 0) {
-            let n = min(Lzop.blockSize, input.count)
-            input.withUnconsumed { appendBlock(UnsafeRawBufferPointer(rebasing: $0[0..<n]), to: &out) }
-            input.consume(n)
+        while out.count < limit {
+            let full = input.count / Lzop.blockSize
+            let blocks = min(Self.batchBlocks, full > 0 ? full : (finished && input.count > 0 ? 1 : 0))
+            if blocks == 0 { break }
+            let sizes = (0..<blocks).map { min(Lzop.blockSize, input.count - $0 * Lzop.blockSize) }
+            let total = sizes.reduce(0, +)
+            input.withUnconsumed { p in
+                let base = p.baseAddress!
+                let slots = self.slots
+                if blocks == 1 {
+                    slots.compress(0, base, sizes[0])
+                } else {
+                    // The input buffer outlives the call; each iteration reads its own block only.
+                    nonisolated(unsafe) let shared = base
+                    DispatchQueue.concurrentPerform(iterations: blocks) { i in
+                        slots.compress(i, shared + i * Lzop.blockSize, sizes[i])
+                    }
+                }
+                for i in 0..<blocks {
+                    let block = UnsafeRawBufferPointer(start: base + i * Lzop.blockSize, count: sizes[i])
+                    appendBlock(block, compressed: UnsafeRawBufferPointer(start: slots.out + i * slots.outCapacity, count: slots.lengths[i]), to: &out)
+                }
+            }
+            input.consume(total)
         }
         if finished && input.count == 0 && !trailerDone {
             out += [0, 0, 0, 0]
@@ -101,24 +153,11 @@ public final class LzopEncoder: ByteTransform {
         return h
     }
 
-    private func appendBlock(_ block: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        var compressedLength: lzo_uint = 0
-        let rc = scratch.withUnsafeMutableBytes { dst in
-            workMemory.withUnsafeMutableBytes { wrk in
-                lzo1x_1_compress(
-                    block.baseAddress!.assumingMemoryBound(to: UInt8.self), lzo_uint(block.count),
-                    dst.baseAddress!.assumingMemoryBound(to: UInt8.self), &compressedLength, wrk.baseAddress)
-            }
-        }
-        precondition(rc == LZO_E_OK, "lzo1x_1_compress failed with \(rc)")
+    private func appendBlock(_ block: UnsafeRawBufferPointer, compressed: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         appendBE32(&out, UInt32(block.count))
-        let stored = Int(compressedLength) >= block.count
-        appendBE32(&out, stored ? UInt32(block.count) : UInt32(compressedLength))
+        let stored = compressed.count >= block.count
+        appendBE32(&out, stored ? UInt32(block.count) : UInt32(compressed.count))
         appendBE32(&out, Lzop.adler32(1, block))
-        if stored {
-            out.append(contentsOf: block)
-        } else {
-            out.append(contentsOf: scratch[0..<Int(compressedLength)])
-        }
+        out.append(contentsOf: stored ? block : compressed)
     }
 }

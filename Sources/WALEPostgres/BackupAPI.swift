@@ -68,19 +68,33 @@ extension PostgresSession {
         return BackupStart(lsn: lsn, timeline: TimelineID(tli), segmentName: name, offset: offset)
     }
 
-    /// `pg_backup_stop(true)` on 15+, `pg_stop_backup(false, true)` on 9.6–14: waits until the WAL
-    /// the backup needs is archived, and returns the label and tablespace map.
+    /// `pg_backup_stop(false)` on 15+, `pg_stop_backup(false, false)` on 9.6–14: returns the label
+    /// and tablespace map without waiting for archiving (the caller watches the archive itself,
+    /// which is faster than the server's one-second polling and can report a failing archiver).
     public func stopBackup(timeline: TimelineID, server: ServerInfo) async throws -> BackupStop {
         let sql: PostgresQuery =
             server.versionNumber >= 150000
-            ? "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
-            : "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)"
+            ? "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
+            : "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
         guard let r = try await query(sql).first, let text = r[0], let lsn = LSN(parsing: text), let label = r[1] else {
             throw WALEError(.internal, "pg_backup_stop returned no position")
         }
         let (name, offset) = try await segmentAndOffset(lsn, timeline: timeline, server: server)
         let map = r[2].flatMap { $0.isEmpty ? nil : $0 }
         return BackupStop(lsn: lsn, segmentName: name, offset: offset, backupLabel: label, tablespaceMap: map)
+    }
+
+    /// The WAL file holding `lsn` (the last one a backup ending there needs).
+    public func walFileName(_ lsn: LSN, timeline: TimelineID, server: ServerInfo) async throws -> String {
+        if !server.inRecovery, let name = try await value("SELECT pg_walfile_name(\(lsn.description)::pg_lsn)") { return name }
+        return lsn.segment(timeline: timeline, size: server.segmentSize).description
+    }
+
+    /// `archive_mode`, and the archiver's last failure (WAL file name and time), if any.
+    public func archiverState() async throws -> (mode: String, lastFailedWAL: String?, lastFailedTime: String?) {
+        let r = try await query(
+            "SELECT current_setting('archive_mode'), last_failed_wal, last_failed_time::text FROM pg_stat_archiver").first
+        return (r?[0] ?? "off", r?[1] ?? nil, r?[2] ?? nil)
     }
 
     /// WAL-E's naming: `pg_walfile_name_offset()` on a primary; computed from the LSN on a standby,

@@ -26,11 +26,18 @@ struct BackupPushCommand: WALECommand {
     var fast = false
     @Flag(name: .customLong("permanent"), help: "mark the backup permanent (kept by every retention rule)")
     var permanent = false
+    @Option(name: .customLong("partition-size"), help: "cut tar partitions at this many bytes of data (default 128 MiB; at most WAL-E's 1.5 GiB)")
+    var partitionSize: Int64 = 128 << 20
+    @Option(name: .customLong("archive-timeout"), help: "seconds to wait for the backup's last WAL file to reach the archive")
+    var archiveTimeout: Double = 300
     @Argument(help: "the data directory") var pgClusterDirectory: String
 
     func validate() throws {
         guard poolSize >= 1 else { throw ValidationError("--pool-size must be at least 1") }
         if let r = clusterReadRateLimit, r < 1 { throw ValidationError("--cluster-read-rate-limit must be positive") }
+        guard partitionSize >= 1 << 20 && partitionSize <= 1_610_612_736 else {
+            throw ValidationError("--partition-size must be between 1 MiB and 1610612736 bytes (WAL-E's limit)")
+        }
     }
 
     func execute() async throws -> WALEExitCode {
@@ -41,6 +48,8 @@ struct BackupPushCommand: WALECommand {
         o.whileOffline = whileOffline
         o.fast = fast
         o.permanent = permanent
+        o.partitionBytes = partitionSize
+        o.archiveTimeout = archiveTimeout
         let push = BackupPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, env: Context.environment())
         let name = try await push.run(clusterDirectory: pgClusterDirectory, options: o)
         writeStdout(name.description + "\n")

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import CWALESupport
 import WALECore
 
 /// Parses, runs, and turns every outcome into one of the exit codes in `WALEExitCode`.
@@ -50,5 +51,9 @@ func report(parseError error: Error) -> Int32 {
     writeStderr(Root.fullMessage(for: error) + "\n")
     return WALEExitCode.usage.rawValue
 }
+
+// Chunks of 1 MiB are allocated and freed all the time; by default glibc serves each from a fresh
+// mmap (page faults, zeroing, munmap). Keep them on the heap instead.
+wale_tune_malloc()
 
 exit(await runMain())

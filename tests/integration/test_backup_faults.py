@@ -45,19 +45,22 @@ def test_kill_during_upload_and_before_sentinel(make_cluster, wale, archive, scr
     p.wait()
     no_backups_listed(wale, prefix, scratch)
 
-    # 2. Before the sentinel: stuck in pg_backup_stop waiting for archiving.
+    # 2. Before the sentinel: the backup is stopped and waits for its WAL to reach the archive,
+    # which the broken archive_command never delivers; it says so instead of hanging silently.
     open(flag, "w").close()
     c.psql("SELECT pg_switch_wal()")
     p = popen_wale(wale, ["backup-push", "--fast", c.data], prefix, c.env())
     deadline = time.time() + 60
     while time.time() < deadline:
-        if c.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_backup_stop%' AND pid <> pg_backend_pid()") == "1":
+        if c.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_stat_archiver%' AND pid <> pg_backend_pid()") == "1":
             break
         time.sleep(0.2)
-    time.sleep(0.5)
+    time.sleep(2.5)
     assert p.poll() is None, p.stderr.read().decode()
     p.send_signal(signal.SIGKILL)
     p.wait()
+    err = p.stderr.read().decode()
+    assert "waiting for" in err and "the archiver is failing while backup-push waits" in err
     no_backups_listed(wale, prefix, scratch)
 
     # 3. A later backup succeeds (the server aborted the killed session's backup).

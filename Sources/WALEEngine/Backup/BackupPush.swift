@@ -15,6 +15,10 @@ public struct BackupPush: Sendable {
         public var whileOffline = false
         public var fast = false
         public var permanent = false
+        /// Where partitions are cut (at most WAL-E's 1.5 GiB).
+        public var partitionBytes = Partitioner.defaultTargetBytes
+        /// How long to wait for the WAL the backup needs to reach the archive.
+        public var archiveTimeout: Double = 300
         public init() {}
     }
 
@@ -73,11 +77,12 @@ public struct BackupPush: Sendable {
 
         try await put(name.directory(prefix) + "extended_version.txt", Array(server.versionString.utf8), contentType: "text/plain")
         let walker = ClusterWalker(root: dir, logger: logger)
-        let partitioner = Partitioner(walker: walker)
+        let partitioner = Partitioner(walker: walker, targetBytes: options.partitionBytes)
         let count = try await uploadPartitions(partitioner, name: name, options: options)
 
-        logger.info("stopping the base backup; waiting for the WAL it needs to be archived")
+        logger.info("stopping the base backup")
         let stop = try await session.stopBackup(timeline: start.timeline, server: server)
+        try await waitForArchive(session, stop: stop, timeline: start.timeline, server: server, timeout: options.archiveTimeout)
         var labelFiles = [("backup_label", stop.backupLabel)]
         if let map = stop.tablespaceMap { labelFiles.append(("tablespace_map", map)) }
         try await uploadLabelPartition(labelFiles, number: count, name: name)
@@ -96,6 +101,47 @@ public struct BackupPush: Sendable {
         return name
     }
 
+    /// Waits until the WAL file holding the stop position is in the archive, reporting archiver
+    /// failures as they happen instead of hanging silently (WAL-E issue #371).
+    private func waitForArchive(
+        _ session: PostgresSession, stop: BackupStop, timeline: TimelineID, server: ServerInfo, timeout: Double
+    ) async throws {
+        let segment = try await session.walFileName(stop.lsn, timeline: timeline, server: server)
+        let state = try await session.archiverState()
+        if state.mode == "off" || server.inRecovery && state.mode != "always" {
+            logger.warning(
+                "WAL archiving is not enabled on this server", detail: "the backup needs WAL up to \(segment)",
+                hint: "you must make sure that WAL reaches the archive by other means, or the backup cannot be restored")
+            return
+        }
+        let keys = Compression.allCases.map { prefix.walKey(segment, suffix: $0.suffix) }
+        let started = monotonicSeconds()
+        var lastReport = started
+        var reportedFailure: String?
+        logger.info("waiting for \(segment) to be archived")
+        while true {
+            for k in keys where try await store.info(k) != nil { return }
+            let now = monotonicSeconds()
+            if now - started > timeout {
+                throw WALEError(
+                    .io, "the WAL this backup needs (\(segment)) was not archived within \(Int(timeout)) s",
+                    detail: "the backup is incomplete and was not marked complete",
+                    hint: "check archive_command and the server log; --archive-timeout changes the wait")
+            }
+            if now - lastReport > 1 {
+                lastReport = now
+                let s = try await session.archiverState()
+                if let failed = s.lastFailedWAL, let at = s.lastFailedTime, failed + at != reportedFailure {
+                    reportedFailure = failed + at
+                    logger.warning(
+                        "the archiver is failing while backup-push waits for \(segment)", detail: "last failure: \(failed) at \(at)",
+                        hint: "archive_command must succeed before the backup can complete")
+                }
+            }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+    }
+
     private func offline(_ dir: String, _ options: Options) async throws -> BackupName {
         if POSIX.lstat(dir + "/postmaster.pid") != nil {
             throw WALEError(
@@ -109,7 +155,7 @@ public struct BackupPush: Sendable {
         let startTime = isoNow()
         try await put(name.directory(prefix) + "extended_version.txt", Array(control.versionLine.utf8), contentType: "text/plain")
         let walker = ClusterWalker(root: dir, logger: logger)
-        let partitioner = Partitioner(walker: walker)
+        let partitioner = Partitioner(walker: walker, targetBytes: options.partitionBytes)
         let count = try await uploadPartitions(partitioner, name: name, options: options)
         let sentinel = Sentinel(
             stopSegment: seg.description, stopOffset: name.offsetText, expandedSizeBytes: partitioner.expandedSize,

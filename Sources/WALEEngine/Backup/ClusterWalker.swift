@@ -135,17 +135,24 @@ public final class ClusterWalker {
 }
 
 /// Groups walked members into WAL-E's partitions: consecutive runs of at most 1.5 GiB of member
-/// data and at most 6144 members.
+/// data and at most 6144 members (WAL-E's limits). Partitions are cut earlier, at `targetBytes`
+/// (128 MiB by default), so that a cluster smaller than 1.5 GiB still uploads and restores in
+/// parallel; WAL-E reads any number of partitions.
 public final class Partitioner {
     public static let maxBytes: Int64 = 1_610_612_736
     public static let maxMembers = 6144
+    public static let defaultTargetBytes: Int64 = 128 << 20
 
     let walker: ClusterWalker
+    let targetBytes: Int64
     private var carry: PlannedMember?
     public private(set) var expandedSize: Int64 = 0
     public private(set) var fileCount = 0
 
-    public init(walker: ClusterWalker) { self.walker = walker }
+    public init(walker: ClusterWalker, targetBytes: Int64 = Partitioner.defaultTargetBytes) {
+        self.walker = walker
+        self.targetBytes = min(max(1, targetBytes), Self.maxBytes)
+    }
 
     public func nextPartition() throws -> [PlannedMember]? {
         var members: [PlannedMember] = []
@@ -158,7 +165,7 @@ public final class Partitioner {
                     .user, "Attempted to archive a file that is too large.", detail: "\(m.localPath) is \(m.entry.size) bytes",
                     hint: "files above \(Self.maxBytes) bytes (1.5 GiB) cannot be placed in a WAL-E tar partition")
             }
-            if !members.isEmpty && (bytes + m.entry.size >= Self.maxBytes || members.count >= Self.maxMembers) {
+            if !members.isEmpty && (bytes + m.entry.size >= targetBytes || members.count >= Self.maxMembers) {
                 carry = m
                 break
             }
