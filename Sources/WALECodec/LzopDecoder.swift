@@ -1,4 +1,5 @@
 import CLZO
+import Dispatch
 import WALECore
 
 /// Reads lzop's container (any LZO1X method lzop writes), verifying the header checksum and every
@@ -26,7 +27,7 @@ public final class LzopDecoder: ByteTransform {
             case .header:
                 guard try parseHeader() else { return try needMore(out) }
             case .blocks:
-                guard try decodeBlock(into: &out) else { return try needMore(out) }
+                guard try decodeBlock(into: &out, limit: limit) else { return try needMore(out) }
             case .done:
                 if input.count > 0 { throw Lzop.corrupt("\(input.count) bytes of trailing data after the end-of-stream marker") }
                 return out
@@ -98,56 +99,114 @@ public final class LzopDecoder: ByteTransform {
         return true
     }
 
-    private func decodeBlock(into out: inout [UInt8]) throws -> Bool {
-        guard input.count >= 4 else { return false }
-        let dstLen = Int(input.u32(at: 0))
-        if dstLen == 0 {
-            input.consume(4)
-            state = .done
-            return true
-        }
-        guard dstLen <= Lzop.maxBlockSize else { throw Lzop.corrupt("block of \(dstLen) bytes exceeds lzop's limit") }
-        var o = 4
-        guard input.count >= 8 else { return false }
-        let srcLen = Int(input.u32(at: o))
-        o += 4
-        guard srcLen <= dstLen, srcLen > 0 else { throw Lzop.corrupt("compressed block length \(srcLen) > \(dstLen)") }
+    /// One block whose bytes are all buffered: where its data starts and what to check.
+    private struct Block: Sendable {
+        var dstLen: Int
+        var srcLen: Int
+        var dataOffset: Int
         var dAdler: UInt32?, dCRC: UInt32?, cAdler: UInt32?, cCRC: UInt32?
-        let checksumCount =
-            (flags & Lzop.fAdler32D != 0 ? 1 : 0) + (flags & Lzop.fCRC32D != 0 ? 1 : 0)
-            + (srcLen < dstLen ? (flags & Lzop.fAdler32C != 0 ? 1 : 0) + (flags & Lzop.fCRC32C != 0 ? 1 : 0) : 0)
-        guard input.count >= o + 4 * checksumCount + srcLen else { return false }
-        if flags & Lzop.fAdler32D != 0 { dAdler = input.u32(at: o); o += 4 }
-        if flags & Lzop.fCRC32D != 0 { dCRC = input.u32(at: o); o += 4 }
-        if srcLen < dstLen {
-            if flags & Lzop.fAdler32C != 0 { cAdler = input.u32(at: o); o += 4 }
-            if flags & Lzop.fCRC32C != 0 { cCRC = input.u32(at: o); o += 4 }
+    }
+
+    /// Parses the block header at offset `o` of the buffered input. nil: not all of it is buffered yet.
+    private func blockHeader(at o: Int) throws -> (Block?, end: Bool, next: Int) {
+        guard input.count >= o + 4 else { return (nil, false, o) }
+        let dstLen = Int(input.u32(at: o))
+        if dstLen == 0 { return (nil, true, o + 4) }
+        guard dstLen <= Lzop.maxBlockSize else { throw Lzop.corrupt("block of \(dstLen) bytes exceeds lzop's limit") }
+        guard input.count >= o + 8 else { return (nil, false, o) }
+        let srcLen = Int(input.u32(at: o + 4))
+        guard srcLen <= dstLen, srcLen > 0 else { throw Lzop.corrupt("compressed block length \(srcLen) > \(dstLen)") }
+        var p = o + 8
+        let compressed = srcLen < dstLen
+        let sums = (flags & Lzop.fAdler32D != 0 ? 1 : 0) + (flags & Lzop.fCRC32D != 0 ? 1 : 0)
+            + (compressed ? (flags & Lzop.fAdler32C != 0 ? 1 : 0) + (flags & Lzop.fCRC32C != 0 ? 1 : 0) : 0)
+        guard input.count >= p + 4 * sums + srcLen else { return (nil, false, o) }
+        var b = Block(dstLen: dstLen, srcLen: srcLen, dataOffset: 0)
+        if flags & Lzop.fAdler32D != 0 { b.dAdler = input.u32(at: p); p += 4 }
+        if flags & Lzop.fCRC32D != 0 { b.dCRC = input.u32(at: p); p += 4 }
+        if compressed {
+            if flags & Lzop.fAdler32C != 0 { b.cAdler = input.u32(at: p); p += 4 }
+            if flags & Lzop.fCRC32C != 0 { b.cCRC = input.u32(at: p); p += 4 }
         }
-        let dataStart = o
-        try input.withUnconsumed { p in
-            let src = UnsafeRawBufferPointer(rebasing: p[dataStart..<(dataStart + srcLen)])
-            if let cAdler, Lzop.adler32(1, src) != cAdler { throw Lzop.corrupt("compressed-data Adler-32 mismatch") }
-            if let cCRC, Lzop.crc32(0, src) != cCRC { throw Lzop.corrupt("compressed-data CRC-32 mismatch") }
-            let base = out.count
-            if srcLen == dstLen {
-                out.append(contentsOf: src)
-            } else {
-                out.append(contentsOf: repeatElement(0, count: dstLen))
-                var produced = lzo_uint(dstLen)
-                let rc = out.withUnsafeMutableBytes { dst in
-                    lzo1x_decompress_safe(
-                        src.baseAddress!.assumingMemoryBound(to: UInt8.self), lzo_uint(srcLen),
-                        dst.baseAddress!.advanced(by: base).assumingMemoryBound(to: UInt8.self), &produced, nil)
+        b.dataOffset = p
+        return (b, false, p + srcLen)
+    }
+
+    /// Decodes a batch of up to `batchBlocks` buffered blocks, on all cores, stopping once the
+    /// batch fills the pull's `limit`. False: needs more input.
+    private func decodeBlock(into out: inout [UInt8], limit: Int) throws -> Bool {
+        var blocks: [Block] = []
+        var o = 0
+        var ended = false
+        var planned = out.count
+        while blocks.count < Self.batchBlocks && planned < limit {
+            let (b, end, next) = try blockHeader(at: o)
+            if end {
+                ended = true
+                o = next
+                break
+            }
+            guard let b else { break }
+            blocks.append(b)
+            planned += b.dstLen
+            o = next
+        }
+        if blocks.isEmpty && !ended { return false }
+        let base = out.count
+        var offsets: [Int] = []
+        var total = 0
+        for b in blocks {
+            offsets.append(total)
+            total += b.dstLen
+        }
+        out.append(contentsOf: repeatElement(0, count: total))
+        var failures = [String?](repeating: nil, count: blocks.count)
+        try input.withUnconsumed { src in
+            try out.withUnsafeMutableBytes { dst in
+                nonisolated(unsafe) let srcBase = src.baseAddress!
+                nonisolated(unsafe) let dstBase = dst.baseAddress! + base
+                let work: @Sendable (Int) -> String? = { [blocks, offsets] i in
+                    Self.decode(blocks[i], src: srcBase, dst: dstBase + offsets[i])
                 }
-                guard rc == LZO_E_OK, Int(produced) == dstLen else {
-                    throw Lzop.corrupt("LZO1X data does not decompress (error \(rc))")
+                if blocks.count == 1 {
+                    failures[0] = work(0)
+                } else {
+                    let results = UnsafeMutablePointer<String?>.allocate(capacity: blocks.count)
+                    results.initialize(repeating: nil, count: blocks.count)
+                    nonisolated(unsafe) let shared = results
+                    DispatchQueue.concurrentPerform(iterations: blocks.count) { i in shared[i] = work(i) }
+                    for i in 0..<blocks.count { failures[i] = results[i] }
+                    results.deinitialize(count: blocks.count)
+                    results.deallocate()
                 }
             }
-            let data = out.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[base...]) }
-            if let dAdler, Lzop.adler32(1, data) != dAdler { throw Lzop.corrupt("block Adler-32 mismatch") }
-            if let dCRC, Lzop.crc32(0, data) != dCRC { throw Lzop.corrupt("block CRC-32 mismatch") }
+            _ = src
         }
-        input.consume(dataStart + srcLen)
+        if let f = failures.compactMap({ $0 }).first { throw Lzop.corrupt(f) }
+        input.consume(o)
+        if ended { state = .done }
         return true
+    }
+
+    static let batchBlocks = 8
+
+    /// Decompresses (or copies) one block and checks its checksums; returns a problem, or nil.
+    private static func decode(_ b: Block, src: UnsafeRawPointer, dst: UnsafeMutableRawPointer) -> String? {
+        let data = UnsafeRawBufferPointer(start: src + b.dataOffset, count: b.srcLen)
+        if let a = b.cAdler, Lzop.adler32(1, data) != a { return "compressed-data Adler-32 mismatch" }
+        if let c = b.cCRC, Lzop.crc32(0, data) != c { return "compressed-data CRC-32 mismatch" }
+        if b.srcLen == b.dstLen {
+            dst.copyMemory(from: data.baseAddress!, byteCount: b.srcLen)
+        } else {
+            var produced = lzo_uint(b.dstLen)
+            let rc = lzo1x_decompress_safe(
+                data.baseAddress!.assumingMemoryBound(to: UInt8.self), lzo_uint(b.srcLen),
+                dst.assumingMemoryBound(to: UInt8.self), &produced, nil)
+            guard rc == LZO_E_OK, Int(produced) == b.dstLen else { return "LZO1X data does not decompress (error \(rc))" }
+        }
+        let plain = UnsafeRawBufferPointer(start: dst, count: b.dstLen)
+        if let a = b.dAdler, Lzop.adler32(1, plain) != a { return "block Adler-32 mismatch" }
+        if let c = b.dCRC, Lzop.crc32(0, plain) != c { return "block CRC-32 mismatch" }
+        return nil
     }
 }
