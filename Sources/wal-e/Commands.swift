@@ -49,8 +49,8 @@ struct Root: ParsableCommand {
         discussion: "Storage is chosen by a prefix URL (file://, s3://, wabs://, swift://, gs://) from the options or the "
             + "WALE_*_PREFIX environment variables. Secrets are read only from the environment.",
         subcommands: [
-            Version.self, BackupPushCommand.self, BackupFetchCommand.self, BackupListCommand.self, WALPushCommand.self,
-            WALFetchCommand.self, WALPrefetchCommand.self,
+            Version.self, BackupPushCommand.self, BackupFetchCommand.self, BackupListCommand.self, BackupMarkCommand.self,
+            WALPushCommand.self, WALFetchCommand.self, WALPrefetchCommand.self, DeleteCommand.self,
         ])
     @OptionGroup var global: GlobalOptions
 }

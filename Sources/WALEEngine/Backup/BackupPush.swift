@@ -96,6 +96,7 @@ public struct BackupPush: Sendable {
                 postgresVersionNumber: server.versionNumber, segmentSize: server.segmentSize.bytes,
                 compression: compression.rawValue, fileCount: partitioner.fileCount + labelFiles.count,
                 partitionCount: count + 1, startTime: startTime, stopTime: isoNow(), online: true, permanent: options.permanent))
+        if options.permanent { try await put(name.directory(prefix) + Delete.permanentMarker, Array("{}".utf8), contentType: "application/json") }
         try await put(name.sentinelKey(prefix), Array(sentinel.json().serialized().utf8), contentType: "application/json")
         logger.info("base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes, \(count + 1) partitions")
         return name
@@ -165,6 +166,7 @@ public struct BackupPush: Sendable {
                 systemIdentifier: control.systemIdentifier, postgresVersion: control.versionLine, postgresVersionNumber: 0,
                 segmentSize: control.segmentSize.bytes, compression: compression.rawValue, fileCount: partitioner.fileCount,
                 partitionCount: count, startTime: startTime, stopTime: isoNow(), online: false, permanent: options.permanent))
+        if options.permanent { try await put(name.directory(prefix) + Delete.permanentMarker, Array("{}".utf8), contentType: "application/json") }
         try await put(name.sentinelKey(prefix), Array(sentinel.json().serialized().utf8), contentType: "application/json")
         logger.info("offline base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes")
         return name
