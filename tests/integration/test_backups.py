@@ -140,3 +140,56 @@ def test_offline_backup_is_named_from_pg_control(make_cluster, wale, archive, sc
     p = wale("backup-push", "--while-offline", c.data, prefix=prefix, env={"PATH": c.bindir + ":" + os.environ["PATH"]})
     assert p.returncode == 0, p.stderr.decode()
     assert p.stdout.decode().strip() == f"base_{redo_file}_{offset:08d}"
+
+
+def test_cluster_read_rate_limit_limits_the_total_rate(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "3", "-q")
+    size = int(run(["du", "-sb", "--exclude=pg_wal", c.data]).stdout.split()[0])
+    limit = 12_000_000
+    t0 = time.time()
+    backup_push(wale, c, prefix, "--fast", "--pool-size", "4", "--cluster-read-rate-limit", str(limit))
+    elapsed = time.time() - t0
+    # At most one second of burst ahead of the schedule.
+    assert elapsed >= size / limit - 1.2, (size, elapsed)
+
+
+def test_restores_a_wal_e_0_7_style_archive(wale, archive, scratch):
+    """GNU tar partitions, unpadded part_N names, the root member `/`, a name over 100 bytes."""
+    import io
+    import tarfile
+    prefix, adir = archive
+    name = "base_000000010000000000000004_00000040"
+    pdir = os.path.join(adir, "basebackups_005", name, "tar_partitions")
+    os.makedirs(pdir)
+    long = "base/16384/" + "x" * 120
+    files = {"PG_VERSION": b"9.4\n", "global/pg_control": os.urandom(8192), long: b"long name", "backup_label": b"START WAL LOCATION: 0/4000040\n"}
+    groups = [["PG_VERSION", "global/pg_control"], [long, "backup_label"]]
+    for n, group in enumerate(groups):
+        out = io.BytesIO()
+        t = tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT)
+        if n == 0:
+            root = tarfile.TarInfo("/")
+            root.type = tarfile.DIRTYPE
+            root.mode = 0o700
+            t.addfile(root)
+        for f in group:
+            ti = tarfile.TarInfo(f)
+            ti.size = len(files[f])
+            ti.mode = 0o600
+            t.addfile(ti, io.BytesIO(files[f]))
+        t.close()
+        open(os.path.join(pdir, f"part_{n}.tar.lzo"), "wb").write(run(["lzop", "--stdout"], input=out.getvalue()).stdout)
+    with open(os.path.join(adir, "basebackups_005", name + "_backup_stop_sentinel.json"), "w") as f:
+        f.write('{"spec": {"tablespaces": [], "base_prefix": "/old/data/"}, "wal_segment_backup_stop": "000000010000000000000004", '
+                '"expanded_size_bytes": 8212, "wal_segment_offset_backup_stop": "00000300"}')
+    target = os.path.join(scratch, "restored07")
+    p = wale("backup-fetch", target, "LATEST", prefix=prefix)
+    assert p.returncode == 0, p.stderr.decode()
+    for f, data in files.items():
+        assert open(os.path.join(target, f), "rb").read() == data
+        assert os.stat(os.path.join(target, f)).st_mode & 0o777 == 0o600
+    assert os.stat(target).st_mode & 0o777 == 0o700
+    listing = wale("backup-list", "--detail", prefix=prefix).stdout.decode()
+    assert f"{name}\t" in listing and "\t8212\t000000010000000000000004\t00000040\t000000010000000000000004\t00000300\r\n" in listing

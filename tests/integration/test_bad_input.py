@@ -183,3 +183,23 @@ def test_existing_segment_with_different_content_is_not_overwritten(wale, archiv
     assert p.returncode == 3
     assert not os.path.exists(os.path.join(adir, "wal_005", SEG + ".zst"))
     assert sorted(os.listdir(os.path.join(adir, "wal_005"))) == [SEG + ".lzo"]
+
+
+def test_partial_segment_is_archived_and_fetched(wale, archive, scratch):
+    prefix, adir = archive
+    name = "000000010000000000000005"
+    src = os.path.join(scratch, name + ".partial")
+    make_segment(src, name=name)
+    p = wale("wal-push", src, prefix=prefix, user=None)
+    assert p.returncode == 0, stderr(p)
+    assert os.listdir(os.path.join(adir, "wal_005")) == [name + ".partial.lzo"]
+    dest = os.path.join(scratch, "out")
+    assert wale("wal-fetch", "-p", "0", name + ".partial", dest, prefix=prefix, user=None).returncode == 0
+    assert open(dest, "rb").read() == open(src, "rb").read()
+    # Never returned in place of the full segment.
+    assert wale("wal-fetch", "-p", "0", name, dest + "2", prefix=prefix, user=None).returncode == 1
+    # A .partial with a bad header is refused like a segment.
+    with open(src, "r+b") as f:
+        f.write(b"\0" * 40)
+    os.unlink(os.path.join(adir, "wal_005", name + ".partial.lzo"))
+    assert wale("wal-push", src, prefix=prefix, user=None).returncode == 4
