@@ -40,7 +40,7 @@ let package = Package(
         .target(
             name: "WALEPostgres",
             dependencies: [
-                "WALECore",
+                "WALECore", "WALEStorage",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -26,7 +26,8 @@ public final class DigestingSource: ByteSource {
     }
 }
 
-func hexString(_ d: some Sequence<UInt8>) -> String {
+/// Lower-case hex of bytes (digests).
+public func hexString(_ d: some Sequence<UInt8>) -> String {
     let digits = Array("0123456789abcdef".utf8)
     var out: [UInt8] = []
     for b in d {

@@ -91,7 +91,7 @@ public struct Configuration: Sendable {
 
         var destinations: [LogDestination] = []
         for part in (env["WALE_LOG_DESTINATION"] ?? "stderr,syslog").split(separator: ",") {
-            let name = part.trimmingCharacters()
+            let name = part.trimmingWhitespace()
             if let d = LogDestination(rawValue: name) {
                 destinations.append(d)
             } else if !name.isEmpty {
@@ -138,11 +138,12 @@ public struct Configuration: Sendable {
     }
 }
 
-extension Substring {
-    func trimmingCharacters() -> String {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+extension StringProtocol {
+    /// Without leading and trailing spaces, tabs and newlines.
+    public func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\n" || f == "\r" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\n" || l == "\r" { s.removeLast() }
         return String(s)
     }
 }

@@ -89,11 +89,11 @@ public struct PrefetchDirectory: Sendable {
     public func isRunning(_ name: String) -> Bool {
         let dir = claim(name)
         guard let st = POSIX.stat(dir) else { return false }
-        if let text = try? readSmallFile(dir + "/pid"), let pid = Int32(text.trimmingWhitespace()) {
+        if let text = POSIX.readSmallFile(dir + "/pid"), let pid = Int32(text.trimmingWhitespace()) {
             return kill(pid, 0) == 0 || errno == EPERM
         }
         // Just created, pid not written yet: alive for a short grace period.
-        return nowSeconds() - POSIX.mtime(st) < 5
+        return POSIX.now() - POSIX.mtime(st) < 5
     }
 
     /// Bytes downloaded so far by a running download (all files in its directory).
@@ -117,26 +117,5 @@ public struct PrefetchDirectory: Sendable {
         for n in (try? POSIX.listDirectory(running)) ?? [] where !keep.contains(n) && !isRunning(n) {
             removeClaim(n)
         }
-    }
-}
-
-func readSmallFile(_ path: String) throws -> String {
-    let fd = try POSIX.open(path, O_RDONLY)
-    defer { close(fd) }
-    return String(decoding: try POSIX.read(fd, count: 4096, path: path), as: UTF8.self)
-}
-
-func nowSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s.removeFirst() }
-        while let l = s.last, l.isWhitespace { s.removeLast() }
-        return String(s)
     }
 }

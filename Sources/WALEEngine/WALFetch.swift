@@ -83,7 +83,7 @@ public struct WALFetch: Sendable {
     private func promoteIfReady(_ area: PrefetchDirectory, _ seg: WALSegmentName, to destination: String) -> WALSegmentSize? {
         let name = seg.description
         var lastBytes: Int64 = -1
-        var lastGrowth = monotonicSeconds()
+        var lastGrowth = POSIX.monotonic()
         while true {
             if let size = verifiedPrefetch(area.ready(name), seg) {
                 if rename(area.ready(name), destination) == 0 { return size }
@@ -97,8 +97,8 @@ public struct WALFetch: Sendable {
             let bytes = area.runningBytes(name)
             if bytes > lastBytes {
                 lastBytes = bytes
-                lastGrowth = monotonicSeconds()
-            } else if monotonicSeconds() - lastGrowth > stallTimeout {
+                lastGrowth = POSIX.monotonic()
+            } else if POSIX.monotonic() - lastGrowth > stallTimeout {
                 logger.info("prefetch of \(name) stalled; downloading it directly")
                 return nil
             }
@@ -192,7 +192,5 @@ public struct WALPrefetch: Sendable {
 /// The real directory `path` is in (PostgreSQL passes `pg_wal/RECOVERYXLOG`, relative to PGDATA).
 func realDirectory(of path: String) -> String {
     let dir = POSIX.dirname(path)
-    guard let p = realpath(dir, nil) else { return dir }
-    defer { free(p) }
-    return String(cString: p)
+    return POSIX.realPath(dir) ?? dir
 }

@@ -108,7 +108,7 @@ public struct WALPush: Sendable {
         let url = prefix.url(forKey: key)
         let fields = ["action": "push-wal", "key": url, "prefix": prefix.pathPrefix, "seg": name]
         logger.info("begin archiving a file", detail: "Uploading \"\(path)\" to \"\(url)\".", fields.merging(["state": "begin"]) { $1 })
-        let started = monotonicSeconds()
+        let started = POSIX.monotonic()
 
         // Another codec's copy counts as "already archived" too.
         for other in Compression.allCases where other != compression {
@@ -124,7 +124,7 @@ public struct WALPush: Sendable {
         if outcome == .alreadyExists {
             return try await compareExisting(key: key, path: path, fields: fields)
         }
-        let elapsed = max(monotonicSeconds() - started, 1e-6)
+        let elapsed = max(POSIX.monotonic() - started, 1e-6)
         let kib = Double(counted.byteCount) / 1024 / elapsed
         logger.info(
             "completed archiving to a file", detail: "Archiving to \"\(url)\" complete at \(formatRate(kib))KiB/s.",
@@ -186,10 +186,4 @@ func formatRate(_ v: Double) -> String {
     var buf = [CChar](repeating: 0, count: 64)
     _ = withVaList([v]) { vsnprintf(&buf, buf.count, "%02g", $0) }
     return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

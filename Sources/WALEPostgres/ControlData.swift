@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import WALECore
+import WALEStorage
 
 /// What `pg_controldata` says about a stopped cluster (for `backup-push --while-offline`).
 public struct ControlData: Sendable {
@@ -17,7 +18,7 @@ public struct ControlData: Sendable {
         var fields: [String: String] = [:]
         for line in text.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            fields[String(line[..<colon])] = String(line[line.index(after: colon)...]).trimmingSpaces()
+            fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingWhitespace()
         }
         guard let redoText = fields["Latest checkpoint's REDO location"], let redo = LSN(parsing: redoText) else {
             throw WALEError(.internal, "pg_controldata output lacks the REDO location")
@@ -38,7 +39,7 @@ public struct ControlData: Sendable {
 
     /// Runs `pg_controldata` (from `PG_CONTROLDATA`, `$PATH`, or `/usr/lib/postgresql/<PG_VERSION>/bin`).
     public static func read(dataDirectory: String, env: [String: String]) throws -> ControlData {
-        let version = (readTextFile(dataDirectory + "/PG_VERSION") ?? "").trimmingSpaces()
+        let version = (POSIX.readSmallFile(dataDirectory + "/PG_VERSION") ?? "").trimmingWhitespace()
         guard !version.isEmpty else { throw WALEError(.user, "\(dataDirectory) has no PG_VERSION: not a PostgreSQL data directory") }
         var candidates: [String] = []
         if let p = env["PG_CONTROLDATA"], !p.isEmpty { candidates.append(p) }
@@ -52,14 +53,6 @@ public struct ControlData: Sendable {
     }
 }
 
-extension String {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\n" || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\n" || l == "\t" { s.removeLast() }
-        return String(s)
-    }
-}
 
 /// Runs a program with an argument array, waits, returns stdout; non-zero exit is an error.
 func runCapturing(_ args: [String], env: [String: String]) throws -> String {

@@ -5,6 +5,7 @@ import Logging
 import NIOPosix
 import PostgresNIO
 import WALECore
+import WALEStorage
 
 /// One PostgreSQL session, held for the whole of a non-exclusive backup (the backup is tied to
 /// the session that started it and is aborted by the server if the session ends).
@@ -24,7 +25,7 @@ public final class PostgresSession: @unchecked Sendable {
     public static func connect(env: [String: String]) async throws -> PostgresSession {
         let osUser = currentUserName()
         let pgpassPath = env["PGPASSFILE"] ?? (env["HOME"].map { $0 + "/.pgpass" } ?? "")
-        let pgpass = readTextFile(pgpassPath)
+        let pgpass = POSIX.readSmallFile(pgpassPath)
         let settings = try ConnectionSettings.resolve(env: env, osUser: osUser, pgpass: pgpass)
         var logger = Logging.Logger(label: "wal-e.postgres")
         logger.logLevel = .critical
@@ -99,20 +100,4 @@ public final class PostgresSession: @unchecked Sendable {
 func currentUserName() -> String {
     if let pw = getpwuid(geteuid()), let name = pw.pointee.pw_name { return String(cString: name) }
     return "postgres"
-}
-
-func readTextFile(_ path: String) -> String? {
-    guard !path.isEmpty else { return nil }
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { break }
-        out += buf[0..<n]
-        if out.count > 1 << 20 { break }
-    }
-    return String(decoding: out, as: UTF8.self)
 }

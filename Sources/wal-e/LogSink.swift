@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import WALECore
+import WALEStorage
 
 /// Sends log records to stderr and/or syslog in WAL-E's shape.
 enum LogSink {
@@ -10,7 +11,7 @@ enum LogSink {
         let toSyslog = destinations.contains(.syslog)
         if toSyslog { openlog("wal-e", LOG_PID, facility) }
         return { record in
-            let (time, pid) = (UTCTime(epochSeconds: wallClock()), getpid())
+            let (time, pid) = (UTCTime(epochSeconds: POSIX.now()), getpid())
             if toStderr { writeStderr(record.formatted(time: time, pid: pid) + "\n") }
             if toSyslog {
                 let line = record.logger + " " + record.body(time: time, pid: pid)
@@ -25,12 +26,6 @@ enum LogSink {
                 withVaList([line]) { vsyslog(priority, "%s", $0) }
             }
         }
-    }
-
-    static func wallClock() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }
 

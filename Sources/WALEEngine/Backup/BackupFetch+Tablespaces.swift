@@ -24,18 +24,18 @@ extension BackupFetch {
                 try POSIX.makeDirectories(loc, mode: 0o700)
                 let linkPath = root + "/" + t.link
                 if let st = POSIX.lstat(linkPath) {
-                    if st.st_mode & S_IFMT == S_IFLNK && realPath(linkPath) == realPath(loc) { continue }
+                    if st.st_mode & S_IFMT == S_IFLNK && POSIX.realPath(linkPath) == POSIX.realPath(loc) { continue }
                     throw WALEError(.user, "\(linkPath) already exists and does not link to \(loc)", hint: "restore into an empty directory")
                 }
                 if symlink(loc, linkPath) != 0 { throw POSIX.error("create tablespace link", linkPath) }
             }
         }
-        if options.blindRestore { return specs.compactMap { realPath(root + "/" + $0.link) }.filter { $0 != root + "/" + "" } }
+        if options.blindRestore { return specs.compactMap { POSIX.realPath(root + "/" + $0.link) }.filter { $0 != root + "/" + "" } }
         var missing: [String] = []
         var locations: [String] = []
         for t in specs {
             let linkPath = root + "/" + t.link
-            guard let st = POSIX.lstat(linkPath), st.st_mode & S_IFMT == S_IFLNK, POSIX.isDirectory(linkPath), let real = realPath(linkPath)
+            guard let st = POSIX.lstat(linkPath), st.st_mode & S_IFMT == S_IFLNK, POSIX.isDirectory(linkPath), let real = POSIX.realPath(linkPath)
             else {
                 missing.append("\(t.link) → \(t.loc)")
                 continue
@@ -85,7 +85,7 @@ extension BackupFetch {
             guard let sp = line.firstIndex(of: " ") else { continue }
             let oid = String(line[..<sp])
             let link = root + "/pg_tblspc/" + oid
-            if let st = POSIX.lstat(link), st.st_mode & S_IFMT == S_IFLNK, let real = realPath(link) {
+            if let st = POSIX.lstat(link), st.st_mode & S_IFMT == S_IFLNK, let real = POSIX.realPath(link) {
                 lines.append(oid + " " + real)
             }
         }
@@ -104,10 +104,7 @@ extension BackupFetch {
             POSIX.lstat(root + "/pg_tblspc/" + $0).map { $0.st_mode & S_IFMT == S_IFDIR } ?? false
         }
         guard !inPlace.isEmpty else { return }
-        let version = ((try? POSIX.open(root + "/PG_VERSION", O_RDONLY)).flatMap { fd -> String? in
-            defer { close(fd) }
-            return (try? POSIX.read(fd, count: 32, path: "PG_VERSION")).map { String(decoding: $0, as: UTF8.self) }
-        } ?? "").trimmingWhitespace()
+        let version = (POSIX.readSmallFile(root + "/PG_VERSION") ?? "").trimmingWhitespace()
         guard let major = Int(version.split(separator: ".").first ?? ""), major >= 15 else { return }
         let path = root + "/postgresql.auto.conf"
         let fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)

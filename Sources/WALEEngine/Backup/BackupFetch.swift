@@ -49,7 +49,7 @@ public struct BackupFetch: Sendable {
         let backup = try catalog.resolve(query, in: try await catalog.list())
         let sentinel = try await catalog.loadSentinel(backup)
         try POSIX.makeDirectories(clusterDirectory, mode: 0o700)
-        guard let root = realPath(clusterDirectory) else { throw WALEError(.io, "cannot resolve \(clusterDirectory)") }
+        guard let root = POSIX.realPath(clusterDirectory) else { throw WALEError(.io, "cannot resolve \(clusterDirectory)") }
         let locations = try prepareTablespaces(sentinel, root: root, options: options)
         logger.info("restoring \(backup.name) into \(root)", ["action": "backup-fetch", "backup": backup.name.description])
 

@@ -38,7 +38,7 @@ public struct BackupPush: Sendable {
 
     /// Takes the backup and returns its name.
     public func run(clusterDirectory: String, options: Options) async throws -> BackupName {
-        guard let real = realPath(clusterDirectory), POSIX.isDirectory(real) else {
+        guard let real = POSIX.realPath(clusterDirectory), POSIX.isDirectory(real) else {
             throw WALEError(.user, "PG_CLUSTER_DIRECTORY \"\(clusterDirectory)\" is not a directory")
         }
         if options.whileOffline {
@@ -58,7 +58,7 @@ public struct BackupPush: Sendable {
 
     private func online(_ dir: String, _ session: PostgresSession, _ options: Options) async throws -> BackupName {
         let server = try await session.serverInfo()
-        guard realPath(server.dataDirectory) == dir else {
+        guard POSIX.realPath(server.dataDirectory) == dir else {
             throw WALEError(
                 .user, "\(dir) is not the data directory of the server wal-e connected to",
                 detail: "the server at \(session.settings.endpoints.first.map { "\($0)" } ?? "?") uses \(server.dataDirectory)",
@@ -116,13 +116,13 @@ public struct BackupPush: Sendable {
             return
         }
         let keys = Compression.allCases.map { prefix.walKey(segment, suffix: $0.suffix) }
-        let started = monotonicSeconds()
+        let started = POSIX.monotonic()
         var lastReport = started
         var reportedFailure: String?
         logger.info("waiting for \(segment) to be archived")
         while true {
             for k in keys where try await store.info(k) != nil { return }
-            let now = monotonicSeconds()
+            let now = POSIX.monotonic()
             if now - started > timeout {
                 throw WALEError(
                     .io, "the WAL this backup needs (\(segment)) was not archived within \(Int(timeout)) s",
@@ -202,12 +202,12 @@ public struct BackupPush: Sendable {
     private func uploadPartition(_ members: [PlannedMember], number: Int, name: BackupName, limiter: RateLimiter?) async throws {
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
         let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger)
-        let started = monotonicSeconds()
+        let started = POSIX.monotonic()
         _ = try await store.write(key, from: TransformedSource(tar, compression.encoder()), options: WriteOptions())
         try await writeManifest(tar.manifest, number: number, name: name)
         let bytes = members.reduce(Int64(0)) { $0 + $1.entry.size }
         logger.info(
-            "finished uploading a partition", detail: "\(prefix.url(forKey: key)): \(members.count) members, \(bytes) bytes in \(String(format2: monotonicSeconds() - started)) s",
+            "finished uploading a partition", detail: "\(prefix.url(forKey: key)): \(members.count) members, \(bytes) bytes in \(String(format2: POSIX.monotonic() - started)) s",
             ["action": "push-partition", "partition": String(number)])
     }
 
@@ -219,7 +219,7 @@ public struct BackupPush: Sendable {
             let data = Array(text.utf8)
             tar += TarFormat.header(for: TarEntry(name: file, kind: .file, size: Int64(data.count), mode: 0o600, mtime: now))
             tar += data + TarFormat.padding(data.count)
-            manifest.append(ManifestEntry(path: file, size: Int64(data.count), mode: 0o600, sha256: hexDigest(sha256(data))))
+            manifest.append(ManifestEntry(path: file, size: Int64(data.count), mode: 0o600, sha256: hexString(sha256(data))))
         }
         tar += TarFormat.trailer(after: Int64(tar.count))
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
@@ -242,15 +242,9 @@ public struct BackupPush: Sendable {
     }
 }
 
-func realPath(_ p: String) -> String? {
-    guard let r = realpath(p, nil) else { return nil }
-    defer { free(r) }
-    return String(cString: r)
-}
-
 /// Now as ISO 8601 UTC: `2026-11-21T04:28:04.577479` (with `+00:00` when `withOffset`).
 func isoNow(withOffset: Bool = false) -> String {
-    UTCTime(epochSeconds: nowSeconds()).isoNoZone + (withOffset ? "+00:00" : "")
+    UTCTime(epochSeconds: POSIX.now()).isoNoZone + (withOffset ? "+00:00" : "")
 }
 
 extension String {

@@ -1,3 +1,5 @@
+import WALEStorage
+
 /// A token bucket shared by every reader of a backup: `--cluster-read-rate-limit` caps the total.
 public actor RateLimiter {
     let bytesPerSecond: Double
@@ -12,7 +14,7 @@ public actor RateLimiter {
 
     /// Waits until `n` more bytes may be read.
     public func acquire(_ n: Int) async throws {
-        let now = monotonicSeconds()
+        let now = POSIX.monotonic()
         let start = max(nextFree, now - burst)
         nextFree = start + Double(n) / bytesPerSecond
         let wait = nextFree - now - burst

@@ -65,7 +65,7 @@ public final class SafeExtractor: TarSink {
                 switch st.st_mode & S_IFMT {
                 case S_IFDIR: continue
                 case S_IFLNK:
-                    guard let real = realPath(p), POSIX.isDirectory(real), isAllowed(real) else {
+                    guard let real = POSIX.realPath(p), POSIX.isDirectory(real), isAllowed(real) else {
                         throw refuse("\(p) is a symbolic link leading outside the restore directory", name)
                     }
                 default:
@@ -154,7 +154,7 @@ public final class SafeExtractor: TarSink {
             let name = (try? components(e.name))?.joined(separator: "/") ?? e.name
             guard let m = expected[name] else { return }
             seen.insert(name)
-            let digest = hexDigest(hasher.finalize())
+            let digest = hexString(hasher.finalize())
             if m.size != written || m.sha256 != digest {
                 throw WALEError(
                     .corrupt, "\(name) in \(partition) does not match the backup manifest",

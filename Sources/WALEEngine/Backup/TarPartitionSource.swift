@@ -95,17 +95,7 @@ public final class TarPartitionSource: ByteSource {
         fd = -1
         out += TarFormat.padding(Int(m.entry.size % Int64(TarFormat.blockSize)))
         manifest.append(
-            ManifestEntry(path: m.entry.name, size: m.entry.size, mode: m.entry.mode, sha256: hexDigest(hasher.finalize())))
+            ManifestEntry(path: m.entry.name, size: m.entry.size, mode: m.entry.mode, sha256: hexString(hasher.finalize())))
         current = nil
     }
-}
-
-func hexDigest(_ d: some Sequence<UInt8>) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for b in d {
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 15)])
-    }
-    return String(decoding: out, as: UTF8.self)
 }

@@ -136,6 +136,34 @@ public enum POSIX {
         Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) * 1e-9  // as Python computes st_mtime
     }
 
+    /// Seconds since the epoch.
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// Seconds on a clock that never goes back (for durations).
+    public static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// The canonical absolute path (symlinks resolved), or nil if it does not exist.
+    public static func realPath(_ p: String) -> String? {
+        guard let r = Glibc.realpath(p, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
+    /// A small text file's contents (up to `limit` bytes), or nil if it cannot be read.
+    public static func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
+        guard !path.isEmpty, let fd = try? open(path, O_RDONLY) else { return nil }
+        defer { close(fd) }
+        return (try? read(fd, count: limit, path: path)).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     /// A name unique to this process for temporary files.
     public static func uniqueSuffix() -> String {
         let r = UInt64.random(in: 0...UInt64.max)
