@@ -35,7 +35,10 @@ let package = Package(
             ],
             swiftSettings: swift6),
         // ObjectStore protocol and backends.
-        .target(name: "WALEStorage", dependencies: ["WALECore", "CWALESupport"], swiftSettings: swift6),
+        .target(
+            name: "WALEStorage",
+            dependencies: ["WALECore", "WALECodec", "CWALESupport", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swift6),
         // PostgreSQL: one held session (libpq environment, .pgpass), backup start/stop, pg_control.
         .target(
             name: "WALEPostgres",
