@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // System libraries from Debian's -dev packages (liblzo2-dev, libzstd-dev, liblz4-dev).
@@ -37,7 +38,11 @@ let package = Package(
         // ObjectStore protocol and backends.
         .target(
             name: "WALEStorage",
-            dependencies: ["WALECore", "WALECodec", "CWALESupport", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "WALECore", "WALECodec", "CWALESupport", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swift6),
         // PostgreSQL: one held session (libpq environment, .pgpass), backup start/stop, pg_control.
         .target(

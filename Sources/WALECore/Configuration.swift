@@ -8,6 +8,8 @@ public struct GlobalFlags: Sendable, Equatable {
     public var gpgKeyID: String?
     public var terse = false
     public var compression: String?
+    /// `-k/--aws-access-key-id` (the secret only ever comes from the environment).
+    public var awsAccessKeyID: String?
 
     public init(
         filePrefix: String? = nil, gsPrefix: String? = nil, s3Prefix: String? = nil, wabsPrefix: String? = nil,

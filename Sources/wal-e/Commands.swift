@@ -31,9 +31,11 @@ struct GlobalOptions: ParsableArguments {
     var compression: String?
 
     var flags: GlobalFlags {
-        GlobalFlags(
+        var f = GlobalFlags(
             filePrefix: filePrefix, gsPrefix: gsPrefix, s3Prefix: s3Prefix, wabsPrefix: wabsPrefix, gpgKeyID: gpgKeyID,
             terse: terse, compression: compression)
+        f.awsAccessKeyID = awsAccessKeyID
+        return f
     }
 }
 
@@ -123,6 +125,7 @@ struct WALFetchCommand: WALECommand {
     private func prefetcherArguments(_ ctx: Context) -> [String] {
         var args: [String] = []
         if global.terse { args.append("--terse") }
+        if let k = global.awsAccessKeyID { args += ["--aws-access-key-id", k] }
         args += ["wal-prefetch", "--prefix", ctx.config.prefix.raw, "--compression", ctx.compression.rawValue]
         args += ["--concurrency", String(min(max(prefetch, 1), 4))]
         return args
@@ -145,8 +148,9 @@ struct WALPrefetchCommand: WALECommand {
         flags.s3Prefix = nil
         flags.gsPrefix = nil
         flags.wabsPrefix = nil
-        let ctx = try Context.make(
-            GlobalFlags(filePrefix: prefix, terse: flags.terse, compression: flags.compression), loggerName: "wal_e.worker.prefetch")
+        var only = GlobalFlags(filePrefix: prefix, terse: flags.terse, compression: flags.compression)
+        only.awsAccessKeyID = flags.awsAccessKeyID
+        let ctx = try Context.make(only, loggerName: "wal_e.worker.prefetch")
         let downloader = WALDownloader(store: ctx.store, prefix: ctx.config.prefix, preferred: ctx.compression)
         await WALPrefetch(downloader: downloader, logger: ctx.logger, concurrency: concurrency).run(base: baseDirectory, segments: segments)
         return .success

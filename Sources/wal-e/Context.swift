@@ -30,24 +30,29 @@ struct Context {
         Logger(name: "wal_e.main", minimumLevel: terse ? .warning : .info, sink: LogSink.make([.stderr], facility: LOG_USER))
     }
 
-    static func make(_ flags: GlobalFlags, loggerName: String) throws -> Context {
+    static func make(_ flags: GlobalFlags, loggerName: String, awsAccessKeyID: String? = nil) throws -> Context {
         let env = environment()
         let config = try Configuration.resolve(flags, env: env)
         let sink = LogSink.make(config.logDestinations, facility: config.syslogFacility)
         let logger = Logger(name: loggerName, minimumLevel: config.terse ? .warning : .info, sink: sink)
         for w in config.warnings { logger.warning(w) }
         return Context(
-            config: config, logger: logger, store: try makeStore(config.prefix),
+            config: config, logger: logger,
+            store: try makeStore(config, env: env, logger: logger, awsAccessKeyID: awsAccessKeyID ?? flags.awsAccessKeyID),
             compression: Compression(name: config.compressionName)!,
             retry: RetryPolicy(attempts: config.retryAttempts, baseDelay: 0.25, maxDelay: 8))
     }
 
-    static func makeStore(_ prefix: StoragePrefix) throws -> any ObjectStore {
+    static func makeStore(_ config: Configuration, env: [String: String], logger: Logger, awsAccessKeyID: String?) throws -> any ObjectStore {
+        let prefix = config.prefix
         switch prefix.scheme {
         case .file:
             let stop = "/" + prefix.pathPrefix
             return FileStore(root: "/", pruneStop: stop)
-        case .s3, .wabs, .swift, .gs:
+        case .s3:
+            let s3 = try S3Configuration.resolve(bucket: prefix.storeName, env: env, accessKeyFlag: awsAccessKeyID)
+            return S3Store(config: s3, logger: logger.named("wal_e.blobstore.s3"), retry: .init(attempts: config.retryAttempts))
+        case .wabs, .swift, .gs:
             throw WALEError(
                 .user, "the \(prefix.scheme.rawValue):// storage backend is not available in this build of wal-e yet",
                 detail: "prefix \(prefix.raw)",

@@ -1,0 +1,109 @@
+import WALECore
+
+/// Where and how to reach an S3 bucket, resolved from WAL-E's settings and the AWS conventions.
+public struct S3Configuration: Sendable, Equatable {
+    public var bucket: String
+    public var scheme: String
+    public var host: String
+    public var port: Int?
+    public var pathStyle: Bool
+    public var region: String
+    public var credentials: AWSCredentials
+    /// `x-amz-server-side-encryption` (WAL-E always sent AES256); nil sends none.
+    public var serverSideEncryption: String?
+    public var kmsKeyID: String?
+    public var storageClass: String?
+    /// Bytes per multipart part; objects up to this size go up in one PUT.
+    public var partSize = 16 << 20
+    public var partsInFlight = 4
+
+    /// Bucket names S3 accepts in a host name (WAL-E's `from_store_name` rules).
+    public static func isDNSCompatible(_ b: String) -> Bool {
+        guard (3...63).contains(b.count), !b.contains("_"), !b.contains(".."), !b.contains("-."), !b.contains(".-") else { return false }
+        guard let f = b.first, let l = b.last, f != "-", f != ".", l != "-", l != "." else { return false }
+        guard b.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." }) else { return false }
+        return b.split(separator: ".").count != 4 || !b.split(separator: ".").allSatisfy { Int($0) != nil }
+    }
+
+    /// Resolves the endpoint: `WALE_S3_ENDPOINT=<http|https>+<path|virtualhost|subdomain>://host[:port]`
+    /// (WAL-E's form, which rejects a user, a path or a query), else `AWS_ENDPOINT_URL`, else AWS.
+    public static func resolve(bucket: String, env: [String: String], accessKeyFlag: String?) throws(WALEError) -> S3Configuration {
+        guard let secret = env["AWS_SECRET_ACCESS_KEY"].flatMap({ $0.isEmpty ? nil : $0 }),
+            let key = (accessKeyFlag ?? env["AWS_ACCESS_KEY_ID"]).flatMap({ $0.isEmpty ? nil : $0 })
+        else {
+            throw WALEError(
+                .user, "no AWS credentials for s3://\(bucket)",
+                hint: "set AWS_ACCESS_KEY_ID (or -k) and AWS_SECRET_ACCESS_KEY in the environment (e.g. an envdir)")
+        }
+        let token = [env["AWS_SESSION_TOKEN"], env["AWS_SECURITY_TOKEN"]].compactMap { $0 }.first { !$0.isEmpty }
+        let creds = AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token)
+        let region = env["AWS_REGION"].flatMap { $0.isEmpty ? nil : $0 } ?? env["AWS_DEFAULT_REGION"].flatMap { $0.isEmpty ? nil : $0 }
+        var c: S3Configuration
+        if let e = env["WALE_S3_ENDPOINT"], !e.isEmpty {
+            guard let sep = e.firstRange(of: "://") else { throw badEndpoint(e) }
+            let parts = e[..<sep.lowerBound].split(separator: "+").map(String.init)
+            guard parts.count == 2, ["http", "https"].contains(parts[0]), ["path", "virtualhost", "subdomain"].contains(parts[1]) else {
+                throw badEndpoint(e)
+            }
+            let rest = String(e[sep.upperBound...])
+            guard !rest.contains("@"), !rest.contains("/"), !rest.contains("?"), !rest.isEmpty else { throw badEndpoint(e) }
+            let (h, p) = try splitHostPort(rest, e)
+            c = S3Configuration(
+                bucket: bucket, scheme: parts[0], host: h, port: p, pathStyle: parts[1] == "path", region: region ?? "us-east-1",
+                credentials: creds)
+        } else if let u = env["AWS_ENDPOINT_URL_S3"] ?? env["AWS_ENDPOINT_URL"], !u.isEmpty {
+            guard let sep = u.firstRange(of: "://"), ["http", "https"].contains(String(u[..<sep.lowerBound])) else {
+                throw WALEError(.user, "AWS_ENDPOINT_URL \"\(u)\" is not an http(s) URL")
+            }
+            var rest = String(u[sep.upperBound...])
+            while rest.hasSuffix("/") { rest.removeLast() }
+            let (h, p) = try splitHostPort(rest, u)
+            c = S3Configuration(
+                bucket: bucket, scheme: String(u[..<sep.lowerBound]), host: h, port: p, pathStyle: true, region: region ?? "us-east-1",
+                credentials: creds)
+        } else {
+            guard let region else {
+                throw WALEError(.user, "must define one of AWS_REGION or WALE_S3_ENDPOINT", hint: "e.g. AWS_REGION=us-east-1")
+            }
+            let virtual = isDNSCompatible(bucket) && !bucket.contains(".")
+            c = S3Configuration(
+                bucket: bucket, scheme: "https", host: "s3.\(region).amazonaws.com", port: nil, pathStyle: !virtual, region: region,
+                credentials: creds)
+        }
+        if !c.pathStyle && !isDNSCompatible(bucket) { c.pathStyle = true }
+        let sse = env["WALE_S3_SSE"] ?? "AES256"
+        c.serverSideEncryption = sse.isEmpty || sse.lowercased() == "none" ? nil : sse
+        c.kmsKeyID = env["WALE_S3_SSE_KMS_KEY_ID"].flatMap { $0.isEmpty ? nil : $0 }
+        if c.kmsKeyID != nil { c.serverSideEncryption = "aws:kms" }
+        c.storageClass = env["WALE_S3_STORAGE_CLASS"].flatMap { $0.isEmpty ? nil : $0 }
+        return c
+    }
+
+    static func badEndpoint(_ e: String) -> WALEError {
+        WALEError(
+            .user, "WALE_S3_ENDPOINT \"\(e)\" is not of the form <http|https>+<path|virtualhost>://host[:port]",
+            hint: "e.g. WALE_S3_ENDPOINT=https+path://s3.example.com:9000 (no user, path or query)")
+    }
+
+    static func splitHostPort(_ s: String, _ whole: String) throws(WALEError) -> (String, Int?) {
+        if let colon = s.lastIndex(of: ":"), !s.hasSuffix("]") {
+            guard let p = Int(s[s.index(after: colon)...]), (1...65535).contains(p) else { throw badEndpoint(whole) }
+            return (String(s[..<colon]), p)
+        }
+        return (s, nil)
+    }
+
+    /// The Host header value.
+    var authority: String {
+        let h = pathStyle ? host : "\(bucket).\(host)"
+        return port.map { "\(h):\($0)" } ?? h
+    }
+
+    /// The encoded path for a key (path style puts the bucket first).
+    func path(_ key: String) -> String {
+        let k = SigV4Signer.uriEncode(key, keepSlash: true)
+        return pathStyle ? "/\(bucket)/\(k)" : "/\(k)"
+    }
+
+    var bucketPath: String { pathStyle ? "/\(bucket)/" : "/" }
+}

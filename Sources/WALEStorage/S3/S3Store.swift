@@ -1,0 +1,342 @@
+import AsyncHTTPClient
+import Crypto
+import NIOCore
+import NIOHTTP1
+import WALECodec
+import WALECore
+
+/// The `s3://` backend over async-http-client: SigV4 on every request, deadlines on every request,
+/// bounded retries with backoff and jitter on 5xx, SlowDown and connection failures.
+public struct S3Store: ObjectStore {
+    public let config: S3Configuration
+    let logger: Logger
+    let retry: Retry
+    /// Whole-request deadline for small requests; streaming bodies are bounded by the idle timeout.
+    public var requestTimeout: TimeAmount = .seconds(60)
+
+    /// Retries of transient failures (kept local so storage does not depend on the engine).
+    public struct Retry: Sendable {
+        public var attempts: Int
+        public var baseDelay: Double
+        public init(attempts: Int, baseDelay: Double = 0.2) {
+            self.attempts = max(1, attempts)
+            self.baseDelay = baseDelay
+        }
+    }
+
+    public init(config: S3Configuration, logger: Logger, retry: Retry) {
+        self.config = config
+        self.logger = logger
+        self.retry = retry
+    }
+
+    /// One client for the process: connection pool, connect and idle-read timeouts.
+    static let client: HTTPClient = {
+        var c = HTTPClient.Configuration()
+        c.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        c.connectionPool = .init(idleTimeout: .seconds(30))
+        c.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
+    }()
+
+    // MARK: requests
+
+    struct Response {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: [UInt8]
+    }
+
+    func url(_ path: String, _ query: [(String, String)]) -> String {
+        let q = query.map { SigV4Signer.uriEncode($0.0, keepSlash: false) + "=" + SigV4Signer.uriEncode($0.1, keepSlash: false) }
+        return "\(config.scheme)://\(config.authority)\(path)" + (q.isEmpty ? "" : "?" + q.joined(separator: "&"))
+    }
+
+    func signedRequest(
+        _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: [UInt8]? = nil
+    ) -> HTTPClientRequest {
+        let payloadHash = body.map { hexString(SHA256.hash(data: $0)) } ?? SigV4Signer.emptyPayloadHash
+        let date = SigV4Signer.amzDate(POSIX_now())
+        var headers: [(String, String)] = [("host", config.authority), ("x-amz-date", date), ("x-amz-content-sha256", payloadHash)]
+        if let t = config.credentials.sessionToken { headers.append(("x-amz-security-token", t)) }
+        headers += extra
+        let auth = SigV4Signer(region: config.region).authorization(
+            method: method.rawValue, path: path, query: query, headers: headers, payloadHash: payloadHash, amzDate: date,
+            credentials: config.credentials)
+        var r = HTTPClientRequest(url: url(path, query))
+        r.method = method
+        for (k, v) in headers where k != "host" { r.headers.add(name: k, value: v) }
+        r.headers.add(name: "Authorization", value: auth)
+        if let body {
+            r.body = .bytes(ByteBuffer(bytes: body))
+            r.headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
+        }
+        return r
+    }
+
+    /// Sends a small request and reads the whole answer, retrying transient failures.
+    func send(
+        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [], body: [UInt8]? = nil,
+        what: String
+    ) async throws -> Response {
+        let path = key.map { config.path($0) } ?? config.bucketPath
+        return try await withRetries(what) {
+            let req = signedRequest(method, path: path, query: query, headers: headers, body: body)
+            do {
+                let resp = try await Self.client.execute(req, timeout: requestTimeout)
+                var data: [UInt8] = []
+                for try await var chunk in resp.body {
+                    data += chunk.readBytes(length: chunk.readableBytes) ?? []
+                    if data.count > 64 << 20 { throw WALEError(.io, "unexpectedly large response to \(what)") }
+                }
+                let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
+                if r.status >= 500 || r.status == 429 || s3Code(r.body) == "SlowDown" {
+                    throw transientError(r, what)
+                }
+                return r
+            } catch let e as WALEError {
+                throw e
+            } catch {
+                throw WALEError(.io, "S3 request failed: \(what)", detail: "\(error)", hint: "is \(config.scheme)://\(config.authority) reachable?")
+            }
+        }
+    }
+
+    func withRetries<R>(_ what: String, _ body: () async throws -> R) async throws -> R {
+        var failure = 0
+        while true {
+            do {
+                return try await body()
+            } catch let e as WALEError where e.kind == .io && failure + 1 < retry.attempts {
+                failure += 1
+                let d = min(8, retry.baseDelay * Double(1 << min(failure - 1, 20)))
+                let wait = d / 2 + Double.random(in: 0...(d / 2))
+                logger.warning("retrying \(what)", detail: e.description, hint: "attempt \(failure + 1) of \(retry.attempts)")
+                try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+            }
+        }
+    }
+
+    func transientError(_ r: Response, _ what: String) -> WALEError {
+        WALEError(.io, "S3 answered \(r.status) \(s3Code(r.body) ?? "") to \(what)", detail: s3Message(r.body))
+    }
+
+    /// A clear error for a failed answer: names the bucket and key, never a secret or signature.
+    func failure(_ r: Response, _ what: String, key: String?) -> WALEError {
+        let code = s3Code(r.body) ?? "HTTP \(r.status)"
+        let target = "s3://\(config.bucket)/\(key ?? "")"
+        switch code {
+        case "NoSuchBucket":
+            return WALEError(.user, "the bucket \(config.bucket) does not exist", detail: what, hint: "create it, or fix the prefix")
+        case "AccessDenied", "AllAccessDisabled":
+            return WALEError(.user, "access denied to \(target)", detail: what, hint: "the credentials lack permission (wal-e needs Get, Put, List and Delete)")
+        case "InvalidAccessKeyId":
+            return WALEError(.user, "AWS_ACCESS_KEY_ID is not known to the S3 service", detail: what)
+        case "SignatureDoesNotMatch":
+            return WALEError(.user, "S3 rejected the request signature for \(target)", detail: what, hint: "check AWS_SECRET_ACCESS_KEY (and the region)")
+        case "RequestTimeTooSkewed":
+            return WALEError(.user, "this machine's clock is too far from S3's", detail: what, hint: "synchronise the clock (NTP)")
+        case "ExpiredToken", "TokenRefreshRequired":
+            return WALEError(.user, "the AWS session token has expired", detail: what, hint: "refresh AWS_SESSION_TOKEN")
+        default:
+            return WALEError(.io, "S3 refused \(what) on \(target): \(code)", detail: s3Message(r.body))
+        }
+    }
+
+    // MARK: ObjectStore
+
+    public func info(_ key: String) async throws -> ObjectInfo? {
+        let r = try await send(.HEAD, key: key, what: "HEAD \(key)")
+        if r.status == 404 { return nil }
+        guard r.status == 200 else { throw failure(r, "HEAD \(key)", key: key) }
+        var meta: [String: String] = [:]
+        for h in r.headers where h.name.lowercased().hasPrefix("x-amz-meta-") { meta[String(h.name.lowercased().dropFirst(11))] = h.value }
+        return ObjectInfo(
+            key: key, size: Int64(r.headers.first(name: "content-length") ?? "0") ?? 0,
+            lastModified: r.headers.first(name: "last-modified").flatMap(parseHTTPDate) ?? 0, metadata: meta)
+    }
+
+    public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
+        let resp: HTTPClientResponse = try await withRetries("GET \(key)") {
+            let req = signedRequest(.GET, path: config.path(key))
+            let resp: HTTPClientResponse
+            do {
+                resp = try await Self.client.execute(req, timeout: requestTimeout)
+            } catch {
+                throw WALEError(.io, "S3 request failed: GET \(key)", detail: "\(error)")
+            }
+            if resp.status == .ok { return resp }
+            var data: [UInt8] = []
+            for try await var c in resp.body { data += c.readBytes(length: c.readableBytes) ?? [] }
+            let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
+            if r.status == 404 { throw WALEError(.notFound, "object \(key) does not exist", detail: "s3://\(config.bucket)/\(key)") }
+            if r.status >= 500 || r.status == 429 { throw transientError(r, "GET \(key)") }
+            throw failure(r, "GET \(key)", key: key)
+        }
+        return try await body(ResponseBodySource(resp.body.makeAsyncIterator(), key: key))
+    }
+
+    public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
+        if options.ifAbsent, try await info(key) != nil { return .alreadyExists }
+        let parts = PartReader(source, size: config.partSize)
+        var first = try await parts.next()
+        var headers: [(String, String)] = []
+        if let ct = options.contentType { headers.append(("content-type", ct)) }
+        if let sse = config.serverSideEncryption { headers.append(("x-amz-server-side-encryption", sse)) }
+        if let kms = config.kmsKeyID { headers.append(("x-amz-server-side-encryption-aws-kms-key-id", kms)) }
+        if let sc = config.storageClass { headers.append(("x-amz-storage-class", sc)) }
+        for (k, v) in options.metadata { headers.append(("x-amz-meta-" + k, v)) }
+        if first.count < config.partSize {
+            var h = headers + [("content-md5", md5Base64(first))]
+            if options.ifAbsent { h.append(("if-none-match", "*")) }
+            let r = try await send(.PUT, key: key, headers: h, body: first, what: "PUT \(key)")
+            if r.status == 412 { return .alreadyExists }
+            guard r.status == 200 else { throw failure(r, "PUT \(key)", key: key) }
+            return .created
+        }
+        // Multipart: fixed-size parts, several in flight, each retried on its own.
+        let start = try await send(.POST, key: key, query: [("uploads", "")], headers: headers, body: [], what: "CreateMultipartUpload \(key)")
+        guard start.status == 200, let uploadID = xmlValues(start.body, "UploadId").first else {
+            throw failure(start, "CreateMultipartUpload \(key)", key: key)
+        }
+        do {
+            var etags: [(Int, String)] = []
+            try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                var number = 1
+                var inFlight = 0
+                var part: [UInt8]? = first
+                first = []
+                while let body = part, !body.isEmpty || number == 1 {
+                    if inFlight >= config.partsInFlight, let done = try await group.next() {
+                        etags.append(done)
+                        inFlight -= 1
+                    }
+                    let n = number
+                    group.addTask { (n, try await uploadPart(key, uploadID, n, body)) }
+                    inFlight += 1
+                    number += 1
+                    let next = try await parts.next()
+                    part = next.isEmpty ? nil : next
+                }
+                for try await done in group { etags.append(done) }
+            }
+            etags.sort { $0.0 < $1.0 }
+            let xml = "<CompleteMultipartUpload>" + etags.map { "<Part><PartNumber>\($0.0)</PartNumber><ETag>\(xmlEscape($0.1))</ETag></Part>" }.joined() + "</CompleteMultipartUpload>"
+            let done = try await send(.POST, key: key, query: [("uploadId", uploadID)], body: Array(xml.utf8), what: "CompleteMultipartUpload \(key)")
+            guard done.status == 200, s3Code(done.body) == nil else { throw failure(done, "CompleteMultipartUpload \(key)", key: key) }
+            return .created
+        } catch {
+            _ = try? await send(.DELETE, key: key, query: [("uploadId", uploadID)], what: "AbortMultipartUpload \(key)")
+            throw error
+        }
+    }
+
+    func uploadPart(_ key: String, _ uploadID: String, _ n: Int, _ body: [UInt8]) async throws -> String {
+        let r = try await send(
+            .PUT, key: key, query: [("partNumber", String(n)), ("uploadId", uploadID)], headers: [("content-md5", md5Base64(body))],
+            body: body, what: "UploadPart \(n) of \(key)")
+        guard r.status == 200, let etag = r.headers.first(name: "etag") else { throw failure(r, "UploadPart \(n) of \(key)", key: key) }
+        return etag
+    }
+
+    public func list(prefix: String) async throws -> [ObjectInfo] {
+        var out: [ObjectInfo] = []
+        var token: String?
+        repeat {
+            var q: [(String, String)] = [("list-type", "2"), ("prefix", prefix)]
+            if let token { q.append(("continuation-token", token)) }
+            let r = try await send(.GET, key: nil, query: q, what: "ListObjectsV2 \(prefix)")
+            guard r.status == 200 else { throw failure(r, "ListObjectsV2 \(prefix)", key: prefix) }
+            for c in xmlBlocks(r.body, "Contents") {
+                guard let k = xmlValues(c, "Key").first else { continue }
+                out.append(
+                    ObjectInfo(
+                        key: k, size: Int64(xmlValues(c, "Size").first ?? "0") ?? 0,
+                        lastModified: xmlValues(c, "LastModified").first.flatMap(parseISO8601) ?? 0))
+            }
+            token = xmlValues(r.body, "IsTruncated").first == "true" ? xmlValues(r.body, "NextContinuationToken").first : nil
+        } while token != nil
+        return out
+    }
+
+    public func delete(_ keys: [String]) async throws {
+        var i = 0
+        while i < keys.count {
+            let batch = keys[i..<min(keys.count, i + 1000)]
+            i += 1000
+            let xml = "<Delete><Quiet>true</Quiet>" + batch.map { "<Object><Key>\(xmlEscape($0))</Key></Object>" }.joined() + "</Delete>"
+            let body = Array(xml.utf8)
+            let r = try await send(.POST, key: nil, query: [("delete", "")], headers: [("content-md5", md5Base64(body))], body: body, what: "DeleteObjects")
+            guard r.status == 200 else { throw failure(r, "DeleteObjects", key: batch.first) }
+            let errors = xmlBlocks(r.body, "Error").compactMap { e -> String? in
+                guard let k = xmlValues(e, "Key").first else { return nil }
+                return "\(k)\t\(xmlValues(e, "Code").first ?? "")\t\(xmlValues(e, "Message").first ?? "")"
+            }
+            if !errors.isEmpty {
+                throw WALEError(.io, "S3 could not delete \(errors.count) keys", detail: errors.prefix(10).joined(separator: "; "))
+            }
+        }
+    }
+}
+
+/// Cuts a source into parts of exactly `size` bytes (the last one shorter); memory: one part
+/// plus one source chunk.
+final class PartReader {
+    let source: any ByteSource
+    let size: Int
+    var carry: [UInt8] = []
+    init(_ source: any ByteSource, size: Int) {
+        self.source = source
+        self.size = size
+    }
+    func next() async throws -> [UInt8] {
+        var out = carry
+        carry = []
+        while out.count < size, let c = try await source.next() { out += c }
+        if out.count > size {
+            carry = Array(out[size...])
+            out.removeSubrange(size...)
+        }
+        return out
+    }
+}
+
+/// Streams a response body; the store's idle-read timeout bounds a stalled server.
+final class ResponseBodySource: ByteSource {
+    var iterator: HTTPClientResponse.Body.AsyncIterator
+    let key: String
+    init(_ it: HTTPClientResponse.Body.AsyncIterator, key: String) {
+        iterator = it
+        self.key = key
+    }
+    func next() async throws -> [UInt8]? {
+        do {
+            while true {
+                guard var b = try await iterator.next() else { return nil }
+                if b.readableBytes > 0 { return b.readBytes(length: b.readableBytes) }
+            }
+        } catch {
+            throw WALEError(.io, "reading s3 object \(key) failed", detail: "\(error)")
+        }
+    }
+}
+
+func md5Base64(_ b: [UInt8]) -> String { base64(Array(Insecure.MD5.hash(data: b))) }
+
+func base64(_ bytes: [UInt8]) -> String {
+    let t = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    var out: [UInt8] = []
+    var i = 0
+    while i < bytes.count {
+        let n = min(3, bytes.count - i)
+        let v = (UInt32(bytes[i]) << 16) | (n > 1 ? UInt32(bytes[i + 1]) << 8 : 0) | (n > 2 ? UInt32(bytes[i + 2]) : 0)
+        out.append(t[Int(v >> 18 & 63)])
+        out.append(t[Int(v >> 12 & 63)])
+        out.append(n > 1 ? t[Int(v >> 6 & 63)] : UInt8(ascii: "="))
+        out.append(n > 2 ? t[Int(v & 63)] : UInt8(ascii: "="))
+        i += 3
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+func POSIX_now() -> Double { POSIX.now() }
