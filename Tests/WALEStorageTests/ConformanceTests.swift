@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import WALECore
+@testable import WALEStorage
+
+/// The stores every conformance test runs against: the file store always, S3 (SeaweedFS on
+/// 127.0.0.1, bucket `conformance`) when scripts/test.sh started it (WALE_TEST_S3_ENDPOINT).
+enum Backends {
+    static func env(_ k: String) -> String? { getenv(k).map { String(cString: $0) } }
+
+    static var all: [String] {
+        env("WALE_TEST_S3_ENDPOINT") != nil ? ["file", "s3"] : ["file"]
+    }
+
+    /// A store plus a fresh key prefix for one test.
+    static func make(_ kind: String) throws -> (any ObjectStore, String) {
+        let run = "run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/"
+        switch kind {
+        case "s3":
+            let e = [
+                "WALE_S3_ENDPOINT": env("WALE_TEST_S3_ENDPOINT")!, "AWS_ACCESS_KEY_ID": env("WALE_TEST_S3_ACCESS_KEY")!,
+                "AWS_SECRET_ACCESS_KEY": env("WALE_TEST_S3_SECRET_KEY")!,
+            ]
+            var c = try S3Configuration.resolve(bucket: "conformance", env: e, accessKeyFlag: nil)
+            c.partSize = 5 << 20  // S3's smallest part: exercise multipart with small objects
+            return (S3Store(config: c, logger: .discard, retry: .init(attempts: 3)), run)
+        default:
+            let root = scratchDirectory()
+            return (FileStore(root: root, pruneStop: root), run)
+        }
+    }
+}
+
+func pattern(_ n: Int, seed: UInt8 = 7) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) } }
+
+@Suite struct ObjectStoreConformance {
+    @Test(arguments: Backends.all)
+    func putGetHeadListDelete(kind: String) async throws {
+        let (store, p) = try Backends.make(kind)
+        #expect(try await store.info(p + "a/missing") == nil)
+        await #expect(throws: WALEError.self) { try await store.read(p + "a/missing") { try await $0.collect() } }
+        #expect(try await store.write(p + "a/one", from: BytesSource(pattern(1000)), options: WriteOptions()) == .created)
+        #expect(try await store.write(p + "a/two", from: BytesSource([]), options: WriteOptions()) == .created)
+        #expect(try await store.write(p + "b/three", from: BytesSource([1]), options: WriteOptions()) == .created)
+        #expect(try await store.info(p + "a/one")?.size == 1000)
+        #expect(try await store.info(p + "a/two")?.size == 0)
+        #expect(try await store.read(p + "a/one") { try await $0.collect() } == pattern(1000))
+        #expect(try await store.read(p + "a/two") { try await $0.collect() } == [])
+        #expect(Set(try await store.list(prefix: p + "a/").map(\.key)) == [p + "a/one", p + "a/two"])
+        #expect(try await store.list(prefix: p + "a/o").map(\.key) == [p + "a/one"])
+        #expect(try await store.list(prefix: p).count == 3)
+        let listed = try await store.list(prefix: p + "a/")
+        #expect(listed.allSatisfy { $0.lastModified > 1_700_000_000 })
+        try await store.delete([p + "a/one", p + "a/never-existed"])
+        #expect(try await store.info(p + "a/one") == nil)
+        try await store.delete([p + "a/one"])  // missing keys are not an error
+        try await store.delete([p + "a/two", p + "b/three"])
+        #expect(try await store.list(prefix: p).isEmpty)
+    }
+
+    @Test(arguments: Backends.all)
+    func largeObjectsStream(kind: String) async throws {
+        let (store, p) = try Backends.make(kind)
+        let big = pattern(23 << 20, seed: 3)  // several parts on S3 (5 MiB parts), odd final part
+        #expect(try await store.write(p + "big", from: BytesSource(big, chunkSize: 1 << 20), options: WriteOptions()) == .created)
+        #expect(try await store.info(p + "big")?.size == Int64(big.count))
+        var got: [UInt8] = []
+        var chunks = 0
+        try await store.read(p + "big") { src in
+            while let c = try await src.next() {
+                got += c
+                chunks += 1
+            }
+        }
+        #expect(got == big)
+        #expect(chunks > 1)  // streamed, not one buffer
+        try await store.delete([p + "big"])
+    }
+
+    @Test(arguments: Backends.all)
+    func oddKeys(kind: String) async throws {
+        let (store, p) = try Backends.make(kind)
+        let keys = ["sp ace", "plus+sign", "eq=amp&q?", "ünïcödé", "a%2Fb", "tilde~dot.", "semi;colon,comma"].map { p + "odd/" + $0 }
+        for (i, k) in keys.enumerated() {
+            #expect(try await store.write(k, from: BytesSource([UInt8(i)]), options: WriteOptions()) == .created, "\(k)")
+        }
+        #expect(Set(try await store.list(prefix: p + "odd/").map(\.key)) == Set(keys))
+        for (i, k) in keys.enumerated() {
+            #expect(try await store.read(k) { try await $0.collect() } == [UInt8(i)], "\(k)")
+        }
+        try await store.delete(keys)
+        #expect(try await store.list(prefix: p + "odd/").isEmpty)
+    }
+
+    @Test(arguments: Backends.all)
+    func ifAbsentAndConcurrentWriters(kind: String) async throws {
+        let (store, p) = try Backends.make(kind)
+        #expect(try await store.write(p + "w", from: BytesSource([1, 2, 3]), options: WriteOptions(ifAbsent: true)) == .created)
+        #expect(try await store.write(p + "w", from: BytesSource([9]), options: WriteOptions(ifAbsent: true)) == .alreadyExists)
+        #expect(try await store.read(p + "w") { try await $0.collect() } == [1, 2, 3])
+        // Concurrent writers of one key: whatever wins, the object is one writer's whole content.
+        let payloads = (0..<6).map { pattern(200_000, seed: UInt8($0)) }
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for pl in payloads { g.addTask { _ = try await store.write(p + "c", from: BytesSource(pl, chunkSize: 65536), options: WriteOptions()) } }
+            try await g.waitForAll()
+        }
+        let final = try await store.read(p + "c") { try await $0.collect() }
+        #expect(payloads.contains(final))
+        try await store.delete([p + "w", p + "c"])
+    }
+
+    @Test(arguments: Backends.all)
+    func listingPages(kind: String) async throws {
+        let (store, p) = try Backends.make(kind)
+        let n = 1010  // more than one ListObjectsV2 page (1000)
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            var i = 0
+            for _ in 0..<8 {
+                let start = i
+                g.addTask {
+                    var j = start
+                    while j < n {
+                        _ = try await store.write(p + "page/k\(j)", from: BytesSource([UInt8(j & 255)]), options: WriteOptions())
+                        j += 8
+                    }
+                }
+                i += 1
+            }
+            try await g.waitForAll()
+        }
+        let listed = try await store.list(prefix: p + "page/")
+        #expect(listed.count == n)
+        #expect(Set(listed.map(\.key)).count == n)
+        try await store.delete(listed.map(\.key))  // more than one DeleteObjects batch on S3? (1000 per batch)
+        #expect(try await store.list(prefix: p + "page/").isEmpty)
+    }
+}
