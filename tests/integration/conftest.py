@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from harness import PG_BINDIRS, Cluster, WalE, make_scratch
+from harness import PG_BINDIRS, Cluster, WalE, make_scratch, s3_create_bucket, s3_env
 
 _ports = itertools.count(25432 + (os.getpid() % 200) * 10)
 
@@ -48,3 +48,16 @@ def make_cluster(scratch):
     yield make
     for c in made:
         c.stop("immediate")
+
+
+_buckets = itertools.count()
+
+
+@pytest.fixture
+def s3_prefix():
+    """A fresh bucket on the test S3 server (SeaweedFS), as an s3:// prefix."""
+    if s3_env() is None:
+        pytest.fail("no test S3 server: run the tests through scripts/test.sh (it starts SeaweedFS)")
+    bucket = f"wale-it-{os.getpid()}-{next(_buckets)}"
+    s3_create_bucket(bucket)
+    return f"s3://{bucket}/pg"

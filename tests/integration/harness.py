@@ -63,6 +63,27 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def s3_env():
+    """Credentials and endpoint of the test S3 server (scripts/test.sh starts SeaweedFS), or None."""
+    if not os.environ.get("WALE_TEST_S3_ENDPOINT"):
+        return None
+    return {
+        "WALE_S3_ENDPOINT": os.environ["WALE_TEST_S3_ENDPOINT"],
+        "AWS_ACCESS_KEY_ID": os.environ["WALE_TEST_S3_ACCESS_KEY"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["WALE_TEST_S3_SECRET_KEY"],
+    }
+
+
+def s3_create_bucket(name):
+    e = s3_env()
+    p = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--aws-sigv4", "aws:amz:us-east-1:s3",
+         "--user", f"{e['AWS_ACCESS_KEY_ID']}:{e['AWS_SECRET_ACCESS_KEY']}",
+         os.environ["WALE_TEST_S3_ENDPOINT"].replace("http+path://", "http://") + "/" + name],
+        capture_output=True, timeout=60)
+    assert p.stdout == b"200", p
+
+
 class WalE:
     """The wal-e binary, copied where the postgres user can execute it."""
 
@@ -78,6 +99,8 @@ class WalE:
 
     def env_prefix(self, prefix, extra=None):
         env = {"WALE_FILE_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr"}
+        if prefix.startswith("s3://"):
+            env.update(s3_env())
         env.update(extra or {})
         return env
 
@@ -94,6 +117,8 @@ class WalE:
                 e[k] = ""
         if prefix is not None:
             e["WALE_FILE_PREFIX"] = prefix
+            if prefix.startswith("s3://"):
+                e.update(s3_env())
         e.update(env or {})
         return run([self.path, *args], check=check, user=user, env=e, timeout=timeout, cwd=cwd)
 
