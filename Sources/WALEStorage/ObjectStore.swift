@@ -9,12 +9,16 @@ public struct ObjectInfo: Sendable, Equatable {
     public var lastModified: Double
     /// User metadata (backends that have it; lower-case names).
     public var metadata: [String: String]
+    /// The last-modified time exactly as the backend's listing wrote it (S3's ListObjects), which
+    /// WAL-E printed verbatim in backup-list.
+    public var lastModifiedText: String?
 
-    public init(key: String, size: Int64, lastModified: Double, metadata: [String: String] = [:]) {
+    public init(key: String, size: Int64, lastModified: Double, metadata: [String: String] = [:], lastModifiedText: String? = nil) {
         self.key = key
         self.size = size
         self.lastModified = lastModified
         self.metadata = metadata
+        self.lastModifiedText = lastModifiedText
     }
 }
 

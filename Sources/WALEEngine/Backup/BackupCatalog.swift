@@ -35,7 +35,8 @@ public struct BackupCatalog: Sendable {
             else { continue }
             out.append(
                 BackupInfo(
-                    name: name, sentinelKey: o.key, lastModified: formatLastModified(o.lastModified),
+                    name: name, sentinelKey: o.key,
+                    lastModified: prefix.scheme == .s3 ? (o.lastModifiedText ?? formatLastModified(o.lastModified)) : formatLastModified(o.lastModified),
                     lastModifiedEpoch: o.lastModified, sentinel: nil))
         }
         return out

@@ -249,10 +249,11 @@ public struct S3Store: ObjectStore {
             guard r.status == 200 else { throw failure(r, "ListObjectsV2 \(prefix)", key: prefix) }
             for c in xmlBlocks(r.body, "Contents") {
                 guard let k = xmlValues(c, "Key").first else { continue }
+                let modified = xmlValues(c, "LastModified").first
                 out.append(
                     ObjectInfo(
                         key: k, size: Int64(xmlValues(c, "Size").first ?? "0") ?? 0,
-                        lastModified: xmlValues(c, "LastModified").first.flatMap(parseISO8601) ?? 0))
+                        lastModified: modified.flatMap(parseISO8601) ?? 0, lastModifiedText: modified))
             }
             token = xmlValues(r.body, "IsTruncated").first == "true" ? xmlValues(r.body, "NextContinuationToken").first : nil
         } while token != nil
