@@ -73,3 +73,53 @@ def test_s3_errors_are_clear(wale, scratch):
     assert nocreds.returncode == 1 and "no AWS credentials" in nocreds.stderr.decode()
     badend = wale("backup-list", prefix="s3://b/x", env={"WALE_S3_ENDPOINT": "http+path://u@host/x"})
     assert badend.returncode == 1 and "is not of the form" in badend.stderr.decode()
+
+
+def start_proxy(mode, count=0):
+    import sys
+    port = os.environ["WALE_TEST_S3_ENDPOINT"].rsplit(":", 1)[1]
+    p = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "faultproxy.py"), mode, str(count), port],
+                         stdout=subprocess.PIPE)
+    return p, int(p.stdout.readline())
+
+
+def segment_file(scratch, name="000000010000000000000003"):
+    from test_bad_input import make_segment
+    src = os.path.join(scratch, name)
+    make_segment(src, name=name)
+    return src
+
+
+def test_s3_faults_retry_or_fail_in_bounded_time(wale, s3_prefix, scratch):
+    src = segment_file(scratch)
+    for mode, count in (("errors", 2), ("reset", 1)):
+        proxy, port = start_proxy(mode, count)
+        try:
+            env = {"WALE_S3_ENDPOINT": f"http+path://127.0.0.1:{port}"}
+            p = wale("wal-push", src, prefix=s3_prefix, env=env, user=None)
+            assert p.returncode == 0, p.stderr.decode()
+            assert "retrying" in p.stderr.decode()
+            dest = os.path.join(scratch, f"got-{mode}")
+            assert wale("wal-fetch", "-p", "0", os.path.basename(src), dest, prefix=s3_prefix, user=None).returncode == 0
+            assert open(dest, "rb").read() == open(src, "rb").read()
+            os.unlink(dest)
+        finally:
+            proxy.kill()
+        # Start over for the next mode: the object is archived now, so push another name.
+        src = segment_file(scratch, "000000010000000000000004" if mode == "errors" else "000000010000000000000005")
+
+    proxy, port = start_proxy("stall")
+    try:
+        env = {"WALE_S3_ENDPOINT": f"http+path://127.0.0.1:{port}", "WALE_S3_REQUEST_TIMEOUT": "2", "WALE_RETRIES": "2"}
+        t0 = time.time()
+        p = wale("wal-push", src, prefix=s3_prefix, env=env, user=None, timeout=60)
+        elapsed = time.time() - t0
+        assert p.returncode == 74, p.stderr.decode()
+        assert elapsed < 20, elapsed
+        t0 = time.time()
+        f = wale("wal-fetch", "-p", "0", "000000010000000000000006", os.path.join(scratch, "never"), prefix=s3_prefix, env=env,
+                 user=None, timeout=60)
+        assert f.returncode == 74 and time.time() - t0 < 20
+        assert not os.path.exists(os.path.join(scratch, "never"))
+    finally:
+        proxy.kill()

@@ -16,6 +16,9 @@ public struct S3Configuration: Sendable, Equatable {
     /// Bytes per multipart part; objects up to this size go up in one PUT.
     public var partSize = 16 << 20
     public var partsInFlight = 4
+    /// Deadline of each request (`WALE_S3_REQUEST_TIMEOUT`, seconds; default 60): a server that
+    /// accepts and never answers costs at most this per attempt.
+    public var requestTimeout: Double = 60
 
     /// Bucket names S3 accepts in a host name (WAL-E's `from_store_name` rules).
     public static func isDNSCompatible(_ b: String) -> Bool {
@@ -76,6 +79,10 @@ public struct S3Configuration: Sendable, Equatable {
         c.kmsKeyID = env["WALE_S3_SSE_KMS_KEY_ID"].flatMap { $0.isEmpty ? nil : $0 }
         if c.kmsKeyID != nil { c.serverSideEncryption = "aws:kms" }
         c.storageClass = env["WALE_S3_STORAGE_CLASS"].flatMap { $0.isEmpty ? nil : $0 }
+        if let t = env["WALE_S3_REQUEST_TIMEOUT"], !t.isEmpty {
+            guard let v = Double(t), v > 0 else { throw WALEError(.user, "WALE_S3_REQUEST_TIMEOUT=\(t) is not a positive number of seconds") }
+            c.requestTimeout = v
+        }
         return c
     }
 

@@ -12,7 +12,7 @@ public struct S3Store: ObjectStore {
     let logger: Logger
     let retry: Retry
     /// Whole-request deadline for small requests; streaming bodies are bounded by the idle timeout.
-    public var requestTimeout: TimeAmount = .seconds(60)
+    var requestTimeout: TimeAmount { .milliseconds(Int64(config.requestTimeout * 1000)) }
 
     /// Retries of transient failures (kept local so storage does not depend on the engine).
     public struct Retry: Sendable {

@@ -1,0 +1,86 @@
+"""A fault-injecting HTTP proxy on 127.0.0.1 in front of the test S3 server.
+
+Modes (first argument): `errors N` answers the first N requests with 503 SlowDown, then forwards;
+`reset N` closes the connection without answering on the first N requests; `stall` accepts and
+never answers. Prints the port it listens on; runs until killed, for at most 10 minutes.
+"""
+import socket
+import sys
+import threading
+import time
+
+mode, count = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0
+upstream = ("127.0.0.1", int(sys.argv[3])) if len(sys.argv) > 3 else None
+lock = threading.Lock()
+seen = [0]
+
+
+def read_request(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v.strip())
+    while len(rest) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        rest += chunk
+    return head + b"\r\n\r\n" + rest
+
+
+def forward(raw):
+    with socket.create_connection(upstream, timeout=60) as u:
+        line, _, rest = raw.partition(b"\r\n")
+        u.sendall(line + b"\r\nConnection: close\r\n" + rest)
+        resp = b""
+        while True:
+            chunk = u.recv(65536)
+            if not chunk:
+                return resp
+            resp += chunk
+
+
+def handle(conn):
+    with conn:
+        while True:
+            raw = read_request(conn)
+            if raw is None:
+                return
+            with lock:
+                seen[0] += 1
+                n = seen[0]
+            if mode == "stall":
+                time.sleep(600)
+                return
+            if mode == "reset" and n <= count:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                return
+            if mode == "errors" and n <= count:
+                body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                conn.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))
+                continue
+            conn.sendall(forward(raw))
+            return
+
+
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+print(s.getsockname()[1], flush=True)
+deadline = time.time() + 600
+s.settimeout(1)
+while time.time() < deadline:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
