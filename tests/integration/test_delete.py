@@ -129,3 +129,63 @@ def test_permanent_backups_and_everything(make_cluster, wale, archive, scratch):
     p = wale("delete", "--confirm", "old-versions", prefix=prefix)
     assert p.returncode == 1 and "no complete backup in the current format" in p.stderr.decode()
     assert wale("delete", prefix=prefix).returncode == 1
+
+
+def s3_keys(prefix):
+    """Every key under an s3:// prefix, via ListObjectsV2 (curl, SigV4)."""
+    import urllib.parse
+    from harness import s3_env
+    e = s3_env()
+    bucket, _, path = prefix[len("s3://"):].partition("/")
+    base = os.environ["WALE_TEST_S3_ENDPOINT"].replace("http+path://", "http://")
+    keys, token = set(), None
+    while True:
+        q = "list-type=2&prefix=" + urllib.parse.quote(path, safe="")
+        if token:
+            q += "&continuation-token=" + urllib.parse.quote(token, safe="")
+        out = subprocess.run(["curl", "-s", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user",
+                              f"{e['AWS_ACCESS_KEY_ID']}:{e['AWS_SECRET_ACCESS_KEY']}", f"{base}/{bucket}?{q}"],
+                             capture_output=True, check=True).stdout.decode()
+        keys |= set(re.findall(r"<Key>([^<]+)</Key>", out))
+        m = re.search(r"<NextContinuationToken>([^<]+)</NextContinuationToken>", out)
+        if "<IsTruncated>true</IsTruncated>" not in out or not m:
+            return keys
+        token = m.group(1)
+
+
+def test_delete_on_s3(make_cluster, wale, s3_prefix, scratch):
+    c = archiving_cluster(make_cluster, wale, s3_prefix, 15)
+    c.pgbench("-i", "-s", "1", "-q")
+    old = backup_push(wale, c, s3_prefix, "--fast").stdout.decode().strip()
+    c.pgbench("-c", "2", "-T", "2", "-n")
+    c.psql("SELECT pg_switch_wal()")
+    new = backup_push(wale, c, s3_prefix, "--fast").stdout.decode().strip()
+    c.pgbench("-c", "2", "-T", "2", "-n")
+    expected = c.table_checksums()
+    c.wait_archived()
+    c.stop()
+
+    before = s3_keys(s3_prefix)
+    dry = wale("delete", "retain", "1", prefix=s3_prefix)
+    assert dry.returncode == 0, dry.stderr.decode()
+    assert s3_keys(s3_prefix) == before
+    bucket = s3_prefix[len("s3://"):].partition("/")[0]
+    planned = set(re.findall(rf"The key being deleted is s3://{bucket}/(\S+)\.\n", dry.stderr.decode()))
+    assert any(old in k for k in planned) and not any(new in k for k in planned)
+    assert wale("delete", "--confirm", "retain", "1", prefix=s3_prefix).returncode == 0
+    after = s3_keys(s3_prefix)
+    assert before - after == planned
+    assert wale("delete", "--confirm", "retain", "1", prefix=s3_prefix).returncode == 0
+    assert s3_keys(s3_prefix) == after
+    target = os.path.join(scratch, "r_s3")
+    f = wale("backup-fetch", target, "LATEST", prefix=s3_prefix)
+    assert f.returncode == 0, f.stderr.decode()
+    r = make_cluster(15, "r_s3")
+    restore_config(c, target, r.port)
+    with open(os.path.join(target, "postgresql.auto.conf"), "a") as conf:
+        conf.write("restore_command = '" + wale.command_line(s3_prefix, 'wal-fetch "%f" "%p"') + "'\n")
+    open(os.path.join(target, "recovery.signal"), "w").close()
+    chown_pg(os.path.join(target, "recovery.signal"))
+    r.start()
+    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    assert r.table_checksums() == expected
