@@ -12,11 +12,11 @@ public actor RateLimiter {
         burst = min(Double(bytesPerSecond), 8 * 1024 * 1024) / Double(max(1, bytesPerSecond))
     }
 
-    /// Waits until `n` more bytes may be read.
+    /// Waits until `n` more bytes may be read: a generic cell-rate schedule, so by any time T at
+    /// most `rate × (T + burst)` bytes have been granted.
     public func acquire(_ n: Int) async throws {
         let now = POSIX.monotonic()
-        let start = max(nextFree, now - burst)
-        nextFree = start + Double(n) / bytesPerSecond
+        nextFree = max(nextFree, now) + Double(n) / bytesPerSecond
         let wait = nextFree - now - burst
         if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
     }
