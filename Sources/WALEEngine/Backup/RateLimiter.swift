@@ -15,9 +15,13 @@ public actor RateLimiter {
     /// Waits until `n` more bytes may be read: a generic cell-rate schedule, so by any time T at
     /// most `rate × (T + burst)` bytes have been granted.
     public func acquire(_ n: Int) async throws {
-        let now = POSIX.monotonic()
-        nextFree = max(nextFree, now) + Double(n) / bytesPerSecond
-        let wait = nextFree - now - burst
+        let wait = reserve(n, now: POSIX.monotonic())
         if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
+    }
+
+    /// Books `n` bytes at time `now` and returns how long the caller must wait before reading them.
+    func reserve(_ n: Int, now: Double) -> Double {
+        nextFree = max(nextFree, now) + Double(n) / bytesPerSecond
+        return max(0, nextFree - now - burst)
     }
 }
