@@ -180,7 +180,6 @@ public final class LzopDecoder: ByteTransform {
                     results.deallocate()
                 }
             }
-            _ = src
         }
         if let f = failures.compactMap({ $0 }).first { throw Lzop.corrupt(f) }
         input.consume(o)

@@ -143,13 +143,9 @@ struct WALPrefetchCommand: WALECommand {
     @Argument(help: "segment names") var segments: [String]
 
     func execute() async throws -> WALEExitCode {
-        var flags = global.flags
-        flags.filePrefix = nil
-        flags.s3Prefix = nil
-        flags.gsPrefix = nil
-        flags.wabsPrefix = nil
-        var only = GlobalFlags(filePrefix: prefix, terse: flags.terse, compression: flags.compression)
-        only.awsAccessKeyID = flags.awsAccessKeyID
+        // Only the prefix handed over by wal-fetch: the scheme of a --file-prefix value picks the backend.
+        var only = GlobalFlags(filePrefix: prefix, terse: global.terse, compression: global.compression)
+        only.awsAccessKeyID = global.awsAccessKeyID
         let ctx = try Context.make(only, loggerName: "wal_e.worker.prefetch")
         let downloader = WALDownloader(store: ctx.store, prefix: ctx.config.prefix, preferred: ctx.compression)
         await WALPrefetch(downloader: downloader, logger: ctx.logger, concurrency: concurrency).run(base: baseDirectory, segments: segments)

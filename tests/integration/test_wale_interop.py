@@ -20,6 +20,9 @@ def peer():
 
 def peer_env(prefix):
     # WAL-E logs to syslog by default; there is no syslog daemon here.
+    if prefix.startswith("s3://"):
+        from harness import s3_env
+        return {"WALE_S3_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr", "PATH": "/usr/bin:/bin", **s3_env()}
     return {"WALE_FILE_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr", "PATH": "/usr/bin:/bin"}
 
 
@@ -100,25 +103,13 @@ def test_we_restore_what_wale_wrote_and_list_identically(make_cluster, wale, arc
         assert wale("backup-list", q, prefix=prefix).stdout == run([peer, "backup-list", q], user="postgres", env=peer_env(prefix)).stdout
 
 
-def peer_s3_env(prefix):
-    from harness import s3_env
-    e = {"WALE_S3_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr", "PATH": "/usr/bin:/bin"}
-    e.update(s3_env())
-    return e
-
-
-def peer_s3_line(peer, prefix, args):
-    env = " ".join(f"{k}={v}" for k, v in sorted(peer_s3_env(prefix).items()))
-    return f"env {env} {peer} {args}"
-
-
 def test_wale_and_we_share_an_s3_archive(make_cluster, wale, s3_prefix, scratch, peer):
     # WAL-E archives and takes a backup; we restore it and recover through our wal-fetch.
     c = make_cluster(15)
-    c.initdb(archive_mode="on", archive_command="'" + peer_s3_line(peer, s3_prefix, "wal-push %p") + "'", wal_keep_size="'1GB'")
+    c.initdb(archive_mode="on", archive_command="'" + peer_line(peer, s3_prefix, "wal-push %p") + "'", wal_keep_size="'1GB'")
     c.start()
     c.pgbench("-i", "-s", "2", "-q")
-    p = run([peer, "backup-push", c.data], user="postgres", env={**peer_s3_env(s3_prefix), **c.env()}, check=False)
+    p = run([peer, "backup-push", c.data], user="postgres", env={**peer_env(s3_prefix), **c.env()}, check=False)
     assert p.returncode == 0, p.stderr.decode()
     c.pgbench("-c", "2", "-T", "2", "-n")
     expected = c.table_checksums()
@@ -136,11 +127,11 @@ def test_wale_and_we_share_an_s3_archive(make_cluster, wale, s3_prefix, scratch,
     expected = c.table_checksums()
     c.wait_archived()
     target = os.path.join(scratch, "theirs")
-    p = run([peer, "backup-fetch", target, name], user="postgres", env=peer_s3_env(s3_prefix), check=False)
+    p = run([peer, "backup-fetch", target, name], user="postgres", env=peer_env(s3_prefix), check=False)
     assert p.returncode == 0, p.stderr.decode()
-    recover(make_cluster, c, target, peer_s3_line(peer, s3_prefix, 'wal-fetch -p 0 "%f" "%p"'), expected)
+    recover(make_cluster, c, target, peer_line(peer, s3_prefix, 'wal-fetch -p 0 "%f" "%p"'), expected)
 
-    theirs = run([peer, "backup-list"], user="postgres", env=peer_s3_env(s3_prefix)).stdout
+    theirs = run([peer, "backup-list"], user="postgres", env=peer_env(s3_prefix)).stdout
     ours = wale("backup-list", prefix=s3_prefix).stdout
     assert theirs.count(b"\r\n") == 3
     assert ours == theirs

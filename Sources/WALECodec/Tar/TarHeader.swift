@@ -73,9 +73,7 @@ public enum TarFormat {
         var out: [UInt8] = []
         if !pax.isEmpty {
             let body = paxRecords(pax)
-            var x = TarEntry(name: "././@PaxHeader", kind: .other(UInt8(ascii: "x")), size: Int64(body.count), mode: 0o644, mtime: e.mtime)
-            x.kind = .other(UInt8(ascii: "x"))
-            out += block(name: x.name, prefix: "", mode: 0o644, uid: 0, gid: 0, size: Int64(body.count), mtime: e.mtime, type: UInt8(ascii: "x"), link: "", uname: "", gname: "")
+            out += block(name: "././@PaxHeader", prefix: "", mode: 0o644, uid: 0, gid: 0, size: Int64(body.count), mtime: e.mtime, type: UInt8(ascii: "x"), link: "", uname: "", gname: "")
             out += body
             out += padding(body.count)
         }

@@ -30,7 +30,7 @@ extension BackupFetch {
                 if symlink(loc, linkPath) != 0 { throw POSIX.error("create tablespace link", linkPath) }
             }
         }
-        if options.blindRestore { return specs.compactMap { POSIX.realPath(root + "/" + $0.link) }.filter { $0 != root + "/" + "" } }
+        if options.blindRestore { return specs.compactMap { POSIX.realPath(root + "/" + $0.link) } }
         var missing: [String] = []
         var locations: [String] = []
         for t in specs {

@@ -56,7 +56,7 @@ public struct S3Store: ObjectStore {
         _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: [UInt8]? = nil
     ) -> HTTPClientRequest {
         let payloadHash = body.map { hexString(SHA256.hash(data: $0)) } ?? SigV4Signer.emptyPayloadHash
-        let date = SigV4Signer.amzDate(POSIX_now())
+        let date = SigV4Signer.amzDate(POSIX.now())
         var headers: [(String, String)] = [("host", config.authority), ("x-amz-date", date), ("x-amz-content-sha256", payloadHash)]
         if let t = config.credentials.sessionToken { headers.append(("x-amz-security-token", t)) }
         headers += extra
@@ -340,4 +340,3 @@ func base64(_ bytes: [UInt8]) -> String {
     return String(decoding: out, as: UTF8.self)
 }
 
-func POSIX_now() -> Double { POSIX.now() }
