@@ -10,6 +10,8 @@ public struct GlobalFlags: Sendable, Equatable {
     public var compression: String?
     /// `-k/--aws-access-key-id` (the secret only ever comes from the environment).
     public var awsAccessKeyID: String?
+    /// `--aws-instance-profile`: S3 keys from the EC2 instance metadata service.
+    public var awsInstanceProfile = false
 
     public init(
         filePrefix: String? = nil, gsPrefix: String? = nil, s3Prefix: String? = nil, wabsPrefix: String? = nil,
@@ -40,6 +42,9 @@ public struct Configuration: Sendable {
     /// Total attempts for operations retried on transient errors.
     public var retryAttempts: Int
     public var warnings: [String]
+    /// S3 credentials from the instance metadata service (`--aws-instance-profile` or
+    /// `AWS_INSTANCE_PROFILE` = true/1).
+    public var awsInstanceProfile = false
 
     public static let defaultRetryAttempts = 5
 
@@ -119,9 +124,26 @@ public struct Configuration: Sendable {
             }
         }
 
-        return Configuration(
+        var instanceProfile = f.awsInstanceProfile
+        if let v = env["AWS_INSTANCE_PROFILE"] {
+            switch v.lowercased() {
+            case "true", "1": instanceProfile = true
+            case "false", "0", "": break
+            default:
+                throw WALEError(.internal, "AWS_INSTANCE_PROFILE=\(v) is not a boolean", hint: "use true, 1, false, 0 or leave it empty")
+            }
+        }
+        if f.awsInstanceProfile && f.awsAccessKeyID != nil {
+            throw WALEError(
+                .internal, "--aws-access-key-id and --aws-instance-profile cannot be used together",
+                hint: "give keys in the environment, or use the instance profile, not both")
+        }
+
+        var c = Configuration(
             prefix: prefix, prefixSource: source, terse: f.terse, logDestinations: destinations,
             syslogFacility: facility << 3, compressionName: compressionName, retryAttempts: attempts, warnings: warnings)
+        c.awsInstanceProfile = instanceProfile
+        return c
     }
 
     static func describe(_ e: StoragePrefix.ParseError, source: String) -> WALEError {

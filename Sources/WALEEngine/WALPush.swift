@@ -110,19 +110,34 @@ public struct WALPush: Sendable {
         logger.info("begin archiving a file", detail: "Uploading \"\(path)\" to \"\(url)\".", fields.merging(["state": "begin"]) { $1 })
         let started = POSIX.monotonic()
 
-        // Another codec's copy counts as "already archived" too.
-        for other in Compression.allCases where other != compression {
-            let otherKey = prefix.walKey(name, suffix: other.suffix)
-            if try await store.info(otherKey) != nil {
-                return try await compareExisting(key: otherKey, path: path, fields: fields)
+        // Any codec's copy counts as "already archived": one HEAD per codec, all at once.
+        let store = self.store
+        let candidates = [compression] + Compression.allCases.filter { $0 != compression }
+        let found = try await withThrowingTaskGroup(of: (Int, ObjectInfo?).self) { group in
+            for (i, c) in candidates.enumerated() {
+                let k = prefix.walKey(name, suffix: c.suffix)
+                group.addTask { (i, try await store.info(k)) }
             }
+            var all: [(Int, ObjectInfo?)] = []
+            for try await r in group { all.append(r) }
+            return all.sorted { $0.0 < $1.0 }.compactMap(\.1).first
+        }
+        if let existing = found {
+            return try await compareExisting(key: existing.key, existing: existing, path: path, fields: fields)
         }
 
-        let counted = CountingSource(source)
+        let counted = DigestingSource(source)
         let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)))
-        let outcome = try await store.write(key, from: encoded, options: WriteOptions(ifAbsent: true))
+        var options = WriteOptions(ifAbsent: true)
+        options.checkedAbsent = true
+        // The SHA-256 of the raw file rides along as object metadata where the store has it, so a
+        // later push of the same name is decided with one HEAD instead of a download.
+        options.lateMetadata = LateMetadata {
+            [Self.digestMetadataKey: counted.hexDigest(), Self.sizeMetadataKey: String(counted.byteCount)]
+        }
+        let outcome = try await store.write(key, from: encoded, options: options)
         if outcome == .alreadyExists {
-            return try await compareExisting(key: key, path: path, fields: fields)
+            return try await compareExisting(key: key, existing: try await store.info(key), path: path, fields: fields)
         }
         let elapsed = max(POSIX.monotonic() - started, 1e-6)
         let kib = Double(counted.byteCount) / 1024 / elapsed
@@ -153,20 +168,39 @@ public struct WALPush: Sendable {
     }
 
     /// The archive already has an object for this file: succeed if it holds the same bytes, refuse otherwise.
-    private func compareExisting(key: String, path: String, fields: [String: String]) async throws -> Outcome {
+    /// Object metadata: SHA-256 (hex) and length of the raw, uncompressed file.
+    public static let digestMetadataKey = "wale-content-sha256"
+    public static let sizeMetadataKey = "wale-content-size"
+
+    private func compareExisting(key: String, existing: ObjectInfo?, path: String, fields: [String: String]) async throws -> Outcome {
         let url = prefix.url(forKey: key)
         let (localDigest, localSize) = try await DigestingSource(LocalFileSource(path: path)).drain()
         let archived: (String, Int64)
-        do {
-            archived = try await store.read(key) { src in
-                try await DigestingSource(TransformedSource(src, AutoDecoder(name: key))).drain()
+        if let digest = existing?.metadata[Self.digestMetadataKey], let size = existing?.metadata[Self.sizeMetadataKey].flatMap({ Int64($0) }) {
+            archived = (digest, size)  // decided from the HEAD alone
+        } else {
+            do {
+                archived = try await readArchived(key)
+            } catch let e as WALEError where e.kind == .corrupt {
+                throw WALEError(
+                    .overwriteRefused, "refusing to overwrite \"\(url)\": the archived object is unreadable",
+                    detail: e.description,
+                    hint: "inspect the archive; remove the damaged object by hand only if you are sure \(path) is the right content")
             }
-        } catch let e as WALEError where e.kind == .corrupt {
-            throw WALEError(
-                .overwriteRefused, "refusing to overwrite \"\(url)\": the archived object is unreadable",
-                detail: e.description,
-                hint: "inspect the archive; remove the damaged object by hand only if you are sure \(path) is the right content")
         }
+        return try decide(url: url, path: path, archived: archived, local: (localDigest, localSize), fields: fields)
+    }
+
+    /// SHA-256 and length of an archived object's decoded content (objects without our metadata:
+    /// written by WAL-E or by a store that keeps none).
+    private func readArchived(_ key: String) async throws -> (String, Int64) {
+        try await store.read(key) { src in
+            try await DigestingSource(TransformedSource(src, AutoDecoder(name: key))).drain()
+        }
+    }
+
+    private func decide(url: String, path: String, archived: (String, Int64), local: (String, Int64), fields: [String: String]) throws -> Outcome {
+        let (localDigest, localSize) = local
         if archived == (localDigest, localSize) {
             logger.info(
                 "WAL file is already archived with identical content", detail: "\"\(url)\" matches \"\(path)\"; nothing uploaded.",

@@ -23,12 +23,26 @@ public struct ObjectInfo: Sendable, Equatable {
 }
 
 /// Options for a write.
+/// Metadata computed after the source ended. The store calls `value()` only after it read the
+/// source to its end, in the same task, so the captured state is never shared.
+public final class LateMetadata: @unchecked Sendable {
+    let compute: () -> [String: String]
+    public init(_ compute: @escaping () -> [String: String]) { self.compute = compute }
+    public func value() -> [String: String] { compute() }
+}
+
 public struct WriteOptions: Sendable {
     /// Create the object only if no object has this key; otherwise report `.alreadyExists` and
     /// leave the existing object untouched (WAL overwrite protection).
     public var ifAbsent = false
+    /// The caller has just seen no object under this key: a backend that would check with a
+    /// request of its own may skip it (it still creates only-if-absent where it can).
+    public var checkedAbsent = false
     public var contentType: String?
     public var metadata: [String: String] = [:]
+    /// Metadata known only once the source has been read to the end (a digest of the content);
+    /// backends that send metadata before the body use it when the whole object fits one request.
+    public var lateMetadata: LateMetadata?
     /// Flush to stable storage before reporting success (where the backend can).
     public var durable = true
 

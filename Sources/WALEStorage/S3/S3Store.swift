@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import Crypto
 import NIOCore
 import NIOHTTP1
+import NIOConcurrencyHelpers
+import NIOSSL
 import WALECodec
 import WALECore
 
@@ -24,20 +26,66 @@ public struct S3Store: ObjectStore {
         }
     }
 
-    public init(config: S3Configuration, logger: Logger, retry: Retry) {
+    let client: HTTPClient
+    /// Temporary keys from the instance metadata service; nil for fixed keys.
+    let credentialCache: CredentialCache?
+
+    public init(config: S3Configuration, logger: Logger, retry: Retry) throws {
         self.config = config
         self.logger = logger
         self.retry = retry
+        client = try Self.client(caBundle: config.caBundle)
+        if case .instanceProfile(let endpoint) = config.credentials {
+            let imds = InstanceMetadataClient(endpoint: endpoint, client: try Self.client(caBundle: nil))
+            let log = logger
+            credentialCache = CredentialCache {
+                let c = try await imds.fetch()
+                log.info(
+                    "fetched credentials from the instance metadata service",
+                    detail: c.expiration.map { "they expire at \(UTCTime(epochSeconds: $0).isoNoZone + "Z")" } ?? "they do not expire")
+                return c
+            }
+        } else {
+            credentialCache = nil
+        }
     }
 
-    /// One client for the process: connection pool, connect and idle-read timeouts.
-    static let client: HTTPClient = {
+    /// One client per trust configuration for the process: connection pool, connect and
+    /// idle-read timeouts, certificate verification always on.
+    static func client(caBundle: String?) throws -> HTTPClient {
+        try clients.withLockedValue { clients throws(WALEError) in
+            if let c = clients[caBundle ?? ""] { return c }
+            let c = try makeClient(caBundle: caBundle)
+            clients[caBundle ?? ""] = c
+            return c
+        }
+    }
+    static let clients = NIOLockedValueBox<[String: HTTPClient]>([:])
+
+    static func makeClient(caBundle: String?) throws(WALEError) -> HTTPClient {
         var c = HTTPClient.Configuration()
         c.timeout = .init(connect: .seconds(5), read: .seconds(30))
         c.connectionPool = .init(idleTimeout: .seconds(30))
         c.decompression = .disabled
+        if let caBundle {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .fullVerification
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caBundle))
+            } catch {
+                throw WALEError(.user, "the CA bundle \(caBundle) holds no usable PEM certificate", detail: "\(error)")
+            }
+            c.tlsConfiguration = tls
+        }
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
-    }()
+    }
+
+    func currentCredentials() async throws -> AWSCredentials {
+        switch config.credentials {
+        case .fixed(let c): return c
+        case .instanceProfile: return try await credentialCache!.credentials()
+        }
+    }
 
     // MARK: requests
 
@@ -54,15 +102,16 @@ public struct S3Store: ObjectStore {
 
     func signedRequest(
         _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: [UInt8]? = nil
-    ) -> HTTPClientRequest {
+    ) async throws -> HTTPClientRequest {
+        let credentials = try await currentCredentials()
         let payloadHash = body.map { hexString(SHA256.hash(data: $0)) } ?? SigV4Signer.emptyPayloadHash
         let date = SigV4Signer.amzDate(POSIX.now())
         var headers: [(String, String)] = [("host", config.authority), ("x-amz-date", date), ("x-amz-content-sha256", payloadHash)]
-        if let t = config.credentials.sessionToken { headers.append(("x-amz-security-token", t)) }
+        if let t = credentials.sessionToken { headers.append(("x-amz-security-token", t)) }
         headers += extra
         let auth = SigV4Signer(region: config.region).authorization(
             method: method.rawValue, path: path, query: query, headers: headers, payloadHash: payloadHash, amzDate: date,
-            credentials: config.credentials)
+            credentials: credentials)
         var r = HTTPClientRequest(url: url(path, query))
         r.method = method
         for (k, v) in headers where k != "host" { r.headers.add(name: k, value: v) }
@@ -81,15 +130,16 @@ public struct S3Store: ObjectStore {
     ) async throws -> Response {
         let path = key.map { config.path($0) } ?? config.bucketPath
         return try await withRetries(what) {
-            let req = signedRequest(method, path: path, query: query, headers: headers, body: body)
+            let req = try await signedRequest(method, path: path, query: query, headers: headers, body: body)
             do {
-                let resp = try await Self.client.execute(req, timeout: requestTimeout)
+                let resp = try await client.execute(req, timeout: requestTimeout)
                 var data: [UInt8] = []
                 for try await var chunk in resp.body {
                     data += chunk.readBytes(length: chunk.readableBytes) ?? []
                     if data.count > 64 << 20 { throw WALEError(.io, "unexpectedly large response to \(what)") }
                 }
                 let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
+                try await refreshIfExpired(r, what)
                 if r.status >= 500 || r.status == 429 || s3Code(r.body) == "SlowDown" {
                     throw transientError(r, what)
                 }
@@ -97,7 +147,7 @@ public struct S3Store: ObjectStore {
             } catch let e as WALEError {
                 throw e
             } catch {
-                throw WALEError(.io, "S3 request failed: \(what)", detail: "\(error)", hint: "is \(config.scheme)://\(config.authority) reachable?")
+                throw requestFailed(error, what)
             }
         }
     }
@@ -115,6 +165,27 @@ public struct S3Store: ObjectStore {
                 try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
             }
         }
+    }
+
+    /// Instance-profile keys S3 calls expired are dropped and the request retried with fresh ones.
+    func refreshIfExpired(_ r: Response, _ what: String) async throws {
+        guard let cache = credentialCache, r.status == 400 || r.status == 403,
+            let code = s3Code(r.body), ["ExpiredToken", "TokenRefreshRequired", "InvalidToken"].contains(code)
+        else { return }
+        await cache.invalidate()
+        throw WALEError(.io, "S3 answered \(code) to \(what); fetching new instance credentials")
+    }
+
+    /// A request that got no answer: TLS verification failures are the user's to fix (and not
+    /// retried); anything else (refused, reset, timed out) is transient.
+    func requestFailed(_ error: any Error, _ what: String) -> WALEError {
+        if let e = error as? WALEError { return e }
+        if error is NIOSSLError || error is NIOSSLExtraError || "\(error)".contains("handshakeFailed") {
+            return WALEError(
+                .user, "TLS verification of \(config.scheme)://\(config.authority) failed: \(what)", detail: "\(error)",
+                hint: "if the server uses a private CA, set WALE_S3_CA_BUNDLE (or AWS_CA_BUNDLE) to its PEM file")
+        }
+        return WALEError(.io, "S3 request failed: \(what)", detail: "\(error)", hint: "is \(config.scheme)://\(config.authority) reachable?")
     }
 
     func transientError(_ r: Response, _ what: String) -> WALEError {
@@ -158,17 +229,18 @@ public struct S3Store: ObjectStore {
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
         let resp: HTTPClientResponse = try await withRetries("GET \(key)") {
-            let req = signedRequest(.GET, path: config.path(key))
+            let req = try await signedRequest(.GET, path: config.path(key))
             let resp: HTTPClientResponse
             do {
-                resp = try await Self.client.execute(req, timeout: requestTimeout)
+                resp = try await client.execute(req, timeout: requestTimeout)
             } catch {
-                throw WALEError(.io, "S3 request failed: GET \(key)", detail: "\(error)")
+                throw requestFailed(error, "GET \(key)")
             }
             if resp.status == .ok { return resp }
             var data: [UInt8] = []
             for try await var c in resp.body { data += c.readBytes(length: c.readableBytes) ?? [] }
             let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
+            try await refreshIfExpired(r, "GET \(key)")
             if r.status == 404 { throw WALEError(.notFound, "object \(key) does not exist", detail: "s3://\(config.bucket)/\(key)") }
             if r.status >= 500 || r.status == 429 { throw transientError(r, "GET \(key)") }
             throw failure(r, "GET \(key)", key: key)
@@ -177,17 +249,20 @@ public struct S3Store: ObjectStore {
     }
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
-        if options.ifAbsent, try await info(key) != nil { return .alreadyExists }
+        if options.ifAbsent, !options.checkedAbsent, try await info(key) != nil { return .alreadyExists }
         let parts = PartReader(source, size: config.partSize)
-        var first = try await parts.next()
+        // One PUT when the whole object fits a part plus a little slack (a 16 MiB WAL segment
+        // that lzop could not shrink); its metadata can then include what is known only at the end.
+        var (first, ended) = try await parts.first(slack: 1 << 20)
         var headers: [(String, String)] = []
         if let ct = options.contentType { headers.append(("content-type", ct)) }
         if let sse = config.serverSideEncryption { headers.append(("x-amz-server-side-encryption", sse)) }
         if let kms = config.kmsKeyID { headers.append(("x-amz-server-side-encryption-aws-kms-key-id", kms)) }
         if let sc = config.storageClass { headers.append(("x-amz-storage-class", sc)) }
         for (k, v) in options.metadata { headers.append(("x-amz-meta-" + k, v)) }
-        if first.count < config.partSize {
+        if ended {
             var h = headers + [("content-md5", md5Base64(first))]
+            for (k, v) in options.lateMetadata?.value() ?? [:] { h.append(("x-amz-meta-" + k, v)) }
             if options.ifAbsent { h.append(("if-none-match", "*")) }
             let r = try await send(.PUT, key: key, headers: h, body: first, what: "PUT \(key)")
             if r.status == 412 { return .alreadyExists }
@@ -290,6 +365,19 @@ final class PartReader {
         self.source = source
         self.size = size
     }
+    /// The first part: the whole object if it ends within `size + slack` bytes (`ended`), else
+    /// exactly `size` bytes with the rest kept for `next()`.
+    func first(slack: Int) async throws -> (bytes: [UInt8], ended: Bool) {
+        var out: [UInt8] = []
+        while out.count <= size + slack {
+            guard let c = try await source.next() else { return (out, true) }
+            out += c
+        }
+        carry = Array(out[size...])
+        out.removeSubrange(size...)
+        return (out, false)
+    }
+
     func next() async throws -> [UInt8] {
         var out = carry
         carry = []
