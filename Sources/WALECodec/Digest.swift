@@ -2,7 +2,7 @@ import Crypto
 import WALECore
 
 /// Passes bytes through unchanged while computing their SHA-256 and length.
-public final class DigestingSource: ByteSource {
+public final class DigestingSource: ByteSource, ByteCounting {
     private let upstream: any ByteSource
     private var hasher = SHA256()
     public private(set) var byteCount: Int64 = 0

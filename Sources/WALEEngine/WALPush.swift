@@ -126,15 +126,22 @@ public struct WALPush: Sendable {
             return try await compareExisting(key: existing.key, existing: existing, path: path, fields: fields)
         }
 
-        let counted = DigestingSource(source)
-        let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)))
         var options = WriteOptions(ifAbsent: true)
         options.checkedAbsent = true
-        // The SHA-256 of the raw file rides along as object metadata where the store has it, so a
-        // later push of the same name is decided with one HEAD instead of a download.
-        options.lateMetadata = LateMetadata {
-            [Self.digestMetadataKey: counted.hexDigest(), Self.sizeMetadataKey: String(counted.byteCount)]
+        options.sizeHint = Int64(st.st_size)
+        let counted: any ByteSource & ByteCounting
+        if store.storesLateMetadata {
+            // The SHA-256 of the raw file rides along as object metadata, so a later push of the
+            // same name is decided with one HEAD instead of a download.
+            let digesting = DigestingSource(source)
+            options.lateMetadata = LateMetadata {
+                [Self.digestMetadataKey: digesting.hexDigest(), Self.sizeMetadataKey: String(digesting.byteCount)]
+            }
+            counted = digesting
+        } else {
+            counted = CountingSource(source)
         }
+        let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)))
         let outcome = try await store.write(key, from: encoded, options: options)
         if outcome == .alreadyExists {
             return try await compareExisting(key: key, existing: try await store.info(key), path: path, fields: fields)

@@ -38,6 +38,9 @@ public struct WriteOptions: Sendable {
     /// The caller has just seen no object under this key: a backend that would check with a
     /// request of its own may skip it (it still creates only-if-absent where it can).
     public var checkedAbsent = false
+    /// The expected size of the stream, if known (a WAL segment's file size): lets a backend
+    /// that buffers choose one request over several.
+    public var sizeHint: Int64?
     public var contentType: String?
     public var metadata: [String: String] = [:]
     /// Metadata known only once the source has been read to the end (a digest of the content);
@@ -73,4 +76,10 @@ public protocol ObjectStore: Sendable {
     func list(prefix: String) async throws -> [ObjectInfo]
     /// Deletes keys; missing keys are not an error.
     func delete(_ keys: [String]) async throws
+    /// Whether `WriteOptions.lateMetadata` is stored (and worth computing).
+    var storesLateMetadata: Bool { get }
+}
+
+extension ObjectStore {
+    public var storesLateMetadata: Bool { false }
 }

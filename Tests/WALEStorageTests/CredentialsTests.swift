@@ -173,3 +173,35 @@ import WALECore
         #expect(try await large.next() == [])
     }
 }
+
+/// The upload memory budget: whole amounts, in order, never more than the capacity out at once.
+@Suite struct ByteBudgetTests {
+    @Test func waitersAreServedInOrderWithWholeAmounts() async throws {
+        let budget = ByteBudget(capacity: 10)
+        await budget.acquire(6)
+        final class Order: Sendable {
+            let m = Mutex<[Int]>([])
+            func withLock<R>(_ f: (inout [Int]) -> R) -> R { m.withLock { f(&$0) } }
+        }
+        let order = Order()
+        let big = Task { await budget.acquire(8); order.withLock { $0.append(8) } }
+        try await Task.sleep(nanoseconds: 20_000_000)
+        let small = Task { await budget.acquire(2); order.withLock { $0.append(2) } }
+        try await Task.sleep(nanoseconds: 20_000_000)
+        // 4 are free: enough for the small request, but it queues behind the big one (no starvation).
+        #expect(order.withLock { $0 } == [])
+        await budget.release(6)
+        await big.value
+        await small.value
+        #expect(order.withLock { $0 } == [8, 2])
+        #expect(await budget.free == 0)
+        await budget.release(8)
+        await budget.release(2)
+        #expect(await budget.free == 10)
+        // More than the capacity is granted as the whole capacity (a single huge object still goes).
+        await budget.acquire(50)
+        #expect(await budget.free == 0)
+        await budget.release(50)
+        #expect(await budget.free == 10)
+    }
+}

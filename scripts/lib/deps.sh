@@ -66,9 +66,6 @@ ensure_seaweedfs() {
   fi
 }
 
-# start_seaweedfs PORT: starts SeaweedFS on 127.0.0.1:PORT..PORT+7 with SSE-S3 enabled (a random
-# key-encryption key; WAL-E and wal-e send x-amz-server-side-encryption: AES256), exports the
-# WALE_TEST_S3_* variables the tests read, and stops it when the calling shell exits.
 # ensure_host_name NAME: NAME resolves to 127.0.0.1 (an /etc/hosts line; glibc does not resolve
 # *.localhost by itself). Needed to test S3 virtual-host addressing (BUCKET.localhost).
 ensure_host_name() {
@@ -82,6 +79,9 @@ ensure_host_name() {
   fi
 }
 
+# start_seaweedfs PORT: starts SeaweedFS on 127.0.0.1:PORT..PORT+7 with SSE-S3 enabled (a random
+# key-encryption key; WAL-E and wal-e send x-amz-server-side-encryption: AES256), exports the
+# WALE_TEST_S3_* variables the tests read, and stops it when the calling shell exits.
 start_seaweedfs() {
   local port=$1
   export WALE_TEST_S3_ACCESS_KEY=AKIAIOSFODNN7EXAMPLE

@@ -74,14 +74,14 @@ def s3_env():
     }
 
 
-def s3_create_bucket(name):
+def s3_create_bucket(name, exist_ok=False):
     e = s3_env()
     p = subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "--aws-sigv4", "aws:amz:us-east-1:s3",
          "--user", f"{e['AWS_ACCESS_KEY_ID']}:{e['AWS_SECRET_ACCESS_KEY']}",
          os.environ["WALE_TEST_S3_ENDPOINT"].replace("http+path://", "http://") + "/" + name],
         capture_output=True, timeout=60)
-    assert p.stdout == b"200", p
+    assert p.stdout == b"200" or (exist_ok and p.stdout == b"409"), p
 
 
 class WalE:

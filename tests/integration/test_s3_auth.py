@@ -135,8 +135,8 @@ def test_https_endpoint_verifies_against_the_ca_bundle(wale, s3_prefix, scratch)
 
 def test_virtual_host_addressing(wale, scratch):
     bucket = os.environ["WALE_TEST_S3_VHOST_BUCKET"]
-    s3_create_bucket(bucket)
-    prefix = f"s3://{bucket}/vhost-{os.getpid()}"
+    s3_create_bucket(bucket, exist_ok=True)  # one fixed name: it must resolve (/etc/hosts)
+    prefix = f"s3://{bucket}/vhost-{os.getpid()}-{time.time_ns()}"
     os.environ["FAULTPROXY_LOG"] = log = os.path.join(scratch, "proxy.log")
     try:
         proxy, port = start_proxy("pass")
@@ -151,7 +151,7 @@ def test_virtual_host_addressing(wale, scratch):
     lines = open(log).read().splitlines()
     puts = [line for line in lines if line.startswith("PUT ")]
     # The bucket is in the host name, not in the path.
-    assert puts and all(line.startswith(f"PUT /vhost-{os.getpid()}/wal_005/") for line in puts), lines
+    assert puts and all(line.startswith(f"PUT /{prefix.split('/', 3)[3]}/wal_005/") for line in puts), lines
     # Path-style access to the same server sees the same object.
     dest = os.path.join(scratch, "back")
     f = wale("wal-fetch", "-p", "0", os.path.basename(src), dest, prefix=prefix, user=None)

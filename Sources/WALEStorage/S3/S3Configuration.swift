@@ -17,8 +17,11 @@ public struct S3Configuration: Sendable, Equatable {
     public var kmsKeyID: String?
     public var storageClass: String?
     /// Bytes per multipart part; objects up to this size go up in one PUT.
-    public var partSize = 16 << 20
+    public var partSize = 8 << 20
     public var partsInFlight = 4
+    /// Bytes of upload data buffered at once across all uploads (`WALE_S3_UPLOAD_MEMORY_MIB`,
+    /// default 32): bounds memory whatever the pool sizes.
+    public var uploadMemory = 32 << 20
     /// Deadline of each request (`WALE_S3_REQUEST_TIMEOUT`, seconds; default 60): a server that
     /// accepts and never answers costs at most this per attempt.
     public var requestTimeout: Double = 60
@@ -82,6 +85,13 @@ public struct S3Configuration: Sendable, Equatable {
             throw WALEError(.user, "the CA bundle \(ca) cannot be read", hint: "WALE_S3_CA_BUNDLE / AWS_CA_BUNDLE must name a readable PEM file")
         }
         c.storageClass = env["WALE_S3_STORAGE_CLASS"].flatMap { $0.isEmpty ? nil : $0 }
+        if let m = env["WALE_S3_UPLOAD_MEMORY_MIB"], !m.isEmpty {
+            guard let v = Int(m), v >= 6 else {
+                throw WALEError(.user, "WALE_S3_UPLOAD_MEMORY_MIB=\(m) is not a whole number of MiB of at least 6")
+            }
+            c.uploadMemory = v << 20
+            c.partSize = min(c.partSize, max(5 << 20, (v << 20) / 4))
+        }
         if let t = env["WALE_S3_REQUEST_TIMEOUT"], !t.isEmpty {
             guard let v = Double(t), v > 0 else { throw WALEError(.user, "WALE_S3_REQUEST_TIMEOUT=\(t) is not a positive number of seconds") }
             c.requestTimeout = v

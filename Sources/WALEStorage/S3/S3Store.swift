@@ -27,6 +27,8 @@ public struct S3Store: ObjectStore {
     }
 
     let client: HTTPClient
+    /// Upload bytes buffered in memory at once, across every upload of this store.
+    let budget: ByteBudget
     /// Temporary keys from the instance metadata service; nil for fixed keys.
     let credentialCache: CredentialCache?
 
@@ -35,6 +37,7 @@ public struct S3Store: ObjectStore {
         self.logger = logger
         self.retry = retry
         client = try Self.client(caBundle: config.caBundle)
+        budget = ByteBudget(capacity: config.uploadMemory)
         if case .instanceProfile(let endpoint) = config.credentials {
             let imds = InstanceMetadataClient(endpoint: endpoint, client: try Self.client(caBundle: nil))
             let log = logger
@@ -104,7 +107,10 @@ public struct S3Store: ObjectStore {
         _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: [UInt8]? = nil
     ) async throws -> HTTPClientRequest {
         let credentials = try await currentCredentials()
-        let payloadHash = body.map { hexString(SHA256.hash(data: $0)) } ?? SigV4Signer.emptyPayloadHash
+        // Over TLS a body that carries Content-MD5 is sent UNSIGNED-PAYLOAD, as the AWS SDKs do:
+        // the server checks the MD5, TLS protects both, and a 16 MiB SHA-256 pass is saved.
+        let unsigned = config.scheme == "https" && extra.contains { $0.0 == "content-md5" }
+        let payloadHash = unsigned ? "UNSIGNED-PAYLOAD" : body.map { hexString(SHA256.hash(data: $0)) } ?? SigV4Signer.emptyPayloadHash
         let date = SigV4Signer.amzDate(POSIX.now())
         var headers: [(String, String)] = [("host", config.authority), ("x-amz-date", date), ("x-amz-content-sha256", payloadHash)]
         if let t = credentials.sessionToken { headers.append(("x-amz-security-token", t)) }
@@ -117,7 +123,7 @@ public struct S3Store: ObjectStore {
         for (k, v) in headers where k != "host" { r.headers.add(name: k, value: v) }
         r.headers.add(name: "Authorization", value: auth)
         if let body {
-            r.body = .bytes(ByteBuffer(bytes: body))
+            r.body = .bytes(body)  // sent in chunks, not copied whole
             r.headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
         }
         return r
@@ -216,6 +222,8 @@ public struct S3Store: ObjectStore {
 
     // MARK: ObjectStore
 
+    public var storesLateMetadata: Bool { true }
+
     public func info(_ key: String) async throws -> ObjectInfo? {
         let r = try await send(.HEAD, key: key, what: "HEAD \(key)")
         if r.status == 404 { return nil }
@@ -251,9 +259,20 @@ public struct S3Store: ObjectStore {
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
         if options.ifAbsent, !options.checkedAbsent, try await info(key) != nil { return .alreadyExists }
         let parts = PartReader(source, size: config.partSize)
-        // One PUT when the whole object fits a part plus a little slack (a 16 MiB WAL segment
-        // that lzop could not shrink); its metadata can then include what is known only at the end.
-        var (first, ended) = try await parts.first(slack: 1 << 20)
+        // One PUT when the whole object fits a part (or the size the caller expects) plus a little
+        // slack (a 16 MiB WAL segment that lzop could not shrink); its metadata can then include
+        // what is known only at the end. Every buffered byte is held against the store's budget.
+        let hinted = min(Int(clamping: options.sizeHint ?? 0), 16 << 20)
+        let slack = max(config.partSize, hinted) + (1 << 20) - config.partSize
+        let firstHold = config.partSize + slack
+        await budget.acquire(firstHold)
+        var (first, ended): ([UInt8], Bool)
+        do {
+            (first, ended) = try await parts.first(slack: slack)
+        } catch {
+            await budget.release(firstHold)
+            throw error
+        }
         var headers: [(String, String)] = []
         if let ct = options.contentType { headers.append(("content-type", ct)) }
         if let sse = config.serverSideEncryption { headers.append(("x-amz-server-side-encryption", sse)) }
@@ -264,16 +283,47 @@ public struct S3Store: ObjectStore {
             var h = headers + [("content-md5", md5Base64(first))]
             for (k, v) in options.lateMetadata?.value() ?? [:] { h.append(("x-amz-meta-" + k, v)) }
             if options.ifAbsent { h.append(("if-none-match", "*")) }
-            let r = try await send(.PUT, key: key, headers: h, body: first, what: "PUT \(key)")
+            let r: Response
+            do {
+                r = try await send(.PUT, key: key, headers: h, body: first, what: "PUT \(key)")
+                await budget.release(firstHold)
+            } catch {
+                await budget.release(firstHold)
+                throw error
+            }
             if r.status == 412 { return .alreadyExists }
             guard r.status == 200 else { throw failure(r, "PUT \(key)", key: key) }
             return .created
         }
-        // Multipart: fixed-size parts, several in flight, each retried on its own.
-        let start = try await send(.POST, key: key, query: [("uploads", "")], headers: headers, body: [], what: "CreateMultipartUpload \(key)")
+        // Multipart: fixed-size parts, several in flight, each retried on its own; each part holds
+        // its share of the budget until it is uploaded.
+        // The first read's extra (the slack, still partly buffered as the next part's start) stays
+        // held until the upload ends.
+        do {
+            let r = try await multipartUpload(key, headers: headers, first: first, parts: parts)
+            await budget.release(firstHold - config.partSize)
+            return r
+        } catch {
+            await budget.release(firstHold - config.partSize)
+            throw error
+        }
+    }
+
+    func multipartUpload(_ key: String, headers: [(String, String)], first: [UInt8], parts: PartReader) async throws -> WriteOutcome {
+        var first = first
+        let start: Response
+        do {
+            start = try await send(.POST, key: key, query: [("uploads", "")], headers: headers, body: [], what: "CreateMultipartUpload \(key)")
+        } catch {
+            await budget.release(config.partSize)
+            throw error
+        }
         guard start.status == 200, let uploadID = xmlValues(start.body, "UploadId").first else {
+            await budget.release(config.partSize)
             throw failure(start, "CreateMultipartUpload \(key)", key: key)
         }
+        let budget = self.budget
+        let held = config.partSize
         do {
             var etags: [(Int, String)] = []
             try await withThrowingTaskGroup(of: (Int, String).self) { group in
@@ -282,15 +332,37 @@ public struct S3Store: ObjectStore {
                 var part: [UInt8]? = first
                 first = []
                 while let body = part, !body.isEmpty || number == 1 {
-                    if inFlight >= config.partsInFlight, let done = try await group.next() {
-                        etags.append(done)
-                        inFlight -= 1
+                    if inFlight >= config.partsInFlight {
+                        do {
+                            if let done = try await group.next() {
+                                etags.append(done)
+                                inFlight -= 1
+                            }
+                        } catch {
+                            await budget.release(held)  // `body` never went up
+                            throw error
+                        }
                     }
                     let n = number
-                    group.addTask { (n, try await uploadPart(key, uploadID, n, body)) }
+                    group.addTask {
+                        do {
+                            let etag = try await uploadPart(key, uploadID, n, body)
+                            await budget.release(held)
+                            return (n, etag)
+                        } catch {
+                            await budget.release(held)
+                            throw error
+                        }
+                    }
                     inFlight += 1
                     number += 1
-                    let next = try await parts.next()
+                    await budget.acquire(held)
+                    let next: [UInt8]
+                    do { next = try await parts.next() } catch {
+                        await budget.release(held)
+                        throw error
+                    }
+                    if next.isEmpty { await budget.release(held) }
                     part = next.isEmpty ? nil : next
                 }
                 for try await done in group { etags.append(done) }
@@ -369,6 +441,7 @@ final class PartReader {
     /// exactly `size` bytes with the rest kept for `next()`.
     func first(slack: Int) async throws -> (bytes: [UInt8], ended: Bool) {
         var out: [UInt8] = []
+        out.reserveCapacity(size + slack + (1 << 20))
         while out.count <= size + slack {
             guard let c = try await source.next() else { return (out, true) }
             out += c
@@ -379,7 +452,9 @@ final class PartReader {
     }
 
     func next() async throws -> [UInt8] {
-        var out = carry
+        var out: [UInt8] = []
+        out.reserveCapacity(size + (1 << 20))
+        out += carry
         carry = []
         while out.count < size, let c = try await source.next() { out += c }
         if out.count > size {
@@ -428,3 +503,36 @@ func base64(_ bytes: [UInt8]) -> String {
     return String(decoding: out, as: UTF8.self)
 }
 
+
+/// A byte-counting semaphore: waiters are served in order, each taking its whole amount at once
+/// (never part of it, so two uploads cannot each hold half and wait for the other).
+public actor ByteBudget {
+    let capacity: Int
+    var available: Int
+    var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
+
+    public init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        available = self.capacity
+    }
+
+    public func acquire(_ bytes: Int) async {
+        let n = min(bytes, capacity)
+        if waiters.isEmpty && available >= n {
+            available -= n
+            return
+        }
+        await withCheckedContinuation { waiters.append((n, $0)) }
+    }
+
+    public func release(_ bytes: Int) {
+        available = min(capacity, available + min(bytes, capacity))
+        while let (need, c) = waiters.first, available >= need {
+            waiters.removeFirst()
+            available -= need
+            c.resume()
+        }
+    }
+
+    public var free: Int { available }
+}

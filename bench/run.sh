@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One command for the side-by-side benchmark (see bench/README.md): installs what is missing
+# (pgBackRest from Debian, WAL-E 1.1.1 from PyPI, SeaweedFS), builds wal-e in release mode, starts
+# SeaweedFS on 127.0.0.1, runs bench/bench.py and writes bench/results/.
+# Environment: BENCH_SCALE (pgbench scale, default 50), BENCH_RANDOM_MB (random table, default
+# 13 x scale), BENCH_REPLAY_GIB (WAL for the backlog and replay tests, default 1),
+# BENCH_PUSH_RUNS (default 11), BENCH_ONLY (backup,push,backlog), BENCH_ROOT (/var/tmp/wale-bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/deps.sh
+ensure_deps
+ensure_wale_peer
+ensure_seaweedfs
+if ! command -v pgbackrest >/dev/null; then
+  echo ">> installing pgbackrest (Debian)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null
+fi
+
+echo ">> swift build -c release --static-swift-stdlib" >&2
+swift build -c release --static-swift-stdlib 2>&1 | tail -1
+ROOT=${BENCH_ROOT:-/var/tmp/wale-bench}
+export BENCH_ROOT=$ROOT
+for p in main backlog restore; do
+  [ -f "$ROOT/$p/postmaster.pid" ] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$ROOT/$p" -m immediate stop >/dev/null 2>&1 || true
+done
+rm -rf "$ROOT"; mkdir -p "$ROOT/bin"
+install -m 755 .build/release/wal-e "$ROOT/bin/wal-e"
+
+OBJSTORE_DIR=$ROOT/objstore start_seaweedfs "${BENCH_S3_PORT:-9520}"
+stop_all() {
+  for p in main backlog restore; do
+    [ -f "$ROOT/$p/postmaster.pid" ] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$ROOT/$p" -m immediate stop >/dev/null 2>&1 || true
+  done
+  kill -9 "$WALE_SEAWEEDFS_PID" 2>/dev/null || true
+}
+trap stop_all EXIT
+/usr/bin/python3 bench/bench.py
