@@ -104,13 +104,13 @@ public struct S3Store: ObjectStore {
     }
 
     func signedRequest(
-        _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: [UInt8]? = nil
+        _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: ByteBuffer? = nil
     ) async throws -> HTTPClientRequest {
         let credentials = try await currentCredentials()
         // Over TLS a body that carries Content-MD5 is sent UNSIGNED-PAYLOAD, as the AWS SDKs do:
         // the server checks the MD5, TLS protects both, and a 16 MiB SHA-256 pass is saved.
         let unsigned = config.scheme == "https" && extra.contains { $0.0 == "content-md5" }
-        let payloadHash = unsigned ? "UNSIGNED-PAYLOAD" : body.map { hexString(SHA256.hash(data: $0)) } ?? SigV4Signer.emptyPayloadHash
+        let payloadHash = unsigned ? "UNSIGNED-PAYLOAD" : body.map { b in b.withUnsafeReadableBytes { hexString(SHA256.hash(data: $0)) } } ?? SigV4Signer.emptyPayloadHash
         let date = SigV4Signer.amzDate(POSIX.now())
         var headers: [(String, String)] = [("host", config.authority), ("x-amz-date", date), ("x-amz-content-sha256", payloadHash)]
         if let t = credentials.sessionToken { headers.append(("x-amz-security-token", t)) }
@@ -123,15 +123,17 @@ public struct S3Store: ObjectStore {
         for (k, v) in headers where k != "host" { r.headers.add(name: k, value: v) }
         r.headers.add(name: "Authorization", value: auth)
         if let body {
-            r.body = .bytes(body)  // sent in chunks, not copied whole
-            r.headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
+            // Slices of the buffer (shared storage, no copy), handed over as the connection
+            // drains: TLS then encrypts 256 KiB at a time, not a second copy of the whole body.
+            r.body = .stream(BufferSlices(buffer: body), length: .known(Int64(body.readableBytes)))
+            r.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         }
         return r
     }
 
     /// Sends a small request and reads the whole answer, retrying transient failures.
     func send(
-        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [], body: [UInt8]? = nil,
+        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [], body: ByteBuffer? = nil,
         what: String
     ) async throws -> Response {
         let path = key.map { config.path($0) } ?? config.bucketPath
@@ -266,7 +268,7 @@ public struct S3Store: ObjectStore {
         let slack = max(config.partSize, hinted) + (1 << 20) - config.partSize
         let firstHold = config.partSize + slack
         await budget.acquire(firstHold)
-        var (first, ended): ([UInt8], Bool)
+        var (first, ended): (ByteBuffer, Bool)
         do {
             (first, ended) = try await parts.first(slack: slack)
         } catch {
@@ -309,11 +311,11 @@ public struct S3Store: ObjectStore {
         }
     }
 
-    func multipartUpload(_ key: String, headers: [(String, String)], first: [UInt8], parts: PartReader) async throws -> WriteOutcome {
+    func multipartUpload(_ key: String, headers: [(String, String)], first: ByteBuffer, parts: PartReader) async throws -> WriteOutcome {
         var first = first
         let start: Response
         do {
-            start = try await send(.POST, key: key, query: [("uploads", "")], headers: headers, body: [], what: "CreateMultipartUpload \(key)")
+            start = try await send(.POST, key: key, query: [("uploads", "")], headers: headers, body: ByteBuffer(), what: "CreateMultipartUpload \(key)")
         } catch {
             await budget.release(config.partSize)
             throw error
@@ -329,9 +331,9 @@ public struct S3Store: ObjectStore {
             try await withThrowingTaskGroup(of: (Int, String).self) { group in
                 var number = 1
                 var inFlight = 0
-                var part: [UInt8]? = first
-                first = []
-                while let body = part, !body.isEmpty || number == 1 {
+                var part: ByteBuffer? = first
+                first = ByteBuffer()
+                while let body = part, body.readableBytes > 0 || number == 1 {
                     if inFlight >= config.partsInFlight {
                         do {
                             if let done = try await group.next() {
@@ -357,19 +359,19 @@ public struct S3Store: ObjectStore {
                     inFlight += 1
                     number += 1
                     await budget.acquire(held)
-                    let next: [UInt8]
+                    let next: ByteBuffer
                     do { next = try await parts.next() } catch {
                         await budget.release(held)
                         throw error
                     }
-                    if next.isEmpty { await budget.release(held) }
-                    part = next.isEmpty ? nil : next
+                    if next.readableBytes == 0 { await budget.release(held) }
+                    part = next.readableBytes == 0 ? nil : next
                 }
                 for try await done in group { etags.append(done) }
             }
             etags.sort { $0.0 < $1.0 }
             let xml = "<CompleteMultipartUpload>" + etags.map { "<Part><PartNumber>\($0.0)</PartNumber><ETag>\(xmlEscape($0.1))</ETag></Part>" }.joined() + "</CompleteMultipartUpload>"
-            let done = try await send(.POST, key: key, query: [("uploadId", uploadID)], body: Array(xml.utf8), what: "CompleteMultipartUpload \(key)")
+            let done = try await send(.POST, key: key, query: [("uploadId", uploadID)], body: ByteBuffer(string: xml), what: "CompleteMultipartUpload \(key)")
             guard done.status == 200, s3Code(done.body) == nil else { throw failure(done, "CompleteMultipartUpload \(key)", key: key) }
             return .created
         } catch {
@@ -378,7 +380,7 @@ public struct S3Store: ObjectStore {
         }
     }
 
-    func uploadPart(_ key: String, _ uploadID: String, _ n: Int, _ body: [UInt8]) async throws -> String {
+    func uploadPart(_ key: String, _ uploadID: String, _ n: Int, _ body: ByteBuffer) async throws -> String {
         let r = try await send(
             .PUT, key: key, query: [("partNumber", String(n)), ("uploadId", uploadID)], headers: [("content-md5", md5Base64(body))],
             body: body, what: "UploadPart \(n) of \(key)")
@@ -413,7 +415,7 @@ public struct S3Store: ObjectStore {
             let batch = keys[i..<min(keys.count, i + 1000)]
             i += 1000
             let xml = "<Delete><Quiet>true</Quiet>" + batch.map { "<Object><Key>\(xmlEscape($0))</Key></Object>" }.joined() + "</Delete>"
-            let body = Array(xml.utf8)
+            let body = ByteBuffer(string: xml)
             let r = try await send(.POST, key: nil, query: [("delete", "")], headers: [("content-md5", md5Base64(body))], body: body, what: "DeleteObjects")
             guard r.status == 200 else { throw failure(r, "DeleteObjects", key: batch.first) }
             let errors = xmlBlocks(r.body, "Error").compactMap { e -> String? in
@@ -432,36 +434,37 @@ public struct S3Store: ObjectStore {
 final class PartReader {
     let source: any ByteSource
     let size: Int
-    var carry: [UInt8] = []
+    var carry = ByteBuffer()
     init(_ source: any ByteSource, size: Int) {
         self.source = source
         self.size = size
     }
+
     /// The first part: the whole object if it ends within `size + slack` bytes (`ended`), else
     /// exactly `size` bytes with the rest kept for `next()`.
-    func first(slack: Int) async throws -> (bytes: [UInt8], ended: Bool) {
-        var out: [UInt8] = []
-        out.reserveCapacity(size + slack + (1 << 20))
-        while out.count <= size + slack {
+    func first(slack: Int) async throws -> (bytes: ByteBuffer, ended: Bool) {
+        var out = ByteBufferAllocator().buffer(capacity: size + slack + (1 << 20))
+        while out.readableBytes <= size + slack {
             guard let c = try await source.next() else { return (out, true) }
-            out += c
+            out.writeBytes(c)
         }
-        carry = Array(out[size...])
-        out.removeSubrange(size...)
-        return (out, false)
+        return (split(out), false)
     }
 
-    func next() async throws -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(size + (1 << 20))
-        out += carry
-        carry = []
-        while out.count < size, let c = try await source.next() { out += c }
-        if out.count > size {
-            carry = Array(out[size...])
-            out.removeSubrange(size...)
-        }
-        return out
+    func next() async throws -> ByteBuffer {
+        var out = ByteBufferAllocator().buffer(capacity: size + (1 << 20))
+        out.writeImmutableBuffer(carry)
+        carry = ByteBuffer()
+        while out.readableBytes < size, let c = try await source.next() { out.writeBytes(c) }
+        return out.readableBytes > size ? split(out) : out
+    }
+
+    /// Keeps the first `size` bytes, the rest (copied, so the part's storage can go) for later.
+    private func split(_ out: ByteBuffer) -> ByteBuffer {
+        var rest = ByteBufferAllocator().buffer(capacity: out.readableBytes - size)
+        rest.writeImmutableBuffer(out.getSlice(at: out.readerIndex + size, length: out.readableBytes - size)!)
+        carry = rest
+        return out.getSlice(at: out.readerIndex, length: size)!
     }
 }
 
@@ -485,7 +488,7 @@ final class ResponseBodySource: ByteSource {
     }
 }
 
-func md5Base64(_ b: [UInt8]) -> String { base64(Array(Insecure.MD5.hash(data: b))) }
+func md5Base64(_ b: ByteBuffer) -> String { b.withUnsafeReadableBytes { base64(Array(Insecure.MD5.hash(data: $0))) } }
 
 func base64(_ bytes: [UInt8]) -> String {
     let t = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
@@ -535,4 +538,22 @@ public actor ByteBudget {
     }
 
     public var free: Int { available }
+}
+
+/// A buffer as consecutive slices sharing its storage.
+struct BufferSlices: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let buffer: ByteBuffer
+    var sliceSize = 256 << 10
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var rest: ByteBuffer
+        let sliceSize: Int
+        mutating func next() async -> ByteBuffer? {
+            guard rest.readableBytes > 0 else { return nil }
+            return rest.readSlice(length: Swift.min(sliceSize, rest.readableBytes))
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: buffer, sliceSize: sliceSize) }
 }
