@@ -359,6 +359,7 @@ def backlog_and_replay():
             f.write(f"archive_command = '{cmd}'\n")
         pg_start(data, BACKLOG_PORT)
         t0 = time.monotonic()
+        failed_before = int(psql(BACKLOG_PORT, "SELECT failed_count FROM pg_stat_archiver"))
         while any(f.endswith(".ready") for f in os.listdir(f"{data}/pg_wal/archive_status")):
             if time.monotonic() - t0 > 1800:
                 raise SystemExit(f"{tool}: backlog not drained in 30 minutes")
@@ -366,7 +367,8 @@ def backlog_and_replay():
         wall = time.monotonic() - t0
         failed = psql(BACKLOG_PORT, "SELECT failed_count FROM pg_stat_archiver")
         pg_stop(data)
-        record("archive backlog drain (file)", tool, segments=len(ready), wall=wall, seg_per_s=len(ready) / wall, failed=int(failed))
+        record("archive backlog drain (file)", tool, segments=len(ready), wall=wall, seg_per_s=len(ready) / wall,
+               failed_attempts=int(failed) - failed_before)
 
     # Replay feed: restore each tool's base backup and recover through all of that WAL.
     target = f"{ROOT}/restore"
