@@ -266,3 +266,25 @@ def test_connection_reset_mid_multipart_upload(wale, s3_prefix, scratch):
     missing = wale("wal-fetch", "-p", "0", os.path.basename(src2), os.path.join(scratch, "never"), prefix=s3_prefix, user=None)
     assert missing.returncode == 1 and not os.path.exists(os.path.join(scratch, "never"))
     assert pending_uploads(s3_prefix) == 0
+
+
+def test_parallel_multipart_uploads_share_a_small_memory_budget(wale, s3_prefix, scratch):
+    # Four 64 MiB incompressible segments pushed at once (wal-push's pool), each a multipart upload,
+    # all through a budget smaller than two parts: they must queue for memory, never deadlock.
+    names = [f"0000000100000000000000{n:02X}" for n in range(4, 8)]
+    paths = [big_segment(scratch, n) for n in names]
+    status = os.path.join(scratch, "big", "archive_status")
+    os.makedirs(status, exist_ok=True)
+    for n in names[1:]:
+        open(os.path.join(status, n + ".ready"), "w").close()
+    t0 = time.time()
+    p = wale("wal-push", "--pool-size", "4", paths[0], prefix=s3_prefix, env={"WALE_S3_UPLOAD_MEMORY_MIB": "8"}, user=None,
+             timeout=180)
+    assert p.returncode == 0, err(p)
+    assert time.time() - t0 < 150
+    assert sorted(os.listdir(status)) == sorted(n + ".done" for n in names[1:])
+    for n, path in zip(names, paths):
+        dest = os.path.join(scratch, "back-" + n)
+        assert wale("wal-fetch", "-p", "0", n, dest, prefix=s3_prefix, user=None).returncode == 0
+        assert sha256_file(dest) == sha256_file(path)
+    assert pending_uploads(s3_prefix) == 0

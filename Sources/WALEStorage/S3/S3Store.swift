@@ -270,7 +270,7 @@ public struct S3Store: ObjectStore {
         // what is known only at the end. Every buffered byte is held against the store's budget.
         let hinted = min(Int(clamping: options.sizeHint ?? 0), 16 << 20)
         let slack = max(config.partSize, hinted) + (1 << 20) - config.partSize
-        let firstHold = config.partSize + slack
+        let firstHold = min(config.partSize + slack, budget.capacity)
         await budget.acquire(firstHold)
         var (first, ended): (ByteBuffer, Bool)
         do {
@@ -303,16 +303,12 @@ public struct S3Store: ObjectStore {
         }
         // Multipart: fixed-size parts, several in flight, each retried on its own; each part holds
         // its share of the budget until it is uploaded.
-        // The first read's extra (the slack, still partly buffered as the next part's start) stays
-        // held until the upload ends.
-        do {
-            let r = try await multipartUpload(key, headers: headers, first: first, parts: parts)
-            await budget.release(firstHold - config.partSize)
-            return r
-        } catch {
-            await budget.release(firstHold - config.partSize)
-            throw error
-        }
+        // Keep only the first part's share: an upload never holds budget while it waits for more
+        // (only parts in flight hold it, and they finish on their own), so uploads cannot deadlock.
+        // The carried-over slack (at most 1 MiB past a part, more only for a known-size WAL file
+        // above 16 MiB) is briefly outside the count.
+        await budget.release(max(0, firstHold - config.partSize))
+        return try await multipartUpload(key, headers: headers, first: first, parts: parts)
     }
 
     func multipartUpload(_ key: String, headers: [(String, String)], first: ByteBuffer, parts: PartReader) async throws -> WriteOutcome {
@@ -514,7 +510,7 @@ func base64(_ bytes: [UInt8]) -> String {
 /// A byte-counting semaphore: waiters are served in order, each taking its whole amount at once
 /// (never part of it, so two uploads cannot each hold half and wait for the other).
 public actor ByteBudget {
-    let capacity: Int
+    public nonisolated let capacity: Int
     var available: Int
     var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
 
