@@ -376,7 +376,8 @@ def backlog_and_replay():
         fresh_dir(target)
         if tool == "pgBackRest lz4":
             run(pgbr_cmd(conf, "backlog", "restore", f"--pg1-path={target}", "--type=none"))
-            restore = " ".join(pgbr_cmd(conf, "backlog", "archive-get", "%f", '"%p"'))
+            # archive-get insists that it runs in pg1-path
+            restore = " ".join(pgbr_cmd(conf, "backlog", f"--pg1-path={target}", "archive-get", "%f", '"%p"'))
         else:
             env, cmd = tools[tool]
             run(cmd("backup-fetch", target, "LATEST"), env=env)
@@ -403,6 +404,8 @@ def backlog_and_replay():
                 pass
             if time.monotonic() - t0 > 3600:
                 raise SystemExit(f"{tool}: recovery did not finish")
+            if time.monotonic() - t0 > 5 and not os.path.exists(f"{target}/postmaster.pid"):
+                raise SystemExit(f"{tool}: the restored server stopped; see {log}")
         wall = time.monotonic() - t0
         restored = len(re.findall(r"restored log file", open(log, errors="replace").read()))
         rows = psql(RESTORE_PORT, "SELECT count(*) FROM feed")
