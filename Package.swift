@@ -24,7 +24,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", providers: [.apt(["liblz4-dev"])]),
 
-        // Linux calls the Glibc module does not import (syncfs).
+        // Linux calls the Glibc module does not import (syncfs), malloc tuning, SIMD Adler-32.
         .target(name: "CWALESupport"),
         // Pure values: names, LSNs, layout, exit codes. No I/O.
         .target(name: "WALECore", swiftSettings: swift6),
@@ -32,7 +32,7 @@ let package = Package(
         .target(
             name: "WALECodec",
             dependencies: [
-                "WALECore", "CLZO", "CZstd", "CLZ4",
+                "WALECore", "CLZO", "CZstd", "CLZ4", "CWALESupport",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swift6),
@@ -75,7 +75,7 @@ let package = Package(
             swiftSettings: swift6),
 
         .testTarget(name: "WALECoreTests", dependencies: ["WALECore"], swiftSettings: swift6),
-        .testTarget(name: "WALECodecTests", dependencies: ["WALECodec"], swiftSettings: swift6),
+        .testTarget(name: "WALECodecTests", dependencies: ["WALECodec", "CLZO", "CWALESupport"], swiftSettings: swift6),
         .testTarget(name: "WALEPostgresTests", dependencies: ["WALEPostgres"], swiftSettings: swift6),
         .testTarget(
             name: "WALEStorageTests", dependencies: ["WALEStorage", "WALEEngine", "WALECodec"],

@@ -53,15 +53,24 @@ def run(cmd, user="postgres", env=None, check=True, timeout=3600, quiet=True):
 
 
 def timed(cmd, env=None, user="postgres", check=True):
-    """Wall (monotonic), CPU user+sys and peak RSS (largest single process) of cmd."""
-    tf = os.path.join(ROOT, "tmp", "time.out")
+    """Wall (monotonic), CPU user+sys and peak RSS (largest single process, as /usr/bin/time
+    reports it) of cmd, run directly as `user` with exactly `env` (plus PATH/HOME): no runuser
+    or time(1) process in between, whose start-up (~8 ms) would be counted for every tool."""
+    e = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/var/lib/postgresql", "LANG": "C.UTF-8", "TMPDIR": ROOT + "/tmp"}
+    e.update(env or {})
+    ids = {"user": user, "group": user, "extra_groups": []} if user else {}
     t0 = time.monotonic()
-    p = run(["/usr/bin/time", "-o", tf, "-f", "%U %S %M"] + list(cmd), user=user, env=env, check=False)
+    p = subprocess.Popen(list(cmd), env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **ids)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
-    u, s, m = open(tf).read().split()[-3:]
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if LOG:
+        LOG.write(f"$ {' '.join(cmd)}\n{err.decode(errors='replace')[-4000:]}\n")
+        LOG.flush()
     if check and p.returncode != 0:
-        raise SystemExit(f"timed command failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr.decode(errors='replace')[-3000:]}")
-    return {"wall": wall, "cpu": float(u) + float(s), "rss_mib": int(m) / 1024, "rc": p.returncode}
+        raise SystemExit(f"timed command failed ({p.returncode}): {' '.join(cmd)}\n{err.decode(errors='replace')[-3000:]}")
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024, "rc": p.returncode}
 
 
 def drop_caches():
@@ -253,6 +262,11 @@ def backups_and_restores(main, base_bytes):
             stored = last["info"]["repository"]["delta"]
         record(f"backup-push ({store})", tool, wall=f["wall"], mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"], rss_mib=f["rss_mib"],
                stored_mb=stored / 1e6)
+    # Floor: only reading the cluster (cold cache, two readers, output discarded).
+    drop_caches()
+    f = timed(["sh", "-c", f"find {main} -path {main}/pg_wal -prune -o -type f -print0 | xargs -0 -P 2 -n 64 cat > /dev/null"])
+    record("backup-push (file)", "floor: read the cluster only", wall=f["wall"], mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"],
+           rss_mib=f["rss_mib"])
     for tool, store, codec in targets:
         target = f"{ROOT}/restore"
         fresh_dir(target)
@@ -282,6 +296,10 @@ def single_pushes(walsrc):
             for name in names:
                 # a copy outside pg_wal, so no .ready neighbours come into it
                 src = f"{ROOT}/pushsrc/{name}"
+                # archive_command pushes a segment PostgreSQL has just written: in the page cache
+                with open(src, "rb") as f:
+                    while f.read(1 << 20):
+                        pass
                 if tool == "wal-e":
                     f = timed(wale_cmd("wal-push", src), env=wale_env(store, "push"))
                 elif tool == "WAL-E 1.1.1":
@@ -292,6 +310,16 @@ def single_pushes(walsrc):
                 rss.append(f["rss_mib"])
             record(f"wal-push one segment ({store})", tool, median_s=statistics.median(walls), min_s=min(walls), runs=len(walls),
                    rss_mib=max(rss))
+    # Floors of one push: starting the program at all, and writing 16 MiB durably to the store's disk.
+    for tool, cmd in (("wal-e", wale_cmd("version")), ("pgBackRest lz4", ["pgbackrest", "version"]), ("WAL-E 1.1.1", walepy_cmd("version"))):
+        walls = [timed(cmd)["wall"] for _ in range(PUSH_RUNS)]
+        record("process start (`version`): part of every wal-push", tool, median_s=statistics.median(walls), min_s=min(walls), runs=len(walls))
+    walls = []
+    for _ in range(PUSH_RUNS):
+        walls.append(timed(["dd", "if=/dev/zero", f"of={ROOT}/store/dd.tmp", "bs=1M", "count=16", "conv=fsync", "status=none"])["wall"])
+    os.unlink(f"{ROOT}/store/dd.tmp")
+    record("process start (`version`): part of every wal-push", "floor: dd 16 MiB + fsync to the store's disk",
+           median_s=statistics.median(walls), min_s=min(walls), runs=len(walls))
 
 
 def backlog_and_replay():
@@ -307,8 +335,9 @@ def backlog_and_replay():
     init_cluster(data, BACKLOG_PORT, "/bin/true")
     conf = pgbr_conf("file", "backlog", BACKLOG_PORT, data)
     run(pgbr_cmd(conf, "backlog", "stanza-create"))
+    fresh_dir(f"{ROOT}/store/cp-backlog")  # plain copies: the no-tool floors of backlog and replay
     write_script(multi, "set -e\n" + "".join(f"env {env_line(e)} {' '.join(c('wal-push', '--pool-size', '1', '$1'))}\n" for e, c in tools.values())
-                 + f"{' '.join(pgbr_cmd(conf, 'backlog', 'archive-push', '$1'))}\n")
+                 + f"{' '.join(pgbr_cmd(conf, 'backlog', 'archive-push', '$1'))}\ncp $1 {ROOT}/store/cp-backlog/\n")
     set_archive_command(data, BACKLOG_PORT, f"{multi} %p")
     run([f"{PGBIN}/pgbench", "-h", "127.0.0.1", "-p", str(BACKLOG_PORT), "-i", "-s", "5", "-q", "postgres"])
     run(wale_cmd("backup-push", data), env=tools["wal-e"][0])
@@ -344,6 +373,8 @@ def backlog_and_replay():
         ("pgBackRest lz4 (sync)", f"{' '.join(pgbr_cmd(conf, 'backlog', 'archive-push', '%p'))}"),
         ("pgBackRest lz4 (async, process-max 2)", f"{' '.join(pgbr_cmd(async_conf, 'backlog', 'archive-push', '%p'))}"),
         ("WAL-E 1.1.1", f"env {env_line(tools['WAL-E 1.1.1'][0])} {' '.join(walepy_cmd('wal-push', '%p'))}"),
+        # no tool at all: PostgreSQL's archiver running cp (no compression, no fsync)
+        ("floor: cp", f"cp %p {ROOT}/store/cp-backlog/%f"),
     ]
     for tool, cmd in runs:
         if tool.startswith("pgBackRest"):
@@ -370,14 +401,19 @@ def backlog_and_replay():
         record("archive backlog drain (file)", tool, segments=len(ready), wall=wall, seg_per_s=len(ready) / wall,
                failed_attempts=int(failed) - failed_before)
 
-    # Replay feed: restore each tool's base backup and recover through all of that WAL.
+    # Replay feed: restore each tool's base backup and recover through all of that WAL. The floor
+    # feeds the same WAL with cp from a plain directory: PostgreSQL's redo alone.
     target = f"{ROOT}/restore"
-    for tool in ("wal-e", "pgBackRest lz4", "WAL-E 1.1.1"):
+    for tool in ("wal-e", "pgBackRest lz4", "WAL-E 1.1.1", "floor: cp"):
         fresh_dir(target)
         if tool == "pgBackRest lz4":
             run(pgbr_cmd(conf, "backlog", "restore", f"--pg1-path={target}", "--type=none"))
             # archive-get insists that it runs in pg1-path
             restore = " ".join(pgbr_cmd(conf, "backlog", f"--pg1-path={target}", "archive-get", "%f", '"%p"'))
+        elif tool == "floor: cp":
+            env, cmd = tools["wal-e"]
+            run(cmd("backup-fetch", target, "LATEST"), env=env)
+            restore = f"cp {ROOT}/store/cp-backlog/%f \"%p\""
         else:
             env, cmd = tools[tool]
             run(cmd("backup-fetch", target, "LATEST"), env=env)

@@ -1,6 +1,10 @@
 import CLZO
+import CWALESupport
 import Dispatch
 import WALECore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The lzop container format (what `lzop -c` writes and WAL-E stores), over LZO1X-1.
 public enum Lzop {
@@ -25,7 +29,7 @@ public enum Lzop {
     static let initialized: Bool = { wale_lzo_init() == 0 }()
 
     static func adler32(_ seed: UInt32, _ p: UnsafeRawBufferPointer) -> UInt32 {
-        UInt32(lzo_adler32(UInt32(seed), p.baseAddress?.assumingMemoryBound(to: UInt8.self), lzo_uint(p.count)))
+        wale_adler32(seed, p.baseAddress, p.count)
     }
     static func crc32(_ seed: UInt32, _ p: UnsafeRawBufferPointer) -> UInt32 {
         UInt32(lzo_crc32(UInt32(seed), p.baseAddress?.assumingMemoryBound(to: UInt8.self), lzo_uint(p.count)))
@@ -44,8 +48,9 @@ public enum Lzop {
 /// blocks that do not shrink are stored raw, exactly as `lzop -c` does. Batches of blocks are
 /// compressed on all cores at once (they are independent) and written out in order.
 public final class LzopEncoder: ByteTransform {
-    /// Blocks compressed concurrently per batch (memory: this × (256 KiB output + 128 KiB LZO state)).
-    public static let batchBlocks = 8
+    /// Blocks compressed concurrently per batch (memory: this × (256 KiB output + 128 KiB LZO
+    /// state)): two per core, 2 to 8.
+    public static let batchBlocks = min(8, max(2, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
     private var input = InputBuffer()
     private var finished = false
     private var headerDone = false
@@ -62,19 +67,23 @@ public final class LzopEncoder: ByteTransform {
         let out: UnsafeMutableRawPointer
         let work: UnsafeMutableRawPointer
         let lengths: UnsafeMutablePointer<Int>
+        let sums: UnsafeMutablePointer<UInt32>
         init(_ n: Int) {
             count = n
             out = .allocate(byteCount: n * outCapacity, alignment: 16)
             work = .allocate(byteCount: n * workSize, alignment: 16)
             lengths = .allocate(capacity: n)
+            sums = .allocate(capacity: n)
         }
         deinit {
             out.deallocate()
             work.deallocate()
             lengths.deallocate()
+            sums.deallocate()
         }
-        /// Compresses `src` into slot `i`; records the compressed length.
+        /// Compresses `src` into slot `i`; records the compressed length and the data's Adler-32.
         func compress(_ i: Int, _ src: UnsafeRawPointer, _ n: Int) {
+            sums[i] = wale_adler32(1, src, n)
             var produced: lzo_uint = 0
             let rc = lzo1x_1_compress(
                 src.assumingMemoryBound(to: UInt8.self), lzo_uint(n),
@@ -122,7 +131,9 @@ public final class LzopEncoder: ByteTransform {
                 }
                 for i in 0..<blocks {
                     let block = UnsafeRawBufferPointer(start: base + i * Lzop.blockSize, count: sizes[i])
-                    appendBlock(block, compressed: UnsafeRawBufferPointer(start: slots.out + i * slots.outCapacity, count: slots.lengths[i]), to: &out)
+                    appendBlock(
+                        block, adler: slots.sums[i], compressed: UnsafeRawBufferPointer(start: slots.out + i * slots.outCapacity, count: slots.lengths[i]),
+                        to: &out)
                 }
             }
             input.consume(total)
@@ -153,11 +164,11 @@ public final class LzopEncoder: ByteTransform {
         return h
     }
 
-    private func appendBlock(_ block: UnsafeRawBufferPointer, compressed: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    private func appendBlock(_ block: UnsafeRawBufferPointer, adler: UInt32, compressed: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         appendBE32(&out, UInt32(block.count))
         let stored = compressed.count >= block.count
         appendBE32(&out, stored ? UInt32(block.count) : UInt32(compressed.count))
-        appendBE32(&out, Lzop.adler32(1, block))
+        appendBE32(&out, adler)
         out.append(contentsOf: stored ? block : compressed)
     }
 }

@@ -4,4 +4,12 @@
 int wale_syncfs(int fd);
 /* Keeps large (1 MiB) buffers on the heap instead of a fresh mmap per allocation. */
 void wale_tune_malloc(void);
+/* Starts writeback of a written range (sync_file_range WRITE): the later fsync has less left to
+ * do, and the disk works while we compress. Durability still comes only from fsync/syncfs. */
+int wale_write_behind(int fd, long long offset, long long length);
+#include <stddef.h>
+#include <stdint.h>
+/* Adler-32 as lzop/zlib define it (AVX2 when the CPU has it); the portable loop for tests. */
+uint32_t wale_adler32(uint32_t adler, const void *buf, size_t len);
+uint32_t wale_adler32_portable(uint32_t adler, const void *buf, size_t len);
 #endif

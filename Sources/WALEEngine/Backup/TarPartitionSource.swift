@@ -25,7 +25,7 @@ public final class TarPartitionSource: ByteSource {
     private var index = 0
     private var fd: Int32 = -1
     private var remaining: Int64 = 0
-    private var hasher = SHA256()
+    private let hasher = BackgroundSHA256()
     private var current: PlannedMember?
     private var total: Int64 = 0
     private var finished = false
@@ -66,7 +66,6 @@ public final class TarPartitionSource: ByteSource {
                 }
                 fd = f
                 remaining = m.entry.size
-                hasher = SHA256()
                 current = m
             }
             out += TarFormat.header(for: m.entry)
@@ -85,7 +84,7 @@ public final class TarPartitionSource: ByteSource {
                 // The file shrank since the scan: pad with zeros to the planned size.
                 piece = [UInt8](repeating: 0, count: want)
             }
-            hasher.update(data: piece)
+            hasher.update(piece)
             out += piece
             remaining -= Int64(piece.count)
             return
@@ -95,7 +94,7 @@ public final class TarPartitionSource: ByteSource {
         fd = -1
         out += TarFormat.padding(Int(m.entry.size % Int64(TarFormat.blockSize)))
         manifest.append(
-            ManifestEntry(path: m.entry.name, size: m.entry.size, mode: m.entry.mode, sha256: hexString(hasher.finalize())))
+            ManifestEntry(path: m.entry.name, size: m.entry.size, mode: m.entry.mode, sha256: hasher.finalizeAndReset()))
         current = nil
     }
 }

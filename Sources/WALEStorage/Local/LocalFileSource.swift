@@ -1,3 +1,4 @@
+import CWALESupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,9 +61,12 @@ public final class AtomicFileWriter {
 
     deinit { abort() }
 
+    private var writeBehind = WriteBehind()
+
     public func write(_ bytes: [UInt8]) throws {
         try POSIX.writeAll(fd, bytes, path: temporaryPath)
         bytesWritten += Int64(bytes.count)
+        writeBehind.wrote(fd: fd, upTo: bytesWritten)
     }
 
     /// Copies a whole source into the file.
@@ -120,5 +124,19 @@ public final class AtomicFileWriter {
             unlink(temporaryPath)
             committed = true
         }
+    }
+}
+
+/// Starts the kernel writing a file's data back every few MiB while more is being produced, so
+/// the final fsync (or syncfs) waits for the tail only. A hint: errors are ignored, durability
+/// still comes from fsync.
+public struct WriteBehind {
+    public static let step: Int64 = 4 << 20
+    private var started: Int64 = 0
+    public init() {}
+    public mutating func wrote(fd: Int32, upTo end: Int64) {
+        guard end - started >= Self.step else { return }
+        _ = wale_write_behind(fd, started, end - started)
+        started = end
     }
 }

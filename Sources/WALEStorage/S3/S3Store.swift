@@ -108,7 +108,8 @@ public struct S3Store: ObjectStore {
     }
 
     func signedRequest(
-        _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: ByteBuffer? = nil
+        _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: ByteBuffer? = nil,
+        handle: BodyHandle? = nil
     ) async throws -> HTTPClientRequest {
         let credentials = try await currentCredentials()
         // Over TLS a body that carries Content-MD5 is sent UNSIGNED-PAYLOAD, as the AWS SDKs do:
@@ -129,7 +130,11 @@ public struct S3Store: ObjectStore {
         if let body {
             // Slices of the buffer (shared storage, no copy), handed over as the connection
             // drains: TLS then encrypts 256 KiB at a time, not a second copy of the whole body.
-            r.body = .stream(BufferSlices(buffer: body), length: .known(Int64(body.readableBytes)))
+            // The handle lets the caller drop the storage once the attempt is over, whatever the
+            // HTTP client still holds on to: part buffers must not outlive their memory budget.
+            let h = handle ?? BodyHandle()
+            h.set(body)
+            r.body = .stream(BufferSlices(handle: h), length: .known(Int64(body.readableBytes)))
             r.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         }
         return r
@@ -142,7 +147,9 @@ public struct S3Store: ObjectStore {
     ) async throws -> Response {
         let path = key.map { config.path($0) } ?? config.bucketPath
         return try await withRetries(what) {
-            let req = try await signedRequest(method, path: path, query: query, headers: headers, body: body)
+            let handle = BodyHandle()
+            defer { handle.clear() }
+            let req = try await signedRequest(method, path: path, query: query, headers: headers, body: body, handle: handle)
             do {
                 let resp = try await client.execute(req, timeout: requestTimeout)
                 var data: [UInt8] = []
@@ -308,11 +315,14 @@ public struct S3Store: ObjectStore {
         // The carried-over slack (at most 1 MiB past a part, more only for a known-size WAL file
         // above 16 MiB) is briefly outside the count.
         await budget.release(max(0, firstHold - config.partSize))
-        return try await multipartUpload(key, headers: headers, first: first, parts: parts)
+        // Handed over in a box: this frame's copy would otherwise pin the first part's storage
+        // until the whole object is uploaded.
+        let box = PartBox(first)
+        first = ByteBuffer()
+        return try await multipartUpload(key, headers: headers, first: box, parts: parts)
     }
 
-    func multipartUpload(_ key: String, headers: [(String, String)], first: ByteBuffer, parts: PartReader) async throws -> WriteOutcome {
-        var first = first
+    func multipartUpload(_ key: String, headers: [(String, String)], first: PartBox, parts: PartReader) async throws -> WriteOutcome {
         let start: Response
         do {
             start = try await send(.POST, key: key, query: [("uploads", "")], headers: headers, body: ByteBuffer(), what: "CreateMultipartUpload \(key)")
@@ -331,8 +341,7 @@ public struct S3Store: ObjectStore {
             try await withThrowingTaskGroup(of: (Int, String).self) { group in
                 var number = 1
                 var inFlight = 0
-                var part: ByteBuffer? = first
-                first = ByteBuffer()
+                var part: ByteBuffer? = first.take()
                 while let body = part, body.readableBytes > 0 || number == 1 {
                     if inFlight >= config.partsInFlight {
                         do {
@@ -346,9 +355,14 @@ public struct S3Store: ObjectStore {
                         }
                     }
                     let n = number
+                    // The task takes the buffer out of the box, so it is freed when the part is
+                    // done, before its budget is given back (a finished child task's captures can
+                    // live until the group collects it).
+                    let box = PartBox(body)
+                    part = nil
                     group.addTask {
                         do {
-                            let etag = try await uploadPart(key, uploadID, n, body)
+                            let etag = try await uploadPart(key, uploadID, n, box.take())
                             await budget.release(held)
                             return (n, etag)
                         } catch {
@@ -451,12 +465,25 @@ final class PartReader {
         return (split(out), false)
     }
 
+    /// The next part: exactly `size` bytes (the last one fewer), in a buffer of exactly that
+    /// capacity, so a part in flight pins no more memory than the budget counts for it.
     func next() async throws -> ByteBuffer {
-        var out = ByteBufferAllocator().buffer(capacity: size + (1 << 20))
+        if carry.readableBytes > size { return split(carry) }
+        var out = ByteBufferAllocator().buffer(capacity: size)
         out.writeImmutableBuffer(carry)
         carry = ByteBuffer()
-        while out.readableBytes < size, let c = try await source.next() { out.writeBytes(c) }
-        return out.readableBytes > size ? split(out) : out
+        while out.readableBytes < size, let c = try await source.next() {
+            let room = size - out.readableBytes
+            if c.count <= room {
+                out.writeBytes(c)
+            } else {
+                out.writeBytes(c[..<room])
+                var rest = ByteBufferAllocator().buffer(capacity: c.count - room)
+                rest.writeBytes(c[room...])
+                carry = rest
+            }
+        }
+        return out
     }
 
     /// Keeps the first `size` bytes, the rest (copied, so the part's storage can go) for later.
@@ -543,7 +570,7 @@ public actor ByteBudget {
 /// A buffer as consecutive slices sharing its storage.
 struct BufferSlices: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
-    let buffer: ByteBuffer
+    let handle: BodyHandle
     var sliceSize = 256 << 10
 
     struct AsyncIterator: AsyncIteratorProtocol {
@@ -551,9 +578,26 @@ struct BufferSlices: AsyncSequence, Sendable {
         let sliceSize: Int
         mutating func next() async -> ByteBuffer? {
             guard rest.readableBytes > 0 else { return nil }
-            return rest.readSlice(length: Swift.min(sliceSize, rest.readableBytes))
+            let slice = rest.readSlice(length: Swift.min(sliceSize, rest.readableBytes))
+            if rest.readableBytes == 0 { rest = ByteBuffer() }  // an empty view still pins the storage
+            return slice
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: buffer, sliceSize: sliceSize) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: handle.get(), sliceSize: sliceSize) }
+}
+
+/// Hands one part's buffer to exactly one upload task.
+final class PartBox: Sendable {
+    private let box: NIOLockedValueBox<ByteBuffer?>
+    init(_ b: ByteBuffer) { box = NIOLockedValueBox(b) }
+    func take() -> ByteBuffer { box.withLockedValue { b in defer { b = nil }; return b ?? ByteBuffer() } }
+}
+
+/// A request body's buffer, which the sender can let go of when the attempt is over.
+final class BodyHandle: Sendable {
+    private let box = NIOLockedValueBox(ByteBuffer())
+    func set(_ b: ByteBuffer) { box.withLockedValue { $0 = b } }
+    func get() -> ByteBuffer { box.withLockedValue { $0 } }
+    func clear() { box.withLockedValue { $0 = ByteBuffer() } }
 }
