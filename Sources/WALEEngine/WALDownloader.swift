@@ -45,7 +45,7 @@ public struct WALDownloader: Sendable {
     ) async throws -> WALSegmentSize? {
         let writer: AtomicFileWriter
         do {
-            writer = try AtomicFileWriter(path: target)
+            writer = try AtomicFileWriter(path: target, writeBehind: durable)
         } catch let e as WALEError {
             throw WALEError(.io, "cannot write the restored file", detail: e.message)
         }

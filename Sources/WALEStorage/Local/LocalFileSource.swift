@@ -51,9 +51,12 @@ public final class AtomicFileWriter {
     private var committed = false
     public private(set) var bytesWritten: Int64 = 0
 
-    /// `mode` is the final file's permission bits (before umask).
-    public init(path: String, mode: mode_t = 0o600, temporaryPrefix: String = ".wal-e-tmp.") throws {
+    /// `mode` is the final file's permission bits (before umask). `writeBehind`: the file will be
+    /// fsynced, so start writing it back as it grows (never for files that need no durability:
+    /// that would add disk writes nobody waits for).
+    public init(path: String, mode: mode_t = 0o600, temporaryPrefix: String = ".wal-e-tmp.", writeBehind: Bool = false) throws {
         self.path = path
+        self.writeBehindEnabled = writeBehind
         let dir = POSIX.dirname(path)
         temporaryPath = dir + "/" + temporaryPrefix + POSIX.basename(path) + "." + POSIX.uniqueSuffix()
         fd = try POSIX.open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL, mode, what: "create")
@@ -62,11 +65,12 @@ public final class AtomicFileWriter {
     deinit { abort() }
 
     private var writeBehind = WriteBehind()
+    private let writeBehindEnabled: Bool
 
     public func write(_ bytes: [UInt8]) throws {
         try POSIX.writeAll(fd, bytes, path: temporaryPath)
         bytesWritten += Int64(bytes.count)
-        writeBehind.wrote(fd: fd, upTo: bytesWritten)
+        if writeBehindEnabled { writeBehind.wrote(fd: fd, upTo: bytesWritten) }
     }
 
     /// Copies a whole source into the file.
