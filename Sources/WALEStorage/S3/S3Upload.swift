@@ -1,0 +1,127 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import WALECore
+
+// Upload memory for the S3 store: parts cut from a source, the process-wide budget they are held
+// against, and the handles that let a part's storage go as soon as its upload is over.
+
+/// Cuts a source into parts of exactly `size` bytes (the last one shorter); memory: one part
+/// plus one source chunk.
+final class PartReader {
+    let source: any ByteSource
+    let size: Int
+    var carry = ByteBuffer()
+    init(_ source: any ByteSource, size: Int) {
+        self.source = source
+        self.size = size
+    }
+
+    /// The first part: the whole object if it ends within `size + slack` bytes (`ended`), else
+    /// exactly `size` bytes with the rest kept for `next()`.
+    func first(slack: Int) async throws -> (bytes: ByteBuffer, ended: Bool) {
+        var out = ByteBufferAllocator().buffer(capacity: size + slack + (1 << 20))
+        while out.readableBytes <= size + slack {
+            guard let c = try await source.next() else { return (out, true) }
+            out.writeBytes(c)
+        }
+        return (split(out), false)
+    }
+
+    /// The next part: exactly `size` bytes (the last one fewer), in a buffer of exactly that
+    /// capacity, so a part in flight pins no more memory than the budget counts for it.
+    func next() async throws -> ByteBuffer {
+        if carry.readableBytes > size { return split(carry) }
+        var out = ByteBufferAllocator().buffer(capacity: size)
+        out.writeImmutableBuffer(carry)
+        carry = ByteBuffer()
+        while out.readableBytes < size, let c = try await source.next() {
+            let room = size - out.readableBytes
+            if c.count <= room {
+                out.writeBytes(c)
+            } else {
+                out.writeBytes(c[..<room])
+                var rest = ByteBufferAllocator().buffer(capacity: c.count - room)
+                rest.writeBytes(c[room...])
+                carry = rest
+            }
+        }
+        return out
+    }
+
+    /// Keeps the first `size` bytes, the rest (copied, so the part's storage can go) for later.
+    private func split(_ out: ByteBuffer) -> ByteBuffer {
+        var rest = ByteBufferAllocator().buffer(capacity: out.readableBytes - size)
+        rest.writeImmutableBuffer(out.getSlice(at: out.readerIndex + size, length: out.readableBytes - size)!)
+        carry = rest
+        return out.getSlice(at: out.readerIndex, length: size)!
+    }
+}
+
+
+/// A byte-counting semaphore: waiters are served in order, each taking its whole amount at once
+/// (never part of it, so two uploads cannot each hold half and wait for the other).
+public actor ByteBudget {
+    public nonisolated let capacity: Int
+    var available: Int
+    var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
+
+    public init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        available = self.capacity
+    }
+
+    public func acquire(_ bytes: Int) async {
+        let n = min(bytes, capacity)
+        if waiters.isEmpty && available >= n {
+            available -= n
+            return
+        }
+        await withCheckedContinuation { waiters.append((n, $0)) }
+    }
+
+    public func release(_ bytes: Int) {
+        available = min(capacity, available + min(bytes, capacity))
+        while let (need, c) = waiters.first, available >= need {
+            waiters.removeFirst()
+            available -= need
+            c.resume()
+        }
+    }
+
+    public var free: Int { available }
+}
+
+/// A buffer as consecutive slices sharing its storage.
+struct BufferSlices: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let handle: BodyHandle
+    var sliceSize = 256 << 10
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var rest: ByteBuffer
+        let sliceSize: Int
+        mutating func next() async -> ByteBuffer? {
+            guard rest.readableBytes > 0 else { return nil }
+            let slice = rest.readSlice(length: Swift.min(sliceSize, rest.readableBytes))
+            if rest.readableBytes == 0 { rest = ByteBuffer() }  // an empty view still pins the storage
+            return slice
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: handle.get(), sliceSize: sliceSize) }
+}
+
+/// Hands one part's buffer to exactly one upload task.
+final class PartBox: Sendable {
+    private let box: NIOLockedValueBox<ByteBuffer?>
+    init(_ b: ByteBuffer) { box = NIOLockedValueBox(b) }
+    func take() -> ByteBuffer { box.withLockedValue { b in defer { b = nil }; return b ?? ByteBuffer() } }
+}
+
+/// A request body's buffer, which the sender can let go of when the attempt is over.
+final class BodyHandle: Sendable {
+    private let box = NIOLockedValueBox(ByteBuffer())
+    func set(_ b: ByteBuffer) { box.withLockedValue { $0 = b } }
+    func get() -> ByteBuffer { box.withLockedValue { $0 } }
+    func clear() { box.withLockedValue { $0 = ByteBuffer() } }
+}
