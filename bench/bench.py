@@ -121,28 +121,26 @@ def s3_url():
 PORTS = {"main": MAIN_PORT, "backlog": BACKLOG_PORT, "push": MAIN_PORT}
 
 
-def wale_env(store, cluster="main"):
+def tool_env(store, cluster, name, bucket, s3):
+    """Environment of a WAL-E-compatible tool: its own file directory / bucket, `s3` its S3 settings."""
     e = {"WALE_LOG_DESTINATION": "stderr", "PGHOST": "127.0.0.1", "PGUSER": "postgres", "PGPORT": str(PORTS[cluster])}
     if store == "file":
-        e["WALE_FILE_PREFIX"] = f"file://localhost{ROOT}/store/wal-e-{cluster}"
+        e["WALE_FILE_PREFIX"] = f"file://localhost{ROOT}/store/{name}-{cluster}"
     else:
-        # https like pgBackRest (which requires TLS), verified against the server's CA
-        e.update({"WALE_S3_PREFIX": f"s3://bench-wal-e/{cluster}", "WALE_S3_ENDPOINT": f"https+path://127.0.0.1:{S3_PORT + 8}",
-                  "WALE_S3_CA_BUNDLE": S3_CA, "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET,
-                  # pgBackRest asks for no server-side encryption by default: the server does the same work for both
-                  "WALE_S3_SSE": "none"})
+        e.update({"WALE_S3_PREFIX": f"s3://{bucket}/{cluster}", "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET, **s3})
     return e
+
+
+def wale_env(store, cluster="main"):
+    # https like pgBackRest (which requires TLS), verified against the server's CA; pgBackRest asks
+    # for no server-side encryption by default: the server does the same work for both
+    return tool_env(store, cluster, "wal-e", "bench-wal-e", {
+        "WALE_S3_ENDPOINT": f"https+path://127.0.0.1:{S3_PORT + 8}", "WALE_S3_CA_BUNDLE": S3_CA, "WALE_S3_SSE": "none"})
 
 
 def walepy_env(store, cluster="main"):
-    e = {"WALE_LOG_DESTINATION": "stderr", "PGHOST": "127.0.0.1", "PGUSER": "postgres", "PGPORT": str(PORTS[cluster])}
-    if store == "file":
-        e["WALE_FILE_PREFIX"] = f"file://localhost{ROOT}/store/WAL-E-{cluster}"
-    else:
-        # WAL-E over http: its boto cannot be pointed at a private CA from the environment
-        e.update({"WALE_S3_PREFIX": f"s3://bench-wal-e-py/{cluster}", "WALE_S3_ENDPOINT": f"http+path://127.0.0.1:{S3_PORT}",
-                  "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET})
-    return e
+    # WAL-E over http: its boto cannot be pointed at a private CA from the environment
+    return tool_env(store, cluster, "WAL-E", "bench-wal-e-py", {"WALE_S3_ENDPOINT": f"http+path://127.0.0.1:{S3_PORT}"})
 
 
 def pgbr_conf(store, cluster="main", port=MAIN_PORT, data=None):
