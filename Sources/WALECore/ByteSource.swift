@@ -35,12 +35,12 @@ extension ByteSource {
     }
 }
 
-/// Passes bytes through unchanged, counting them.
 /// A source that knows how many bytes went through it.
 public protocol ByteCounting: AnyObject {
     var byteCount: Int64 { get }
 }
 
+/// Passes bytes through unchanged, counting them.
 public final class CountingSource: ByteSource, ByteCounting {
     private let upstream: any ByteSource
     public private(set) var byteCount: Int64 = 0
