@@ -25,9 +25,11 @@ public enum Compression: String, Sendable, CaseIterable {
         }
     }
 
-    public func encoder(mode: UInt32 = 0, mtime: UInt64 = 0) -> any ByteTransform {
+    /// `parallel`: whether one stream may use several cores (lzop batches); callers running
+    /// several encoders at once pass false.
+    public func encoder(mode: UInt32 = 0, mtime: UInt64 = 0, parallel: Bool = true) -> any ByteTransform {
         switch self {
-        case .lzop: return LzopEncoder(mode: mode, mtime: mtime)
+        case .lzop: return LzopEncoder(mode: mode, mtime: mtime, parallel: parallel)
         case .zstd: return ZstdEncoder()
         case .lz4: return LZ4Encoder()
         }

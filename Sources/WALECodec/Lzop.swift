@@ -48,9 +48,12 @@ public enum Lzop {
 /// blocks that do not shrink are stored raw, exactly as `lzop -c` does. Batches of blocks are
 /// compressed on all cores at once (they are independent) and written out in order.
 public final class LzopEncoder: ByteTransform {
-    /// Blocks compressed concurrently per batch (memory: this × (256 KiB output + 128 KiB LZO
-    /// state)): two per core, 2 to 8.
+    /// Blocks compressed concurrently per batch (memory: this × (256 KiB input + 256 KiB output
+    /// + 128 KiB LZO state)): two per core, 2 to 8.
     public static let batchBlocks = min(8, max(2, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+    /// This encoder's batch: `batchBlocks`, or 1 when the caller runs several encoders at once
+    /// (backup-push's partitions) and parallel batches would only multiply memory.
+    public let batchBlocks: Int
     private var input = InputBuffer()
     private var finished = false
     private var headerDone = false
@@ -95,9 +98,10 @@ public final class LzopEncoder: ByteTransform {
 
     /// `mode` and `mtime` go into the header as lzop records them for a file on stdin (WAL-E's
     /// wal-push passes the segment's st_mode and mtime; pipes give 0 and the current time).
-    public init(mode: UInt32 = 0, mtime: UInt64 = 0) {
+    public init(mode: UInt32 = 0, mtime: UInt64 = 0, parallel: Bool = true) {
         precondition(Lzop.initialized, "lzo_init() failed: liblzo2 does not match its headers")
-        slots = Slots(Self.batchBlocks)
+        batchBlocks = parallel ? Self.batchBlocks : 1
+        slots = Slots(batchBlocks)
         self.mode = mode
         self.mtime = mtime
     }
@@ -113,7 +117,10 @@ public final class LzopEncoder: ByteTransform {
         }
         while out.count < limit {
             let full = input.count / Lzop.blockSize
-            let blocks = min(Self.batchBlocks, full > 0 ? full : (finished && input.count > 0 ? 1 : 0))
+            // A whole batch at a time (its blocks compress in parallel), whatever the size of
+            // the chunks pushed in; only the end of input makes a short batch.
+            if full < batchBlocks && !finished { break }
+            let blocks = min(batchBlocks, full > 0 ? full : (finished && input.count > 0 ? 1 : 0))
             if blocks == 0 { break }
             let sizes = (0..<blocks).map { min(Lzop.blockSize, input.count - $0 * Lzop.blockSize) }
             let total = sizes.reduce(0, +)

@@ -181,6 +181,9 @@ public struct BackupPush: Sendable {
     /// Uploads partitions with at most `poolSize` in flight; returns how many there were.
     private func uploadPartitions(_ partitioner: Partitioner, name: BackupName, options: Options) async throws -> Int {
         let limiter = options.rateLimit.map { RateLimiter(bytesPerSecond: $0) }
+        // With a partition per core in flight the cores are busy already: each stream then
+        // compresses a block at a time, and its memory is one block, not a parallel batch.
+        let parallel = options.poolSize < Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         return try await withThrowingTaskGroup(of: Void.self) { group in
             var number = 0
             var inFlight = 0
@@ -192,18 +195,18 @@ public struct BackupPush: Sendable {
                 let n = number
                 number += 1
                 inFlight += 1
-                group.addTask { try await uploadPartition(members, number: n, name: name, limiter: limiter) }
+                group.addTask { try await uploadPartition(members, number: n, name: name, limiter: limiter, parallel: parallel) }
             }
             try await group.waitForAll()
             return number
         }
     }
 
-    private func uploadPartition(_ members: [PlannedMember], number: Int, name: BackupName, limiter: RateLimiter?) async throws {
+    private func uploadPartition(_ members: [PlannedMember], number: Int, name: BackupName, limiter: RateLimiter?, parallel: Bool) async throws {
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
         let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger)
         let started = POSIX.monotonic()
-        _ = try await store.write(key, from: TransformedSource(tar, compression.encoder()), options: WriteOptions())
+        _ = try await store.write(key, from: TransformedSource(tar, compression.encoder(parallel: parallel)), options: WriteOptions())
         try await writeManifest(tar.manifest, number: number, name: name)
         let bytes = members.reduce(Int64(0)) { $0 + $1.entry.size }
         logger.info(

@@ -18,7 +18,7 @@ public struct ManifestEntry: Sendable, Equatable {
 /// truncated or zero-padded to the size seen at scan time, as PostgreSQL's base-backup rules
 /// allow: WAL replay repairs torn pages), and the trailer. Hashes every file for the manifest.
 public final class TarPartitionSource: ByteSource {
-    static let chunkSize = 1 << 20
+    static let chunkSize = 256 << 10
     let members: [PlannedMember]
     let limiter: RateLimiter?
     let logger: Logger

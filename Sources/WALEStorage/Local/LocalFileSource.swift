@@ -6,7 +6,7 @@ import WALECore
 
 /// Reads a local file as a `ByteSource` in chunks of `chunkSize` bytes.
 public final class LocalFileSource: ByteSource {
-    public static let defaultChunkSize = 1 << 20
+    public static let defaultChunkSize = 256 << 10
     public let path: String
     private var fd: Int32
     private let chunkSize: Int

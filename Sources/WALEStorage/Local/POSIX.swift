@@ -24,36 +24,41 @@ public enum POSIX {
         }
     }
 
-    /// Reads up to `count` bytes (fewer only at end of file).
+    /// Reads up to `count` bytes (fewer only at end of file). The buffer is not zero-filled first:
+    /// only the pages the kernel writes into are touched.
     public static func read(_ fd: Int32, count: Int, path: String) throws -> [UInt8] {
-        var buf = [UInt8](repeating: 0, count: count)
-        var got = 0
-        try buf.withUnsafeMutableBytes { p in
+        var failure: Int32 = 0
+        let buf = [UInt8](unsafeUninitializedCapacity: count) { p, initialized in
+            var got = 0
             while got < count {
                 let n = Glibc.read(fd, p.baseAddress! + got, count - got)
                 if n == 0 { break }
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw error("read", path)
+                    failure = errno
+                    break
                 }
                 got += n
             }
+            initialized = got
         }
-        buf.removeSubrange(got...)
+        if failure != 0 { throw error("read", path, failure) }
         return buf
     }
 
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
-        try bytes.withUnsafeBytes { p in
-            var done = 0
-            while done < p.count {
-                let n = Glibc.write(fd, p.baseAddress! + done, p.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw error("write", path)
-                }
-                done += n
+        try bytes.withUnsafeBytes { try writeAll(fd, $0, path: path) }
+    }
+
+    public static func writeAll(_ fd: Int32, _ p: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < p.count {
+            let n = Glibc.write(fd, p.baseAddress! + done, p.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("write", path)
             }
+            done += n
         }
     }
 
@@ -161,7 +166,14 @@ public enum POSIX {
     public static func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
         guard !path.isEmpty, let fd = try? open(path, O_RDONLY) else { return nil }
         defer { close(fd) }
-        return (try? read(fd, count: limit, path: path)).map { String(decoding: $0, as: UTF8.self) }
+        // In 64 KiB reads up to `limit`: memory follows the file's size, not the limit.
+        var bytes: [UInt8] = []
+        while bytes.count < limit {
+            guard let piece = try? read(fd, count: min(64 << 10, limit - bytes.count), path: path) else { return nil }
+            if piece.isEmpty { break }
+            bytes += piece
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// A name unique to this process for temporary files.

@@ -134,7 +134,7 @@ public struct S3Store: ObjectStore {
             // HTTP client still holds on to: part buffers must not outlive their memory budget.
             let h = handle ?? BodyHandle()
             h.set(body)
-            r.body = .stream(BufferSlices(handle: h), length: .known(Int64(body.readableBytes)))
+            r.body = .stream(BufferSlices(handle: h, group: client.eventLoopGroup), length: .known(Int64(body.readableBytes)))
             r.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         }
         return r
@@ -342,7 +342,9 @@ public struct S3Store: ObjectStore {
                 var number = 1
                 var inFlight = 0
                 var part: ByteBuffer? = first.take()
-                while let body = part, body.readableBytes > 0 || number == 1 {
+                // No binding of the part's buffer: one would live on through the wait for budget
+                // and the read of the next part, an extra part per upload beyond the budget.
+                while let size = part?.readableBytes, size > 0 || number == 1 {
                     if inFlight >= config.partsInFlight {
                         do {
                             if let done = try await group.next() {
@@ -350,7 +352,7 @@ public struct S3Store: ObjectStore {
                                 inFlight -= 1
                             }
                         } catch {
-                            await budget.release(held)  // `body` never went up
+                            await budget.release(held)  // this part never went up
                             throw error
                         }
                     }
@@ -358,7 +360,7 @@ public struct S3Store: ObjectStore {
                     // The task takes the buffer out of the box, so it is freed when the part is
                     // done, before its budget is given back (a finished child task's captures can
                     // live until the group collects it).
-                    let box = PartBox(body)
+                    let box = PartBox(part!)
                     part = nil
                     group.addTask {
                         do {
