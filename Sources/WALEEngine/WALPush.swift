@@ -12,16 +12,25 @@ public struct WALPush: Sendable {
     public let prefix: StoragePrefix
     public let compression: Compression
     public let logger: Logger
-    /// Uploads in flight at once: `%p` plus up to `poolSize - 1` other `.ready` segments.
+    /// Files archived per call: `%p` plus up to `poolSize - 1` other `.ready` segments (WAL-E's
+    /// meaning of the pool).
     public let poolSize: Int
+    /// Of those, how many are read, compressed and written at once. For a remote store, the whole
+    /// pool (the wait is the network's); for a local disk, a few per core: the work is the CPU's
+    /// and the disk's, and more streams would only hold more buffers.
+    public let streams: Int
 
-    public init(store: any ObjectStore, prefix: StoragePrefix, compression: Compression, logger: Logger, poolSize: Int) {
+    public init(store: any ObjectStore, prefix: StoragePrefix, compression: Compression, logger: Logger, poolSize: Int, streams: Int? = nil) {
         self.store = store
         self.prefix = prefix
         self.compression = compression
         self.logger = logger
         self.poolSize = max(1, poolSize)
+        self.streams = max(1, min(self.poolSize, streams ?? self.poolSize))
     }
+
+    /// Streams for a store on the local disk: two per core.
+    public static var localStreams: Int { 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 
     public enum Outcome: Sendable, Equatable {
         case uploaded
@@ -35,16 +44,31 @@ public struct WALPush: Sendable {
     public func run(path: String) async throws -> Outcome {
         let neighbours = poolSize > 1 ? readyNeighbours(of: path, limit: poolSize - 1) : []
         if neighbours.isEmpty { return try await push(path: path) }
+        let width = min(streams, 1 + neighbours.count)
+        // With a stream per core or more, each compresses on one core; fewer split their blocks
+        // across the cores.
+        let parallel = width < Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let directory = POSIX.dirname(path)
         return try await withThrowingTaskGroup(of: Outcome?.self) { group in
-            group.addTask { try await push(path: path) }
-            for name in neighbours {
+            var queue = neighbours[...]
+            group.addTask { try await push(path: path, parallel: parallel) }
+            for _ in 1..<width {
+                guard let name = queue.popFirst() else { break }
                 group.addTask {
-                    await pushNeighbour(directory: POSIX.dirname(path), name: name)
+                    await pushNeighbour(directory: directory, name: name, parallel: parallel)
                     return nil
                 }
             }
             var main: Outcome?
-            while let r = try await group.next() { if let r { main = r } }
+            while let r = try await group.next() {
+                if let r { main = r }
+                if let name = queue.popFirst() {
+                    group.addTask {
+                        await pushNeighbour(directory: directory, name: name, parallel: parallel)
+                        return nil
+                    }
+                }
+            }
             return main!
         }
     }
@@ -62,10 +86,10 @@ public struct WALPush: Sendable {
         return Array(ready.sorted().prefix(limit))
     }
 
-    private func pushNeighbour(directory: String, name: String) async {
+    private func pushNeighbour(directory: String, name: String, parallel: Bool) async {
         let statusDir = directory + "/archive_status"
         do {
-            _ = try await push(path: directory + "/" + name)
+            _ = try await push(path: directory + "/" + name, parallel: parallel)
             // The upload is durable; only now may PostgreSQL forget the segment.
             try POSIX.rename(statusDir + "/" + name + ".ready", statusDir + "/" + name + ".done")
             try POSIX.fsyncDirectory(statusDir)
@@ -78,8 +102,8 @@ public struct WALPush: Sendable {
         }
     }
 
-    /// Archives one file.
-    public func push(path: String) async throws -> Outcome {
+    /// Archives one file; `parallel`: its compression may use every core.
+    public func push(path: String, parallel: Bool = true) async throws -> Outcome {
         let name = POSIX.basename(path)
         guard let kind = WALFileName(name) else {
             throw WALEError(
@@ -141,7 +165,7 @@ public struct WALPush: Sendable {
         } else {
             counted = CountingSource(source)
         }
-        let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)))
+        let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec), parallel: parallel))
         let outcome = try await store.write(key, from: encoded, options: options)
         if outcome == .alreadyExists {
             return try await compareExisting(key: key, existing: try await store.info(key), path: path, fields: fields)

@@ -85,7 +85,9 @@ struct WALPushCommand: WALECommand {
 
     func execute() async throws -> WALEExitCode {
         let ctx = try Context.make(global.flags, loggerName: "wal_e.worker.upload")
-        let push = WALPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, poolSize: poolSize)
+        let push = WALPush(
+            store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, poolSize: poolSize,
+            streams: ctx.config.prefix.scheme == .file ? WALPush.localStreams : nil)
         _ = try await push.run(path: walSegment)
         return .success
     }

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import CWALESupport
 import WALECore
+import WALEEngine
 
 /// Parses, runs, and turns every outcome into one of the exit codes in `WALEExitCode`.
 func runMain() async -> Int32 {
@@ -56,4 +57,6 @@ func report(parseError error: Error) -> Int32 {
 // mmap (page faults, zeroing, munmap). Keep them on the heap instead.
 wale_tune_malloc()
 
-exit(await runMain())
+// Every command runs on wal-e's own thread pool (BlockingExecutor: blocking pipelines must not
+// hold the cooperative pool's one thread per core); child tasks inherit the preference.
+exit(await withTaskExecutorPreference(BlockingExecutor.shared) { await runMain() })
