@@ -7,6 +7,9 @@ void wale_tune_malloc(void);
 /* Starts writeback of a written range (sync_file_range WRITE): the later fsync has less left to
  * do, and the disk works while we compress. Durability still comes only from fsync/syncfs. */
 int wale_write_behind(int fd, long long offset, long long length);
+/* Turns O_DIRECT on (1) or off (0) for an open file; 0 on success, -1 with errno (EINVAL: the
+ * file system does not do direct I/O). */
+int wale_set_direct(int fd, int on);
 #include <stddef.h>
 #include <stdint.h>
 /* Adler-32 as lzop/zlib define it (AVX2 when the CPU has it); the portable loop for tests. */

@@ -40,7 +40,10 @@ public struct FileStore: ObjectStore {
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
         let target = path(key)
         try POSIX.makeDirectories(POSIX.dirname(target))
-        let writer = try AtomicFileWriter(path: target, mode: 0o666, temporaryPrefix: Self.temporaryPrefix, writeBehind: options.durable)
+        // An archived object is read back only at restore time: write it around the page cache
+        // (see AtomicFileWriter); only durable writes, which are fsynced anyway.
+        let writer = try AtomicFileWriter(
+            path: target, mode: 0o666, temporaryPrefix: Self.temporaryPrefix, writeBehind: options.durable, direct: options.durable)
         defer { writer.abort() }
         try await writer.write(from: source)
         if options.ifAbsent {

@@ -1,4 +1,5 @@
 import CWALESupport
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,24 +54,58 @@ public final class AtomicFileWriter {
 
     /// `mode` is the final file's permission bits (before umask). `writeBehind`: the file will be
     /// fsynced, so start writing it back as it grows (never for files that need no durability:
-    /// that would add disk writes nobody waits for).
-    public init(path: String, mode: mode_t = 0o600, temporaryPrefix: String = ".wal-e-tmp.", writeBehind: Bool = false) throws {
+    /// that would add disk writes nobody waits for). `direct`: nobody will read the file soon (an
+    /// archived object), so write it around the page cache (O_DIRECT) where the file system
+    /// allows; elsewhere the file is written normally.
+    public init(
+        path: String, mode: mode_t = 0o600, temporaryPrefix: String = ".wal-e-tmp.", writeBehind: Bool = false, direct: Bool = false
+    ) throws {
         self.path = path
         self.writeBehindEnabled = writeBehind
         let dir = POSIX.dirname(path)
         temporaryPath = dir + "/" + temporaryPrefix + POSIX.basename(path) + "." + POSIX.uniqueSuffix()
         fd = try POSIX.open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL, mode, what: "create")
+        if direct && wale_set_direct(fd, 1) == 0 { staging = DirectStaging() }
     }
 
     deinit { abort() }
 
     private var writeBehind = WriteBehind()
     private let writeBehindEnabled: Bool
+    /// Set while the file is written with O_DIRECT: bytes gather here until a whole aligned
+    /// buffer can go to the disk.
+    private var staging: DirectStaging?
+
+    /// Whether the file is being written around the page cache (for tests).
+    public var isDirect: Bool { staging != nil }
 
     public func write(_ bytes: [UInt8]) throws {
-        try POSIX.writeAll(fd, bytes, path: temporaryPath)
+        if let staging {
+            try bytes.withUnsafeBytes { try stage($0, staging) }
+        } else {
+            try POSIX.writeAll(fd, bytes, path: temporaryPath)
+            if writeBehindEnabled { writeBehind.wrote(fd: fd, upTo: bytesWritten + Int64(bytes.count)) }
+        }
         bytesWritten += Int64(bytes.count)
-        if writeBehindEnabled { writeBehind.wrote(fd: fd, upTo: bytesWritten) }
+    }
+
+    private func stage(_ bytes: UnsafeRawBufferPointer, _ s: DirectStaging) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(DirectStaging.capacity - s.filled, bytes.count - offset)
+            (s.base + s.filled).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+            s.filled += n
+            offset += n
+            if s.filled == DirectStaging.capacity { try s.submit(fd: fd, path: temporaryPath) }
+        }
+    }
+
+    /// Writes what is still staged (the unaligned tail through the page cache) and waits for
+    /// the writes in flight.
+    private func finishStaging() throws {
+        guard let s = staging else { return }
+        staging = nil
+        try s.finish(fd: fd, path: temporaryPath)
     }
 
     /// Copies a whole source into the file.
@@ -81,6 +116,7 @@ public final class AtomicFileWriter {
     /// Closes the file (after fsync when `durable`) and leaves it at its temporary name.
     public func close(durable: Bool) throws {
         guard fd >= 0 else { return }
+        try finishStaging()
         if durable { try POSIX.fsync(fd, path: temporaryPath) }
         let rc = Glibc.close(fd)
         fd = -1
@@ -120,6 +156,8 @@ public final class AtomicFileWriter {
 
     /// Discards the temporary file (no-op after a commit).
     public func abort() {
+        staging?.waitForWrites()
+        staging = nil
         if fd >= 0 {
             Glibc.close(fd)
             fd = -1
@@ -142,5 +180,92 @@ public struct WriteBehind {
         guard end - started >= Self.step else { return }
         _ = wale_write_behind(fd, started, end - started)
         started = end
+    }
+}
+
+/// Direct (O_DIRECT) writes of one file, double-buffered: the producer fills one page-aligned
+/// 1 MiB buffer while a writer thread sends the other to the disk, so compression and the disk
+/// overlap as they did with write-back through the page cache. Offsets, lengths and addresses of
+/// direct writes must be multiples of the block size; the unaligned tail of the file is written
+/// through the page cache at the end. A file system that refuses a direct write (EINVAL) gets the
+/// rest of the file written normally.
+final class DirectStaging: @unchecked Sendable {
+    static let alignment = 4096
+    static let capacity = 1 << 20
+    private let buffers = (0..<2).map { _ in
+        UnsafeMutableRawPointer.allocate(byteCount: DirectStaging.capacity, alignment: DirectStaging.alignment)
+    }
+    private var current = 0
+    var filled = 0
+    var base: UnsafeMutableRawPointer { buffers[current] }
+    private let writer = DispatchQueue(label: "wale.direct-write")
+    /// One write in flight at a time (it owns the other buffer).
+    private let slot = DispatchSemaphore(value: 1)
+    /// errno of a failed write in flight; read only after `slot` was taken.
+    private var failure: Int32 = 0
+
+    deinit { buffers.forEach { $0.deallocate() } }
+
+    /// Hands the full buffer to the writer thread once the previous write is done.
+    func submit(fd: Int32, path: String) throws {
+        slot.wait()
+        if failure != 0 {
+            slot.signal()
+            throw POSIX.error("write", path, failure)
+        }
+        nonisolated(unsafe) let buffer = buffers[current]
+        let count = filled
+        writer.async { [self] in
+            failure = Self.write(fd, buffer, count)
+            slot.signal()
+        }
+        current ^= 1
+        filled = 0
+    }
+
+    /// Waits for the write in flight, then writes the staged rest: its aligned part directly, the
+    /// tail through the page cache.
+    func finish(fd: Int32, path: String) throws {
+        waitForWrites()
+        if failure != 0 { throw POSIX.error("write", path, failure) }
+        let e = Self.write(fd, base, filled)
+        if e != 0 { throw POSIX.error("write", path, e) }
+        filled = 0
+    }
+
+    func waitForWrites() {
+        slot.wait()
+        slot.signal()
+    }
+
+    /// Writes `count` bytes at the file's offset, aligned blocks directly, the rest (or all of it
+    /// once the file system refused direct I/O) through the page cache; 0 or an errno.
+    static func write(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ count: Int) -> Int32 {
+        let aligned = count & ~(alignment - 1)
+        var done = 0
+        var direct = true
+        while done < aligned && direct {
+            let n = Glibc.write(fd, p + done, aligned - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EINVAL { direct = false; break }
+                return errno
+            }
+            done += n
+            if done % alignment != 0 { direct = false }  // a short write left the offset unaligned
+        }
+        guard done < count else { return 0 }
+        if wale_set_direct(fd, 0) != 0 { return errno }
+        while done < count {
+            let n = Glibc.write(fd, p + done, count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            done += n
+        }
+        // Later aligned buffers may go directly again, unless direct I/O itself was refused.
+        if direct { _ = wale_set_direct(fd, 1) }
+        return 0
     }
 }
