@@ -11,19 +11,22 @@ enum Backends {
     static func env(_ k: String) -> String? { getenv(k).map { String(cString: $0) } }
 
     static var all: [String] {
-        env("WALE_TEST_S3_ENDPOINT") != nil ? ["file", "s3"] : ["file"]
+        // s3: CRC32C checksums (the default); s3-md5: Content-MD5 (WALE_S3_CHECKSUM=md5).
+        env("WALE_TEST_S3_ENDPOINT") != nil ? ["file", "s3", "s3-md5"] : ["file"]
     }
 
     /// A store plus a fresh key prefix for one test.
     static func make(_ kind: String) throws -> (any ObjectStore, String) {
         let run = "run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/"
         switch kind {
-        case "s3":
-            let e = [
+        case "s3", "s3-md5":
+            var e = [
                 "WALE_S3_ENDPOINT": env("WALE_TEST_S3_ENDPOINT")!, "AWS_ACCESS_KEY_ID": env("WALE_TEST_S3_ACCESS_KEY")!,
                 "AWS_SECRET_ACCESS_KEY": env("WALE_TEST_S3_SECRET_KEY")!,
             ]
+            if kind == "s3-md5" { e["WALE_S3_CHECKSUM"] = "md5" }
             var c = try S3Configuration.resolve(bucket: "conformance", env: e, accessKeyFlag: nil)
+            #expect(c.checksum == (kind == "s3-md5" ? .md5 : .crc32c))
             c.partSize = 5 << 20  // S3's smallest part: exercise multipart with small objects
             return (try S3Store(config: c, logger: .discard, retry: .init(attempts: 3)), run)
         default:

@@ -2,8 +2,10 @@
 
 Modes (first argument): `errors N` answers the first N requests with 503 SlowDown, then forwards;
 `reset N` closes the connection without answering on the first N requests; `reset-part N` resets
-the connection half-way through the body of the first N multipart UploadPart requests; `stall`
-accepts and never answers; `pass` only forwards. With FAULTPROXY_LOG=FILE every request line is
+the connection half-way through the body of the first N multipart UploadPart requests; `corrupt N`
+flips one byte in the middle of the body of the first N PUT requests and forwards the damaged body
+(the server must refuse it: its checksum no longer matches); `stall` accepts and never answers;
+`pass` only forwards. With FAULTPROXY_LOG=FILE every request line is
 appended to FILE (with the x-amz-security-token header's value, if any). Prints the port it
 listens on; runs until killed, for at most 10 minutes.
 """
@@ -18,6 +20,7 @@ upstream = ("127.0.0.1", int(sys.argv[3])) if len(sys.argv) > 3 else None
 lock = threading.Lock()
 seen = [0]
 parts_reset = [0]
+corrupted = [0]
 log_path = os.environ.get("FAULTPROXY_LOG")
 
 
@@ -62,6 +65,14 @@ def read_request(conn):
         if not chunk:
             return None
         rest += chunk
+    if mode == "corrupt" and request_line.startswith(b"PUT ") and length > 0:
+        with lock:
+            corrupted[0] += 1
+            doomed = corrupted[0] <= count
+        if doomed:
+            body = bytearray(rest)
+            body[length // 2] ^= 0x01
+            rest = bytes(body)
     return head + b"\r\n\r\n" + rest
 
 

@@ -108,6 +108,23 @@ def test_s3_faults_retry_or_fail_in_bounded_time(wale, s3_prefix, scratch):
         # Start over for the next mode: the object is archived now, so push another name.
         src = segment_file(scratch, "000000010000000000000004" if mode == "errors" else "000000010000000000000005")
 
+    # A body damaged on the way: the server's checksum check refuses it (BadDigest), the PUT is
+    # sent again, and what is archived is exactly the segment. Both checksums wal-e can send.
+    for checksum, name in (("crc32c", "000000010000000000000007"), ("md5", "000000010000000000000008")):
+        src = segment_file(scratch, name)
+        proxy, port = start_proxy("corrupt", 1)
+        try:
+            env = {"WALE_S3_ENDPOINT": f"http+path://127.0.0.1:{port}", "WALE_S3_CHECKSUM": checksum}
+            p = wale("wal-push", src, prefix=s3_prefix, env=env, user=None)
+            assert p.returncode == 0, p.stderr.decode()
+            assert "BadDigest" in p.stderr.decode() and "retrying" in p.stderr.decode(), p.stderr.decode()
+            dest = os.path.join(scratch, f"got-{checksum}")
+            assert wale("wal-fetch", "-p", "0", name, dest, prefix=s3_prefix, user=None).returncode == 0
+            assert open(dest, "rb").read() == open(src, "rb").read()
+        finally:
+            proxy.kill()
+    src = segment_file(scratch, "000000010000000000000009")
+
     proxy, port = start_proxy("stall")
     try:
         env = {"WALE_S3_ENDPOINT": f"http+path://127.0.0.1:{port}", "WALE_S3_REQUEST_TIMEOUT": "2", "WALE_RETRIES": "2"}

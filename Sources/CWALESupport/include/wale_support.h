@@ -15,4 +15,8 @@ int wale_set_direct(int fd, int on);
 /* Adler-32 as lzop/zlib define it (AVX2 when the CPU has it); the portable loop for tests. */
 uint32_t wale_adler32(uint32_t adler, const void *buf, size_t len);
 uint32_t wale_adler32_portable(uint32_t adler, const void *buf, size_t len);
+/* CRC-32C (S3's CRC32C checksum), hardware-accelerated where the CPU can; chains like zlib's
+ * crc32 (start from 0). The portable table loop for tests. */
+uint32_t wale_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t wale_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 #endif

@@ -16,6 +16,9 @@ public struct S3Configuration: Sendable, Equatable {
     public var serverSideEncryption: String?
     public var kmsKeyID: String?
     public var storageClass: String?
+    /// The integrity checksum every upload carries, which the server checks against the body it
+    /// received (`WALE_S3_CHECKSUM`).
+    public var checksum: BodyChecksum = .crc32c
     /// Bytes per multipart part (S3's minimum, 5 MiB); objects up to this size go up in one PUT.
     public var partSize = 5 << 20
     public var partsInFlight = 4
@@ -86,6 +89,14 @@ public struct S3Configuration: Sendable, Equatable {
             throw WALEError(.user, "the CA bundle \(ca) cannot be read", hint: "WALE_S3_CA_BUNDLE / AWS_CA_BUNDLE must name a readable PEM file")
         }
         c.storageClass = env["WALE_S3_STORAGE_CLASS"].flatMap { $0.isEmpty ? nil : $0 }
+        if let v = env["WALE_S3_CHECKSUM"], !v.isEmpty {
+            guard let k = BodyChecksum(rawValue: v.lowercased()) else {
+                throw WALEError(
+                    .user, "WALE_S3_CHECKSUM=\(v) is not a checksum wal-e knows",
+                    hint: "crc32c (the default: x-amz-checksum-crc32c) or md5 (Content-MD5, for stores without S3's flexible checksums)")
+            }
+            c.checksum = k
+        }
         if let m = env["WALE_S3_UPLOAD_MEMORY_MIB"], !m.isEmpty {
             guard let v = Int(m), v >= 6 else {
                 throw WALEError(.user, "WALE_S3_UPLOAD_MEMORY_MIB=\(m) is not a whole number of MiB of at least 6")
@@ -170,4 +181,15 @@ public struct S3Configuration: Sendable, Equatable {
     }
 
     var bucketPath: String { pathStyle ? "/\(bucket)/" : "/" }
+}
+
+/// How an upload's body is protected: the server recomputes it and refuses a body that does not
+/// match (BadDigest).
+public enum BodyChecksum: String, Sendable {
+    /// `x-amz-checksum-crc32c` (S3's flexible checksums, also SeaweedFS and MinIO): hardware CRC,
+    /// about ten times cheaper than MD5; multipart uploads declare it when created and list each
+    /// part's value when completed.
+    case crc32c
+    /// `Content-MD5`: understood by every S3-compatible store.
+    case md5
 }

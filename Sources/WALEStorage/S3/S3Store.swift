@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CWALESupport
 import Crypto
 import NIOCore
 import NIOHTTP1
@@ -112,9 +113,10 @@ public struct S3Store: ObjectStore {
         handle: BodyHandle? = nil
     ) async throws -> HTTPClientRequest {
         let credentials = try await currentCredentials()
-        // Over TLS a body that carries Content-MD5 is sent UNSIGNED-PAYLOAD, as the AWS SDKs do:
-        // the server checks the MD5, TLS protects both, and a 16 MiB SHA-256 pass is saved.
-        let unsigned = config.scheme == "https" && extra.contains { $0.0 == "content-md5" }
+        // Over TLS a body that carries its own checksum (CRC32C or Content-MD5) is sent
+        // UNSIGNED-PAYLOAD, as the AWS SDKs do: the server checks the checksum, TLS protects both,
+        // and a SHA-256 pass over the body is saved.
+        let unsigned = config.scheme == "https" && extra.contains { $0.0 == "content-md5" || $0.0.hasPrefix("x-amz-checksum-") }
         let payloadHash = unsigned ? "UNSIGNED-PAYLOAD" : body.map { b in b.withUnsafeReadableBytes { hexString(SHA256.hash(data: $0)) } } ?? SigV4Signer.emptyPayloadHash
         let date = SigV4Signer.amzDate(POSIX.now())
         var headers: [(String, String)] = [("host", config.authority), ("x-amz-date", date), ("x-amz-content-sha256", payloadHash)]
@@ -159,7 +161,9 @@ public struct S3Store: ObjectStore {
                 }
                 let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
                 try await refreshIfExpired(r, what)
-                if r.status >= 500 || r.status == 429 || s3Code(r.body) == "SlowDown" {
+                // BadDigest: the body the server received does not match its checksum, so it was
+                // damaged on the way; sending it again is the cure.
+                if r.status >= 500 || r.status == 429 || ["SlowDown", "BadDigest"].contains(s3Code(r.body)) {
                     throw transientError(r, what)
                 }
                 return r
@@ -293,7 +297,7 @@ public struct S3Store: ObjectStore {
         if let sc = config.storageClass { headers.append(("x-amz-storage-class", sc)) }
         for (k, v) in options.metadata { headers.append(("x-amz-meta-" + k, v)) }
         if ended {
-            var h = headers + [("content-md5", md5Base64(first))]
+            var h = headers + [checksumHeader(first)]
             for (k, v) in options.lateMetadata?.value() ?? [:] { h.append(("x-amz-meta-" + k, v)) }
             if options.ifAbsent { h.append(("if-none-match", "*")) }
             let r: Response
@@ -324,8 +328,11 @@ public struct S3Store: ObjectStore {
 
     func multipartUpload(_ key: String, headers: [(String, String)], first: PartBox, parts: PartReader) async throws -> WriteOutcome {
         let start: Response
+        // Parts carrying a flexible checksum need the algorithm declared up front.
+        let createHeaders = headers + (config.checksum == .crc32c ? [("x-amz-checksum-algorithm", "CRC32C")] : [])
         do {
-            start = try await send(.POST, key: key, query: [("uploads", "")], headers: headers, body: ByteBuffer(), what: "CreateMultipartUpload \(key)")
+            start = try await send(
+                .POST, key: key, query: [("uploads", "")], headers: createHeaders, body: ByteBuffer(), what: "CreateMultipartUpload \(key)")
         } catch {
             await budget.release(config.partSize)
             throw error
@@ -337,8 +344,8 @@ public struct S3Store: ObjectStore {
         let budget = self.budget
         let held = config.partSize
         do {
-            var etags: [(Int, String)] = []
-            try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            var etags: [(Int, UploadedPart)] = []
+            try await withThrowingTaskGroup(of: (Int, UploadedPart).self) { group in
                 var number = 1
                 var inFlight = 0
                 var part: ByteBuffer? = first.take()
@@ -386,7 +393,10 @@ public struct S3Store: ObjectStore {
                 for try await done in group { etags.append(done) }
             }
             etags.sort { $0.0 < $1.0 }
-            let xml = "<CompleteMultipartUpload>" + etags.map { "<Part><PartNumber>\($0.0)</PartNumber><ETag>\(xmlEscape($0.1))</ETag></Part>" }.joined() + "</CompleteMultipartUpload>"
+            let xml = "<CompleteMultipartUpload>" + etags.map { n, part in
+                "<Part><PartNumber>\(n)</PartNumber><ETag>\(xmlEscape(part.etag))</ETag>"
+                    + (part.crc32c.map { "<ChecksumCRC32C>\($0)</ChecksumCRC32C>" } ?? "") + "</Part>"
+            }.joined() + "</CompleteMultipartUpload>"
             let done = try await send(.POST, key: key, query: [("uploadId", uploadID)], body: ByteBuffer(string: xml), what: "CompleteMultipartUpload \(key)")
             guard done.status == 200, s3Code(done.body) == nil else { throw failure(done, "CompleteMultipartUpload \(key)", key: key) }
             return .created
@@ -396,12 +406,27 @@ public struct S3Store: ObjectStore {
         }
     }
 
-    func uploadPart(_ key: String, _ uploadID: String, _ n: Int, _ body: ByteBuffer) async throws -> String {
+    /// A part as CompleteMultipartUpload must name it.
+    struct UploadedPart: Sendable {
+        var etag: String
+        var crc32c: String?
+    }
+
+    func uploadPart(_ key: String, _ uploadID: String, _ n: Int, _ body: ByteBuffer) async throws -> UploadedPart {
+        let checksum = checksumHeader(body)
         let r = try await send(
-            .PUT, key: key, query: [("partNumber", String(n)), ("uploadId", uploadID)], headers: [("content-md5", md5Base64(body))],
+            .PUT, key: key, query: [("partNumber", String(n)), ("uploadId", uploadID)], headers: [checksum],
             body: body, what: "UploadPart \(n) of \(key)")
         guard r.status == 200, let etag = r.headers.first(name: "etag") else { throw failure(r, "UploadPart \(n) of \(key)", key: key) }
-        return etag
+        return UploadedPart(etag: etag, crc32c: config.checksum == .crc32c ? checksum.1 : nil)
+    }
+
+    /// The header that lets the server check a body it received.
+    func checksumHeader(_ body: ByteBuffer) -> (String, String) {
+        switch config.checksum {
+        case .crc32c: return ("x-amz-checksum-crc32c", crc32cBase64(body))
+        case .md5: return ("content-md5", md5Base64(body))
+        }
     }
 
     public func list(prefix: String) async throws -> [ObjectInfo] {
@@ -467,6 +492,12 @@ final class ResponseBodySource: ByteSource {
 }
 
 func md5Base64(_ b: ByteBuffer) -> String { b.withUnsafeReadableBytes { base64(Array(Insecure.MD5.hash(data: $0))) } }
+
+/// S3's CRC32C form: the four big-endian bytes of the CRC, base64.
+func crc32cBase64(_ b: ByteBuffer) -> String {
+    let c = b.withUnsafeReadableBytes { wale_crc32c(0, $0.baseAddress, $0.count) }
+    return base64([UInt8(c >> 24), UInt8(truncatingIfNeeded: c >> 16), UInt8(truncatingIfNeeded: c >> 8), UInt8(truncatingIfNeeded: c)])
+}
 
 func base64(_ bytes: [UInt8]) -> String {
     let t = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
