@@ -2,23 +2,25 @@ import Crypto
 import Dispatch
 import WALECore
 
-/// Passes bytes through unchanged while computing their SHA-256 and length.
+/// Passes bytes through unchanged while computing their SHA-256 and length; the hashing runs on
+/// its own thread (`BackgroundSHA256`), beside whatever consumes the bytes (wal-push compresses
+/// them on the cores meanwhile).
 public final class DigestingSource: ByteSource, ByteCounting {
     private let upstream: any ByteSource
-    private var hasher = SHA256()
+    private let hasher = BackgroundSHA256()
     public private(set) var byteCount: Int64 = 0
 
     public init(_ upstream: any ByteSource) { self.upstream = upstream }
 
     public func next() async throws -> [UInt8]? {
         guard let c = try await upstream.next() else { return nil }
-        hasher.update(data: c)
+        hasher.update(c)
         byteCount += Int64(c.count)
         return c
     }
 
     /// Lower-case hex SHA-256 of everything read so far (call once, at the end).
-    public func hexDigest() -> String { hexString(hasher.finalize()) }
+    public func hexDigest() -> String { hasher.finalizeAndReset() }
 
     /// Reads the rest of the stream and returns (SHA-256 hex, length).
     public func drain() async throws -> (String, Int64) {

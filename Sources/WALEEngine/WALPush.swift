@@ -134,24 +134,16 @@ public struct WALPush: Sendable {
         logger.info("begin archiving a file", detail: "Uploading \"\(path)\" to \"\(url)\".", fields.merging(["state": "begin"]) { $1 })
         let started = POSIX.monotonic()
 
-        // Any codec's copy counts as "already archived": one HEAD per codec, all at once.
+        // Any codec's copy counts as "already archived": one HEAD per codec, all at once, while
+        // the segment is read and compressed; the store sends nothing before the answer is in.
         let store = self.store
         let candidates = [compression] + Compression.allCases.filter { $0 != compression }
-        let found = try await withThrowingTaskGroup(of: (Int, ObjectInfo?).self) { group in
-            for (i, c) in candidates.enumerated() {
-                let k = prefix.walKey(name, suffix: c.suffix)
-                group.addTask { (i, try await store.info(k)) }
-            }
-            var all: [(Int, ObjectInfo?)] = []
-            for try await r in group { all.append(r) }
-            return all.sorted { $0.0 < $1.0 }.compactMap(\.1).first
-        }
-        if let existing = found {
-            return try await compareExisting(key: existing.key, existing: existing, path: path, fields: fields)
-        }
+        let keys = candidates.map { prefix.walKey(name, suffix: $0.suffix) }
+        let check = Task { try await Self.firstExisting(keys, in: store) }
+        defer { check.cancel() }
 
         var options = WriteOptions(ifAbsent: true)
-        options.checkedAbsent = true
+        options.gate = WriteGate { try await check.value == nil }
         options.sizeHint = Int64(st.st_size)
         let counted: any ByteSource & ByteCounting
         if store.storesLateMetadata {
@@ -168,6 +160,11 @@ public struct WALPush: Sendable {
         let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec), parallel: parallel))
         let outcome = try await store.write(key, from: encoded, options: options)
         if outcome == .alreadyExists {
+            // Found by the check (under any codec's name), or created by a racing pusher since
+            // (If-None-Match / link refused it).
+            if let existing = try await check.value {
+                return try await compareExisting(key: existing.key, existing: existing, path: path, fields: fields)
+            }
             return try await compareExisting(key: key, existing: try await store.info(key), path: path, fields: fields)
         }
         let elapsed = max(POSIX.monotonic() - started, 1e-6)
@@ -176,6 +173,16 @@ public struct WALPush: Sendable {
             "completed archiving to a file", detail: "Archiving to \"\(url)\" complete at \(formatRate(kib))KiB/s.",
             fields.merging(["state": "complete", "rate": formatRate(kib)]) { $1 })
         return .uploaded
+    }
+
+    /// The first of `keys` (in that order of preference) that names an object; the lookups run at once.
+    static func firstExisting(_ keys: [String], in store: any ObjectStore) async throws -> ObjectInfo? {
+        try await withThrowingTaskGroup(of: (Int, ObjectInfo?).self) { group in
+            for (i, k) in keys.enumerated() { group.addTask { (i, try await store.info(k)) } }
+            var all: [(Int, ObjectInfo?)] = []
+            for try await r in group { all.append(r) }
+            return all.sorted { $0.0 < $1.0 }.compactMap(\.1).first
+        }
     }
 
     private func checkHeader(fd: Int32, path: String, size: UInt64, name: WALSegmentName) throws {

@@ -35,9 +35,12 @@ public struct WriteOptions: Sendable {
     /// Create the object only if no object has this key; otherwise report `.alreadyExists` and
     /// leave the existing object untouched (WAL overwrite protection).
     public var ifAbsent = false
-    /// The caller has just seen no object under this key: a backend that would check with a
-    /// request of its own may skip it (it still creates only-if-absent where it can).
-    public var checkedAbsent = false
+    /// The caller's own check that the object may be created, run while the store reads the
+    /// source (wal-push looks for the segment under every codec's name): the store awaits it once
+    /// the bytes are ready and before anything becomes visible, and reports `.alreadyExists`
+    /// without writing when it says no. A store with a gate makes no existence check of its own
+    /// (with `ifAbsent` it still creates only-if-absent where it can).
+    public var gate: WriteGate?
     /// The expected size of the stream, if known (a WAL segment's file size): lets a backend
     /// that buffers choose one request over several.
     public var sizeHint: Int64?
@@ -54,6 +57,14 @@ public struct WriteOptions: Sendable {
         self.contentType = contentType
         self.metadata = metadata
     }
+}
+
+/// See `WriteOptions.gate`.
+public final class WriteGate: Sendable {
+    let check: @Sendable () async throws -> Bool
+    /// `check` returns whether the write may go ahead.
+    public init(_ check: @escaping @Sendable () async throws -> Bool) { self.check = check }
+    public func mayProceed() async throws -> Bool { try await check() }
 }
 
 public enum WriteOutcome: Sendable, Equatable {

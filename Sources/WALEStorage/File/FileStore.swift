@@ -46,6 +46,7 @@ public struct FileStore: ObjectStore {
             path: target, mode: 0o666, temporaryPrefix: Self.temporaryPrefix, writeBehind: options.durable, direct: options.durable)
         defer { writer.abort() }
         try await writer.write(from: source)
+        if let gate = options.gate, try await !gate.mayProceed() { return .alreadyExists }
         if options.ifAbsent {
             return try writer.commitIfAbsent(durable: options.durable) ? .created : .alreadyExists
         }

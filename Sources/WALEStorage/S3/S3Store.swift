@@ -274,7 +274,7 @@ public struct S3Store: ObjectStore {
     }
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
-        if options.ifAbsent, !options.checkedAbsent, try await info(key) != nil { return .alreadyExists }
+        if options.ifAbsent, options.gate == nil, try await info(key) != nil { return .alreadyExists }
         let parts = PartReader(source, size: config.partSize)
         // One PUT when the whole object fits a part (or the size the caller expects) plus a little
         // slack (a 16 MiB WAL segment that lzop could not shrink); its metadata can then include
@@ -286,6 +286,11 @@ public struct S3Store: ObjectStore {
         var (first, ended): (ByteBuffer, Bool)
         do {
             (first, ended) = try await parts.first(slack: slack)
+            // The caller's check ran while the first part was read; nothing is sent before it says so.
+            if let gate = options.gate, try await !gate.mayProceed() {
+                await budget.release(firstHold)
+                return .alreadyExists
+            }
         } catch {
             await budget.release(firstHold)
             throw error
