@@ -25,8 +25,8 @@ public enum Compression: String, Sendable, CaseIterable {
         }
     }
 
-    /// `parallel`: whether one stream may use several cores (lzop batches); callers running
-    /// several encoders at once pass false.
+    /// `parallel`: whether the stream may compress blocks on several cores at once (lzop shares the
+    /// cores among the parallel encoders alive; false: one block at a time).
     public func encoder(mode: UInt32 = 0, mtime: UInt64 = 0, parallel: Bool = true) -> any ByteTransform {
         switch self {
         case .lzop: return LzopEncoder(mode: mode, mtime: mtime, parallel: parallel)

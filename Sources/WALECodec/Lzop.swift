@@ -1,6 +1,7 @@
 import CLZO
 import CWALESupport
 import Dispatch
+import Synchronization
 import WALECore
 #if canImport(Glibc)
 import Glibc
@@ -46,14 +47,22 @@ public enum Lzop {
 
 /// Compresses into lzop's container with LZO1X-1, 256 KiB blocks, Adler-32 of each block's data;
 /// blocks that do not shrink are stored raw, exactly as `lzop -c` does. Batches of blocks are
-/// compressed on all cores at once (they are independent) and written out in order.
+/// compressed on several cores at once (they are independent) and written out in order.
+///
+/// The cores are shared among the encoders of the process: each batch is as wide as two blocks
+/// per core divided among the parallel encoders running now. Four backup partitions in flight on
+/// two cores compress a block at a time each (the kernel already keeps both cores busy, and
+/// memory stays at one block per stream); the last partition left, often one large relation
+/// file, gets every core. A lone wal-push gets every core too.
 public final class LzopEncoder: ByteTransform {
-    /// Blocks compressed concurrently per batch (memory: this × (256 KiB input + 256 KiB output
-    /// + 128 KiB LZO state)): two per core, 2 to 8.
+    /// The widest batch: two blocks per core, 2 to 8 (memory: this × (256 KiB input + 272 KiB
+    /// output + 128 KiB LZO state), allocated only when a batch that wide is compressed).
     public static let batchBlocks = min(8, max(2, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
-    /// This encoder's batch: `batchBlocks`, or 1 when the caller runs several encoders at once
-    /// (backup-push's partitions) and parallel batches would only multiply memory.
+    /// Parallel encoders alive now, among which the cores are shared.
+    static let parallelEncoders = Atomic<Int>(0)
+    /// This encoder's widest batch: `batchBlocks`, or 1 (never parallel).
     public let batchBlocks: Int
+    private var registered = false
     private var input = InputBuffer()
     private var finished = false
     private var headerDone = false
@@ -62,39 +71,57 @@ public final class LzopEncoder: ByteTransform {
     private let mode: UInt32
     private let mtime: UInt64
 
-    /// Per-block scratch memory, reused for every batch.
+    /// Per-block scratch memory, allocated when a batch first needs it and reused after.
     final class Slots: @unchecked Sendable {
-        let count: Int
         let outCapacity = Lzop.blockSize + Lzop.blockSize / 16 + 64 + 3
         let workSize = Int(wale_lzo1x_1_mem_compress())
-        let out: UnsafeMutableRawPointer
-        let work: UnsafeMutableRawPointer
-        let lengths: UnsafeMutablePointer<Int>
-        let sums: UnsafeMutablePointer<UInt32>
+        private(set) var out: [UnsafeMutableRawPointer] = []
+        private var work: [UnsafeMutableRawPointer] = []
+        var lengths: [Int]
+        var sums: [UInt32]
         init(_ n: Int) {
-            count = n
-            out = .allocate(byteCount: n * outCapacity, alignment: 16)
-            work = .allocate(byteCount: n * workSize, alignment: 16)
-            lengths = .allocate(capacity: n)
-            sums = .allocate(capacity: n)
+            lengths = [Int](repeating: 0, count: n)
+            sums = [UInt32](repeating: 0, count: n)
         }
         deinit {
-            out.deallocate()
-            work.deallocate()
-            lengths.deallocate()
-            sums.deallocate()
+            out.forEach { $0.deallocate() }
+            work.forEach { $0.deallocate() }
+        }
+        /// Makes slots 0..<n usable (call before a batch, on one thread).
+        func ensure(_ n: Int) {
+            while out.count < n {
+                out.append(.allocate(byteCount: outCapacity, alignment: 16))
+                work.append(.allocate(byteCount: workSize, alignment: 16))
+            }
         }
         /// Compresses `src` into slot `i`; records the compressed length and the data's Adler-32.
+        /// Slots are disjoint, so batches call this from several threads at once.
         func compress(_ i: Int, _ src: UnsafeRawPointer, _ n: Int) {
-            sums[i] = wale_adler32(1, src, n)
+            let sum = wale_adler32(1, src, n)
             var produced: lzo_uint = 0
             let rc = lzo1x_1_compress(
-                src.assumingMemoryBound(to: UInt8.self), lzo_uint(n),
-                (out + i * outCapacity).assumingMemoryBound(to: UInt8.self), &produced, work + i * workSize)
+                src.assumingMemoryBound(to: UInt8.self), lzo_uint(n), out[i].assumingMemoryBound(to: UInt8.self), &produced, work[i])
             precondition(rc == LZO_E_OK, "lzo1x_1_compress failed with \(rc)")
-            lengths[i] = Int(produced)
+            lengths.withUnsafeMutableBufferPointer { $0[i] = Int(produced) }
+            sums.withUnsafeMutableBufferPointer { $0[i] = sum }
         }
     }
+
+    /// How many blocks the next batch compresses at once.
+    private var width: Int {
+        guard batchBlocks > 1 else { return 1 }
+        let sharing = max(1, Self.parallelEncoders.load(ordering: .relaxed))
+        return max(1, min(batchBlocks, Self.batchBlocks / sharing))
+    }
+
+    private func unregister() {
+        if registered {
+            registered = false
+            Self.parallelEncoders.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    deinit { unregister() }
 
     /// `mode` and `mtime` go into the header as lzop records them for a file on stdin (WAL-E's
     /// wal-push passes the segment's st_mode and mtime; pipes give 0 and the current time).
@@ -104,6 +131,10 @@ public final class LzopEncoder: ByteTransform {
         slots = Slots(batchBlocks)
         self.mode = mode
         self.mtime = mtime
+        if parallel {
+            registered = true
+            Self.parallelEncoders.add(1, ordering: .relaxed)
+        }
     }
 
     public func push(_ chunk: [UInt8]) throws { input.append(chunk) }
@@ -119,9 +150,11 @@ public final class LzopEncoder: ByteTransform {
             let full = input.count / Lzop.blockSize
             // A whole batch at a time (its blocks compress in parallel), whatever the size of
             // the chunks pushed in; only the end of input makes a short batch.
-            if full < batchBlocks && !finished { break }
-            let blocks = min(batchBlocks, full > 0 ? full : (finished && input.count > 0 ? 1 : 0))
+            let batch = width
+            if full < batch && !finished { break }
+            let blocks = min(batch, full > 0 ? full : (finished && input.count > 0 ? 1 : 0))
             if blocks == 0 { break }
+            slots.ensure(blocks)
             let sizes = (0..<blocks).map { min(Lzop.blockSize, input.count - $0 * Lzop.blockSize) }
             let total = sizes.reduce(0, +)
             input.withUnconsumed { p in
@@ -139,7 +172,7 @@ public final class LzopEncoder: ByteTransform {
                 for i in 0..<blocks {
                     let block = UnsafeRawBufferPointer(start: base + i * Lzop.blockSize, count: sizes[i])
                     appendBlock(
-                        block, adler: slots.sums[i], compressed: UnsafeRawBufferPointer(start: slots.out + i * slots.outCapacity, count: slots.lengths[i]),
+                        block, adler: slots.sums[i], compressed: UnsafeRawBufferPointer(start: slots.out[i], count: slots.lengths[i]),
                         to: &out)
                 }
             }
@@ -148,6 +181,7 @@ public final class LzopEncoder: ByteTransform {
         if finished && input.count == 0 && !trailerDone {
             out += [0, 0, 0, 0]
             trailerDone = true
+            unregister()  // done compressing: the cores go to the encoders still at work
         }
         return out
     }

@@ -45,17 +45,14 @@ public struct WALPush: Sendable {
         let neighbours = poolSize > 1 ? readyNeighbours(of: path, limit: poolSize - 1) : []
         if neighbours.isEmpty { return try await push(path: path) }
         let width = min(streams, 1 + neighbours.count)
-        // With a stream per core or more, each compresses on one core; fewer split their blocks
-        // across the cores.
-        let parallel = width < Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let directory = POSIX.dirname(path)
         return try await withThrowingTaskGroup(of: Outcome?.self) { group in
             var queue = neighbours[...]
-            group.addTask { try await push(path: path, parallel: parallel) }
+            group.addTask { try await push(path: path) }
             for _ in 1..<width {
                 guard let name = queue.popFirst() else { break }
                 group.addTask {
-                    await pushNeighbour(directory: directory, name: name, parallel: parallel)
+                    await pushNeighbour(directory: directory, name: name)
                     return nil
                 }
             }
@@ -64,7 +61,7 @@ public struct WALPush: Sendable {
                 if let r { main = r }
                 if let name = queue.popFirst() {
                     group.addTask {
-                        await pushNeighbour(directory: directory, name: name, parallel: parallel)
+                        await pushNeighbour(directory: directory, name: name)
                         return nil
                     }
                 }
@@ -86,10 +83,10 @@ public struct WALPush: Sendable {
         return Array(ready.sorted().prefix(limit))
     }
 
-    private func pushNeighbour(directory: String, name: String, parallel: Bool) async {
+    private func pushNeighbour(directory: String, name: String) async {
         let statusDir = directory + "/archive_status"
         do {
-            _ = try await push(path: directory + "/" + name, parallel: parallel)
+            _ = try await push(path: directory + "/" + name)
             // The upload is durable; only now may PostgreSQL forget the segment.
             try POSIX.rename(statusDir + "/" + name + ".ready", statusDir + "/" + name + ".done")
             try POSIX.fsyncDirectory(statusDir)
@@ -102,8 +99,8 @@ public struct WALPush: Sendable {
         }
     }
 
-    /// Archives one file; `parallel`: its compression may use every core.
-    public func push(path: String, parallel: Bool = true) async throws -> Outcome {
+    /// Archives one file.
+    public func push(path: String) async throws -> Outcome {
         let name = POSIX.basename(path)
         guard let kind = WALFileName(name) else {
             throw WALEError(
@@ -157,7 +154,7 @@ public struct WALPush: Sendable {
         } else {
             counted = CountingSource(source)
         }
-        let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec), parallel: parallel))
+        let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)))
         let outcome = try await store.write(key, from: encoded, options: options)
         if outcome == .alreadyExists {
             // Found by the check (under any codec's name), or created by a racing pusher since
