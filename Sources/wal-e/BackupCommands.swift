@@ -50,7 +50,9 @@ struct BackupPushCommand: WALECommand {
         o.permanent = permanent
         o.partitionBytes = partitionSize
         o.archiveTimeout = archiveTimeout
-        let push = BackupPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, env: Context.environment())
+        let env = Context.environment()
+        o.manifestChecksum = try ManifestChecksum.from(env: env)
+        let push = BackupPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, env: env)
         let name = try await push.run(clusterDirectory: pgClusterDirectory, options: o)
         writeStdout(name.description + "\n")
         return .success

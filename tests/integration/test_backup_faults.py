@@ -96,6 +96,17 @@ def damage_partition(adir, name, how):
     return os.path.relpath(part, adir)
 
 
+def manifest_fields(adir, name):
+    """The checksum fields the backup's manifests use for their files."""
+    import json
+    mdir = os.path.join(adir, "basebackups_005", name, "wal_e_manifest")
+    fields = set()
+    for f in os.listdir(mdir):
+        for entry in json.load(open(os.path.join(mdir, f)))["files"]:
+            fields |= set(entry) - {"path", "size", "mode"}
+    return fields
+
+
 def test_corrupt_and_tampered_partitions_are_reported(make_cluster, wale, archive, scratch):
     prefix, adir = archive
     c = archiving_cluster(make_cluster, wale, prefix, 15)
@@ -105,6 +116,19 @@ def test_corrupt_and_tampered_partitions_are_reported(make_cluster, wale, archiv
     p = wale("backup-fetch", os.path.join(scratch, "r1"), name, prefix=prefix, env={"WALE_RETRIES": "1"})
     assert p.returncode == 65, p.stderr.decode()
     assert "does not match the backup manifest" in p.stderr.decode() and key in p.stderr.decode()
+
+    # Manifests checksum each file with CRC-32C by default (as PostgreSQL's own backup manifests);
+    # WALE_MANIFEST_CHECKSUM=sha256 gives SHA-256, which restores verify just the same.
+    assert manifest_fields(adir, name) == {"crc32c"}
+    name_sha = backup_push(wale, c, prefix, "--fast", env={"WALE_MANIFEST_CHECKSUM": "sha256"}).stdout.decode().strip()
+    assert manifest_fields(adir, name_sha) == {"sha256"}
+    p = wale("backup-fetch", os.path.join(scratch, "r-sha"), name_sha, prefix=prefix)
+    assert p.returncode == 0 and "every file matched the backup manifest" in p.stderr.decode(), p.stderr.decode()
+    key = damage_partition(adir, name_sha, "tamper")
+    p = wale("backup-fetch", os.path.join(scratch, "r-sha2"), name_sha, prefix=prefix, env={"WALE_RETRIES": "1"})
+    assert p.returncode == 65 and "does not match the backup manifest" in p.stderr.decode() and "sha256" in p.stderr.decode()
+    bad = backup_push(wale, c, prefix, "--fast", check=False, env={"WALE_MANIFEST_CHECKSUM": "md4"})
+    assert bad.returncode == 1 and "WALE_MANIFEST_CHECKSUM=md4" in bad.stderr.decode()
 
     name2 = backup_push(wale, c, prefix, "--fast").stdout.decode().strip()
     key = damage_partition(adir, name2, "flip")

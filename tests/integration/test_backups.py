@@ -15,8 +15,8 @@ def pg_env(c, prefix):
     return e
 
 
-def backup_push(wale, c, prefix, *extra, check=True):
-    p = wale("backup-push", *extra, c.data, prefix=prefix, env=c.env())
+def backup_push(wale, c, prefix, *extra, check=True, env=None):
+    p = wale("backup-push", *extra, c.data, prefix=prefix, env={**c.env(), **(env or {})})
     if check:
         assert p.returncode == 0, p.stderr.decode()
     return p

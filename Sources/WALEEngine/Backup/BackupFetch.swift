@@ -115,9 +115,13 @@ public struct BackupFetch: Sendable {
         guard let json = try? JSON.parse(String(decoding: bytes, as: UTF8.self)), let files = json["files"]?.array else {
             throw WALEError(.corrupt, "the manifest \(key) is not valid")
         }
+        // Each entry carries its checksum under its algorithm's name (crc32c; sha256 in backups
+        // made before CRC-32C became the default, or with WALE_MANIFEST_CHECKSUM=sha256).
         return files.compactMap { f in
-            guard let p = f["path"]?.string, let s = f["size"]?.int, let h = f["sha256"]?.string else { return nil }
-            return ManifestEntry(path: p, size: s, mode: UInt32(f["mode"]?.int ?? 0), sha256: h)
+            guard let p = f["path"]?.string, let s = f["size"]?.int,
+                let (kind, h) = ManifestChecksum.allCases.lazy.compactMap({ k in f[k.field]?.string.map { (k, $0) } }).first
+            else { return nil }
+            return ManifestEntry(path: p, size: s, mode: UInt32(f["mode"]?.int ?? 0), checksum: h, algorithm: kind)
         }
     }
 

@@ -19,6 +19,8 @@ public struct BackupPush: Sendable {
         public var partitionBytes = Partitioner.defaultTargetBytes
         /// How long to wait for the WAL the backup needs to reach the archive.
         public var archiveTimeout: Double = 300
+        /// How the manifest checksums each file (`WALE_MANIFEST_CHECKSUM`).
+        public var manifestChecksum = ManifestChecksum.crc32c
         public init() {}
     }
 
@@ -85,7 +87,7 @@ public struct BackupPush: Sendable {
         try await waitForArchive(session, stop: stop, timeline: start.timeline, server: server, timeout: options.archiveTimeout)
         var labelFiles = [("backup_label", stop.backupLabel)]
         if let map = stop.tablespaceMap { labelFiles.append(("tablespace_map", map)) }
-        try await uploadLabelPartition(labelFiles, number: count, name: name)
+        try await uploadLabelPartition(labelFiles, number: count, name: name, checksum: options.manifestChecksum)
 
         let sentinel = Sentinel(
             stopSegment: stop.segmentName, stopOffset: stop.offset, expandedSizeBytes: partitioner.expandedSize,
@@ -181,9 +183,6 @@ public struct BackupPush: Sendable {
     /// Uploads partitions with at most `poolSize` in flight; returns how many there were.
     private func uploadPartitions(_ partitioner: Partitioner, name: BackupName, options: Options) async throws -> Int {
         let limiter = options.rateLimit.map { RateLimiter(bytesPerSecond: $0) }
-        // With a partition per core in flight the cores are busy already: each stream then
-        // compresses a block at a time, and its memory is one block, not a parallel batch.
-        let parallel = options.poolSize < Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         return try await withThrowingTaskGroup(of: Void.self) { group in
             var number = 0
             var inFlight = 0
@@ -195,18 +194,22 @@ public struct BackupPush: Sendable {
                 let n = number
                 number += 1
                 inFlight += 1
-                group.addTask { try await uploadPartition(members, number: n, name: name, limiter: limiter, parallel: parallel) }
+                group.addTask {
+                    try await uploadPartition(members, number: n, name: name, limiter: limiter, checksum: options.manifestChecksum)
+                }
             }
             try await group.waitForAll()
             return number
         }
     }
 
-    private func uploadPartition(_ members: [PlannedMember], number: Int, name: BackupName, limiter: RateLimiter?, parallel: Bool) async throws {
+    private func uploadPartition(
+        _ members: [PlannedMember], number: Int, name: BackupName, limiter: RateLimiter?, checksum: ManifestChecksum
+    ) async throws {
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
-        let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger)
+        let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger, checksum: checksum)
         let started = POSIX.monotonic()
-        _ = try await store.write(key, from: TransformedSource(tar, compression.encoder(parallel: parallel)), options: WriteOptions())
+        _ = try await store.write(key, from: TransformedSource(tar, compression.encoder()), options: WriteOptions())
         try await writeManifest(tar.manifest, number: number, name: name)
         let bytes = members.reduce(Int64(0)) { $0 + $1.entry.size }
         logger.info(
@@ -214,7 +217,7 @@ public struct BackupPush: Sendable {
             ["action": "push-partition", "partition": String(number)])
     }
 
-    private func uploadLabelPartition(_ files: [(String, String)], number: Int, name: BackupName) async throws {
+    private func uploadLabelPartition(_ files: [(String, String)], number: Int, name: BackupName, checksum: ManifestChecksum) async throws {
         var tar: [UInt8] = []
         var manifest: [ManifestEntry] = []
         let now = Int64(time(nil))
@@ -222,7 +225,9 @@ public struct BackupPush: Sendable {
             let data = Array(text.utf8)
             tar += TarFormat.header(for: TarEntry(name: file, kind: .file, size: Int64(data.count), mode: 0o600, mtime: now))
             tar += data + TarFormat.padding(data.count)
-            manifest.append(ManifestEntry(path: file, size: Int64(data.count), mode: 0o600, sha256: hexString(sha256(data))))
+            manifest.append(
+                ManifestEntry(
+                    path: file, size: Int64(data.count), mode: 0o600, checksum: FileChecksummer.checksum(data, checksum), algorithm: checksum))
         }
         tar += TarFormat.trailer(after: Int64(tar.count))
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
@@ -234,7 +239,7 @@ public struct BackupPush: Sendable {
         let json = JSON.object([
             ("partition", .int(Int64(number))),
             ("files", .array(entries.map {
-                .object([("path", .string($0.path)), ("size", .int($0.size)), ("mode", .int(Int64($0.mode))), ("sha256", .string($0.sha256))])
+                .object([("path", .string($0.path)), ("size", .int($0.size)), ("mode", .int(Int64($0.mode))), ($0.algorithm.field, .string($0.checksum))])
             })),
         ])
         try await put(name.manifestKey(prefix, number), Array(json.serialized().utf8), contentType: "application/json")

@@ -17,7 +17,8 @@ public final class SafeExtractor: TarSink {
     private var fd: Int32 = -1
     private var path = ""
     private var entry: TarEntry?
-    private let hasher = BackgroundSHA256()
+    /// The checksummer of the file being written, of the algorithm its manifest entry names.
+    private var hasher: FileChecksummer?
     private var hashing = false
     private var written: Int64 = 0
     private var writeBehind = WriteBehind()
@@ -99,7 +100,9 @@ public final class SafeExtractor: TarSink {
             }
             fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600, what: "create")
             // Only files the manifest lists are hashed (WAL-E's backups have no manifest).
-            hashing = expected?[parts.joined(separator: "/")] != nil
+            let listed = expected?[parts.joined(separator: "/")]
+            hashing = listed != nil
+            if let listed, hasher?.kind != listed.algorithm { hasher = FileChecksummer(listed.algorithm) }
             written = 0
             writeBehind = WriteBehind()
         case .symlink(let target):
@@ -138,7 +141,7 @@ public final class SafeExtractor: TarSink {
             }
             done += n
         }
-        if hashing { hasher.update(copying: b) }
+        if hashing { hasher?.update(copying: b) }
         written += Int64(b.count)
         writeBehind.wrote(fd: fd, upTo: written)
     }
@@ -159,11 +162,12 @@ public final class SafeExtractor: TarSink {
             let name = (try? components(e.name))?.joined(separator: "/") ?? e.name
             guard let m = expected[name], hashing else { return }
             seen.insert(name)
-            let digest = hasher.finalizeAndReset()
-            if m.size != written || m.sha256 != digest {
+            let digest = hasher?.finalizeAndReset() ?? ""
+            if m.size != written || m.checksum != digest {
+                let alg = m.algorithm.rawValue
                 throw WALEError(
                     .corrupt, "\(name) in \(partition) does not match the backup manifest",
-                    detail: "manifest: \(m.size) bytes, sha256 \(m.sha256); restored: \(written) bytes, sha256 \(digest)")
+                    detail: "manifest: \(m.size) bytes, \(alg) \(m.checksum); restored: \(written) bytes, \(alg) \(digest)")
             }
         }
     }

@@ -11,12 +11,22 @@ public struct ManifestEntry: Sendable, Equatable {
     public var path: String
     public var size: Int64
     public var mode: UInt32
-    public var sha256: String
+    /// Lower-case hex, of the algorithm `algorithm`.
+    public var checksum: String
+    public var algorithm: ManifestChecksum
+
+    public init(path: String, size: Int64, mode: UInt32, checksum: String, algorithm: ManifestChecksum) {
+        self.path = path
+        self.size = size
+        self.mode = mode
+        self.checksum = checksum
+        self.algorithm = algorithm
+    }
 }
 
 /// Streams a partition as a tar archive: headers, file contents read in chunks (each file
 /// truncated or zero-padded to the size seen at scan time, as PostgreSQL's base-backup rules
-/// allow: WAL replay repairs torn pages), and the trailer. Hashes every file for the manifest.
+/// allow: WAL replay repairs torn pages), and the trailer. Checksums every file for the manifest.
 public final class TarPartitionSource: ByteSource {
     static let chunkSize = 256 << 10
     let members: [PlannedMember]
@@ -25,13 +35,14 @@ public final class TarPartitionSource: ByteSource {
     private var index = 0
     private var fd: Int32 = -1
     private var remaining: Int64 = 0
-    private let hasher = BackgroundSHA256()
+    private let hasher: FileChecksummer
     private var current: PlannedMember?
     private var total: Int64 = 0
     private var finished = false
     public private(set) var manifest: [ManifestEntry] = []
 
-    public init(members: [PlannedMember], limiter: RateLimiter?, logger: Logger) {
+    public init(members: [PlannedMember], limiter: RateLimiter?, logger: Logger, checksum: ManifestChecksum = .crc32c) {
+        hasher = FileChecksummer(checksum)
         self.members = members
         self.limiter = limiter
         self.logger = logger
@@ -94,7 +105,8 @@ public final class TarPartitionSource: ByteSource {
         fd = -1
         out += TarFormat.padding(Int(m.entry.size % Int64(TarFormat.blockSize)))
         manifest.append(
-            ManifestEntry(path: m.entry.name, size: m.entry.size, mode: m.entry.mode, sha256: hasher.finalizeAndReset()))
+            ManifestEntry(
+                path: m.entry.name, size: m.entry.size, mode: m.entry.mode, checksum: hasher.finalizeAndReset(), algorithm: hasher.kind))
         current = nil
     }
 }
