@@ -183,47 +183,48 @@ public struct WriteBehind {
     }
 }
 
-/// Direct (O_DIRECT) writes of one file, double-buffered: the producer fills one page-aligned
-/// 1 MiB buffer while a writer thread sends the other to the disk, so compression and the disk
-/// overlap as they did with write-back through the page cache. Offsets, lengths and addresses of
-/// direct writes must be multiples of the block size; the unaligned tail of the file is written
-/// through the page cache at the end. A file system that refuses a direct write (EINVAL) gets the
-/// rest of the file written normally.
+/// Direct (O_DIRECT) writes of one file through a ring of page-aligned buffers: the producer
+/// fills one while a writer thread sends the others to the disk in order, so compression and the
+/// disk overlap as they did with write-back through the page cache, and a slow write (a busy disk
+/// during a backup) is absorbed by the buffers queued behind it instead of stalling the producer.
+/// Offsets, lengths and addresses of direct writes must be multiples of the block size; the
+/// unaligned tail of the file is written through the page cache at the end. A file system that
+/// refuses a direct write (EINVAL) gets the rest of the file written normally.
 final class DirectStaging: @unchecked Sendable {
     static let alignment = 4096
-    static let capacity = 1 << 20
-    private let buffers = (0..<2).map { _ in
+    static let capacity = 512 << 10
+    static let ring = 4
+    private let buffers = (0..<DirectStaging.ring).map { _ in
         UnsafeMutableRawPointer.allocate(byteCount: DirectStaging.capacity, alignment: DirectStaging.alignment)
     }
     private var current = 0
     var filled = 0
     var base: UnsafeMutableRawPointer { buffers[current] }
+    /// Writes run in submission order on this queue.
     private let writer = DispatchQueue(label: "wale.direct-write")
-    /// One write in flight at a time (it owns the other buffer).
-    private let slot = DispatchSemaphore(value: 1)
-    /// errno of a failed write in flight; read only after `slot` was taken.
+    /// Buffers neither being filled nor queued: the producer takes one before it refills.
+    private let free = DispatchSemaphore(value: DirectStaging.ring - 1)
+    /// errno of the first failed write; set on the writer queue, read after waiting for it.
     private var failure: Int32 = 0
 
     deinit { buffers.forEach { $0.deallocate() } }
 
-    /// Hands the full buffer to the writer thread once the previous write is done.
+    /// Queues the full buffer for writing and moves to the next free one.
     func submit(fd: Int32, path: String) throws {
-        slot.wait()
-        if failure != 0 {
-            slot.signal()
-            throw POSIX.error("write", path, failure)
-        }
+        if failure != 0 { throw POSIX.error("write", path, failure) }
         nonisolated(unsafe) let buffer = buffers[current]
         let count = filled
         writer.async { [self] in
-            failure = Self.write(fd, buffer, count)
-            slot.signal()
+            if failure == 0 { failure = Self.write(fd, buffer, count) }
+            free.signal()
         }
-        current ^= 1
+        // The writes finish in order, so once one more buffer is free it is the next in the ring.
+        free.wait()
+        current = (current + 1) % Self.ring
         filled = 0
     }
 
-    /// Waits for the write in flight, then writes the staged rest: its aligned part directly, the
+    /// Waits for the writes queued, then writes the staged rest: its aligned part directly, the
     /// tail through the page cache.
     func finish(fd: Int32, path: String) throws {
         waitForWrites()
@@ -233,10 +234,7 @@ final class DirectStaging: @unchecked Sendable {
         filled = 0
     }
 
-    func waitForWrites() {
-        slot.wait()
-        slot.signal()
-    }
+    func waitForWrites() { writer.sync {} }
 
     /// Writes `count` bytes at the file's offset, aligned blocks directly, the rest (or all of it
     /// once the file system refused direct I/O) through the page cache; 0 or an errno.
