@@ -12,6 +12,11 @@ int wale_syncfs(int fd) { return syncfs(fd); }
 void wale_tune_malloc(void) {
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
+    /* One arena. Every thread that allocates gets an arena of its own by default (up to 8 per
+     * core), and each keeps freed memory: with backup-push's partitions on their own threads an
+     * S3 backup peaked at 74-81 MiB, with one arena at 53-56 MiB, two 57-61, at the same speed
+     * (our threads allocate per chunk, not per byte, so the one lock is not contended). */
+    mallopt(M_ARENA_MAX, 1);
 }
 
 #include <fcntl.h>
