@@ -308,6 +308,20 @@ def single_pushes(walsrc):
                 rss.append(f["rss_mib"])
             record(f"wal-push one segment ({store})", tool, median_s=statistics.median(walls), min_s=min(walls), runs=len(walls),
                    rss_mib=max(rss))
+    # Floor of one push to S3: the server accepting the same compressed bytes from curl over
+    # https (no program start, no compression, no existence check): what SeaweedFS itself needs.
+    walls = []
+    for name in names:
+        comp = f"{ROOT}/tmp/{name}.lzo"
+        with open(comp, "wb") as out:
+            subprocess.run(["lzop", "-1", "-c", f"{ROOT}/pushsrc/{name}"], stdout=out, check=True)
+        t0 = time.monotonic()
+        subprocess.run(["curl", "-s", "-f", "-o", "/dev/null", "--cacert", S3_CA, "-T", comp, "--aws-sigv4", "aws:amz:us-east-1:s3",
+                        "--user", f"{S3_KEY}:{S3_SECRET}", f"https://127.0.0.1:{S3_PORT + 8}/bench-floor/{name}.lzo"], check=True)
+        walls.append(time.monotonic() - t0)
+        os.unlink(comp)
+    record("wal-push one segment (s3)", "floor: curl PUT of the lzop'd segment (https)", median_s=statistics.median(walls),
+           min_s=min(walls), runs=len(walls))
     # Floors of one push: starting the program at all, and writing 16 MiB durably to the store's disk.
     for tool, cmd in (("wal-e", wale_cmd("version")), ("pgBackRest lz4", ["pgbackrest", "version"]), ("WAL-E 1.1.1", walepy_cmd("version"))):
         walls = [timed(cmd)["wall"] for _ in range(PUSH_RUNS)]
@@ -371,8 +385,9 @@ def backlog_and_replay():
         ("pgBackRest lz4 (sync)", f"{' '.join(pgbr_cmd(conf, 'backlog', 'archive-push', '%p'))}"),
         ("pgBackRest lz4 (async, process-max 2)", f"{' '.join(pgbr_cmd(async_conf, 'backlog', 'archive-push', '%p'))}"),
         ("WAL-E 1.1.1", f"env {env_line(tools['WAL-E 1.1.1'][0])} {' '.join(walepy_cmd('wal-push', '%p'))}"),
-        # no tool at all: PostgreSQL's archiver running cp (no compression, no fsync)
-        ("floor: cp", f"cp %p {ROOT}/store/cp-backlog/%f"),
+        # no tool at all: PostgreSQL's archiver running cp, one process per segment (no compression,
+        # no fsync). A reference, not a floor: tools that push several segments per call beat it.
+        ("reference: cp as archive_command", f"cp %p {ROOT}/store/cp-backlog/%f"),
     ]
     for tool, cmd in runs:
         if tool.startswith("pgBackRest"):
@@ -402,7 +417,8 @@ def backlog_and_replay():
     # Replay feed: restore each tool's base backup and recover through all of that WAL. The floor
     # feeds the same WAL with cp from a plain directory: PostgreSQL's redo alone.
     target = f"{ROOT}/restore"
-    for tool in ("wal-e", "pgBackRest lz4", "WAL-E 1.1.1", "floor: cp"):
+    redo_alone = "floor: redo alone (WAL already in pg_wal)"
+    for tool in ("wal-e", "pgBackRest lz4", "WAL-E 1.1.1", "floor: cp", redo_alone):
         fresh_dir(target)
         if tool == "pgBackRest lz4":
             run(pgbr_cmd(conf, "backlog", "restore", f"--pg1-path={target}", "--type=none"))
@@ -412,6 +428,16 @@ def backlog_and_replay():
             env, cmd = tools["wal-e"]
             run(cmd("backup-fetch", target, "LATEST"), env=env)
             restore = f"cp {ROOT}/store/cp-backlog/%f \"%p\""
+        elif tool == redo_alone:
+            # Every segment placed in pg_wal beforehand and no restore_command: the server replays
+            # them as crash recovery from the backup label. PostgreSQL's redo, with no fetching.
+            env, cmd = tools["wal-e"]
+            run(cmd("backup-fetch", target, "LATEST"), env=env)
+            os.makedirs(f"{target}/pg_wal", exist_ok=True)
+            placed = sorted(f for f in os.listdir(f"{ROOT}/store/cp-backlog") if re.fullmatch(r"[0-9A-F]{24}", f))
+            for f in placed:
+                shutil.copy(f"{ROOT}/store/cp-backlog/{f}", f"{target}/pg_wal/{f}")
+            restore = None
         else:
             env, cmd = tools[tool]
             run(cmd("backup-fetch", target, "LATEST"), env=env)
@@ -420,8 +446,9 @@ def backlog_and_replay():
         for fn in ("postgresql.conf", "pg_hba.conf"):
             shutil.copy(f"{saved}/{fn}", f"{target}/{fn}")
         with open(f"{target}/postgresql.auto.conf", "a") as f:
-            f.write(f"archive_mode = off\nrestore_command = '{restore}'\nrecovery_target_timeline = 'latest'\n")
-        open(f"{target}/recovery.signal", "w").close()
+            f.write("archive_mode = off\n" + (f"restore_command = '{restore}'\nrecovery_target_timeline = 'latest'\n" if restore else ""))
+        if restore:
+            open(f"{target}/recovery.signal", "w").close()
         run(["chown", "-R", "postgres:postgres", target], user=None)
         log = target + ".log"
         if os.path.exists(log):
@@ -441,7 +468,7 @@ def backlog_and_replay():
             if time.monotonic() - t0 > 5 and not os.path.exists(f"{target}/postmaster.pid"):
                 raise SystemExit(f"{tool}: the restored server stopped; see {log}")
         wall = time.monotonic() - t0
-        restored = len(re.findall(r"restored log file", open(log, errors="replace").read()))
+        restored = len(re.findall(r"restored log file", open(log, errors="replace").read())) if restore else len(placed)
         rows = psql(RESTORE_PORT, "SELECT count(*) FROM feed")
         pg_stop(target)
         assert rows == expected_rows, f"{tool}: recovered {rows} rows, expected {expected_rows}"
@@ -509,7 +536,7 @@ def main():
         os.makedirs(f"{ROOT}/{d}", exist_ok=True)
     subprocess.run(["chown", "-R", "postgres:postgres", ROOT], check=True)
     os.chmod(ROOT, 0o755)
-    for b in ("bench-wal-e", "bench-wal-e-py", "bench-pgbackrest"):
+    for b in ("bench-wal-e", "bench-wal-e-py", "bench-pgbackrest", "bench-floor"):
         s3_make_bucket(b)
     meta = versions()
     say(meta)
