@@ -1,5 +1,6 @@
 import CWALESupport
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -204,31 +205,34 @@ final class DirectStaging: @unchecked Sendable {
     private let writer = DispatchQueue(label: "wale.direct-write")
     /// Buffers neither being filled nor queued: the producer takes one before it refills.
     private let free = DispatchSemaphore(value: DirectStaging.ring - 1)
-    /// errno of the first failed write; set on the writer queue, read after waiting for it.
-    private var failure: Int32 = 0
+    /// errno of the first failed write (set on the writer queue).
+    private let failure = Atomic<Int32>(0)
 
     deinit { buffers.forEach { $0.deallocate() } }
 
     /// Queues the full buffer for writing and moves to the next free one.
     func submit(fd: Int32, path: String) throws {
-        if failure != 0 { throw POSIX.error("write", path, failure) }
         nonisolated(unsafe) let buffer = buffers[current]
         let count = filled
         writer.async { [self] in
-            if failure == 0 { failure = Self.write(fd, buffer, count) }
+            if failure.load(ordering: .acquiring) == 0 { failure.store(Self.write(fd, buffer, count), ordering: .releasing) }
             free.signal()
         }
         // The writes finish in order, so once one more buffer is free it is the next in the ring.
         free.wait()
         current = (current + 1) % Self.ring
         filled = 0
+        // A failure is reported at most ring - 1 hand-offs after its write, or by finish().
+        let e = failure.load(ordering: .acquiring)
+        if e != 0 { throw POSIX.error("write", path, e) }
     }
 
     /// Waits for the writes queued, then writes the staged rest: its aligned part directly, the
     /// tail through the page cache.
     func finish(fd: Int32, path: String) throws {
         waitForWrites()
-        if failure != 0 { throw POSIX.error("write", path, failure) }
+        let failed = failure.load(ordering: .acquiring)
+        if failed != 0 { throw POSIX.error("write", path, failed) }
         let e = Self.write(fd, base, filled)
         if e != 0 { throw POSIX.error("write", path, e) }
         filled = 0
