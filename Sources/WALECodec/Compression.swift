@@ -25,11 +25,9 @@ public enum Compression: String, Sendable, CaseIterable {
         }
     }
 
-    /// `parallel`: whether the stream may compress blocks on several cores at once (lzop shares the
-    /// cores among the parallel encoders alive; false: one block at a time).
-    public func encoder(mode: UInt32 = 0, mtime: UInt64 = 0, parallel: Bool = true) -> any ByteTransform {
+    public func encoder(mode: UInt32 = 0, mtime: UInt64 = 0) -> any ByteTransform {
         switch self {
-        case .lzop: return LzopEncoder(mode: mode, mtime: mtime, parallel: parallel)
+        case .lzop: return LzopEncoder(mode: mode, mtime: mtime)
         case .zstd: return ZstdEncoder()
         case .lz4: return LZ4Encoder()
         }

@@ -60,9 +60,7 @@ public final class LzopEncoder: ByteTransform {
     public static let batchBlocks = min(8, max(2, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
     /// Parallel encoders alive now, among which the cores are shared.
     static let parallelEncoders = Atomic<Int>(0)
-    /// This encoder's widest batch: `batchBlocks`, or 1 (never parallel).
-    public let batchBlocks: Int
-    private var registered = false
+    private var registered = true
     private var input = InputBuffer()
     private var finished = false
     private var headerDone = false
@@ -77,17 +75,21 @@ public final class LzopEncoder: ByteTransform {
         let workSize = Int(wale_lzo1x_1_mem_compress())
         private(set) var out: [UnsafeMutableRawPointer] = []
         private var work: [UnsafeMutableRawPointer] = []
-        var lengths: [Int]
-        var sums: [UInt32]
+        // Raw memory: a batch's blocks write their own entries from several threads at once.
+        let lengths: UnsafeMutablePointer<Int>
+        let sums: UnsafeMutablePointer<UInt32>
         init(_ n: Int) {
-            lengths = [Int](repeating: 0, count: n)
-            sums = [UInt32](repeating: 0, count: n)
+            lengths = .allocate(capacity: n)
+            sums = .allocate(capacity: n)
         }
         deinit {
             out.forEach { $0.deallocate() }
             work.forEach { $0.deallocate() }
+            lengths.deallocate()
+            sums.deallocate()
         }
-        /// Makes slots 0..<n usable (call before a batch, on one thread).
+        /// Makes slots 0..<n usable (call before a batch, on one thread; `out` and `work` are only
+        /// read while the batch runs).
         func ensure(_ n: Int) {
             while out.count < n {
                 out.append(.allocate(byteCount: outCapacity, alignment: 16))
@@ -102,16 +104,15 @@ public final class LzopEncoder: ByteTransform {
             let rc = lzo1x_1_compress(
                 src.assumingMemoryBound(to: UInt8.self), lzo_uint(n), out[i].assumingMemoryBound(to: UInt8.self), &produced, work[i])
             precondition(rc == LZO_E_OK, "lzo1x_1_compress failed with \(rc)")
-            lengths.withUnsafeMutableBufferPointer { $0[i] = Int(produced) }
-            sums.withUnsafeMutableBufferPointer { $0[i] = sum }
+            lengths[i] = Int(produced)
+            sums[i] = sum
         }
     }
 
     /// How many blocks the next batch compresses at once.
     private var width: Int {
-        guard batchBlocks > 1 else { return 1 }
         let sharing = max(1, Self.parallelEncoders.load(ordering: .relaxed))
-        return max(1, min(batchBlocks, Self.batchBlocks / sharing))
+        return max(1, Self.batchBlocks / sharing)
     }
 
     private func unregister() {
@@ -125,16 +126,12 @@ public final class LzopEncoder: ByteTransform {
 
     /// `mode` and `mtime` go into the header as lzop records them for a file on stdin (WAL-E's
     /// wal-push passes the segment's st_mode and mtime; pipes give 0 and the current time).
-    public init(mode: UInt32 = 0, mtime: UInt64 = 0, parallel: Bool = true) {
+    public init(mode: UInt32 = 0, mtime: UInt64 = 0) {
         precondition(Lzop.initialized, "lzo_init() failed: liblzo2 does not match its headers")
-        batchBlocks = parallel ? Self.batchBlocks : 1
-        slots = Slots(batchBlocks)
+        slots = Slots(Self.batchBlocks)
         self.mode = mode
         self.mtime = mtime
-        if parallel {
-            registered = true
-            Self.parallelEncoders.add(1, ordering: .relaxed)
-        }
+        Self.parallelEncoders.add(1, ordering: .relaxed)
     }
 
     public func push(_ chunk: [UInt8]) throws { input.append(chunk) }
