@@ -116,7 +116,7 @@ public struct S3Store: ObjectStore {
         // Over TLS a body that carries its own checksum (CRC32C or Content-MD5) is sent
         // UNSIGNED-PAYLOAD, as the AWS SDKs do: the server checks the checksum, TLS protects both,
         // and a SHA-256 pass over the body is saved.
-        let unsigned = config.scheme == "https" && extra.contains { $0.0 == "content-md5" || $0.0.hasPrefix("x-amz-checksum-") }
+        let unsigned = config.scheme == "https" && extra.contains { $0.0 == "content-md5" || $0.0 == "x-amz-checksum-crc32c" }
         let payloadHash = unsigned ? "UNSIGNED-PAYLOAD" : body.map { b in b.withUnsafeReadableBytes { hexString(SHA256.hash(data: $0)) } } ?? SigV4Signer.emptyPayloadHash
         let date = SigV4Signer.amzDate(POSIX.now())
         var headers: [(String, String)] = [("host", config.authority), ("x-amz-date", date), ("x-amz-content-sha256", payloadHash)]
