@@ -186,9 +186,11 @@ import WALECore
         }
         let order = Order()
         let big = Task { await budget.acquire(8); order.withLock { $0.append(8) } }
-        try await Task.sleep(nanoseconds: 20_000_000)
+        // Each request is queued before the next is made (polled: a fixed sleep raced on a busy
+        // machine, where the second task could run first).
+        while await budget.waiting < 1 { try await Task.sleep(nanoseconds: 1_000_000) }
         let small = Task { await budget.acquire(2); order.withLock { $0.append(2) } }
-        try await Task.sleep(nanoseconds: 20_000_000)
+        while await budget.waiting < 2 { try await Task.sleep(nanoseconds: 1_000_000) }
         // 4 are free: enough for the small request, but it queues behind the big one (no starvation).
         #expect(order.withLock { $0 } == [])
         await budget.release(6)

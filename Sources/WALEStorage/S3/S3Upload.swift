@@ -89,6 +89,8 @@ public actor ByteBudget {
     }
 
     public var free: Int { available }
+    /// Requests queued (for tests).
+    var waiting: Int { waiters.count }
 }
 
 /// A buffer as consecutive slices (copies of 256 KiB), each handed out only once the HTTP client's
