@@ -111,7 +111,16 @@ public struct BackupPush: Sendable {
     ) async throws {
         let segment = try await session.walFileName(stop.lsn, timeline: timeline, server: server)
         let state = try await session.archiverState()
-        if state.mode == "off" || server.inRecovery && state.mode != "always" {
+        if server.inRecovery && state.mode != "off" && state.mode != "always" {
+            // archive_mode = on archives only on the primary; PostgreSQL's own pg_backup_stop
+            // does not wait on a standby either.
+            logger.warning(
+                "this standby does not archive WAL (archive_mode = \(state.mode)): backup-push does not wait for it",
+                detail: "the backup needs WAL up to \(segment), which the primary archives once it has finished that segment",
+                hint: "the backup can be restored once that segment is in the archive (pg_switch_wal() on the primary finishes it now); archive_mode = always on the standby makes backup-push wait")
+            return
+        }
+        if state.mode == "off" {
             logger.warning(
                 "WAL archiving is not enabled on this server", detail: "the backup needs WAL up to \(segment)",
                 hint: "you must make sure that WAL reaches the archive by other means, or the backup cannot be restored")

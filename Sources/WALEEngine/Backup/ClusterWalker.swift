@@ -30,9 +30,15 @@ public final class ClusterWalker {
     /// Directories at any depth kept as entries but not descended.
     public static let noDescend: Set<String> = ["pgsql_tmp", "pg_stat_tmp", ".wal-e"]
     /// Top-level files never backed up. `backup_label` and `tablespace_map` come from pg_backup_stop.
+    /// `standby.signal` and `recovery.signal` (PostgreSQL 12+) are left out as pgBackRest and
+    /// WAL-G leave them out: a backup taken on a standby would otherwise restore as a standby
+    /// (streaming from the old primary through the `primary_conninfo` it carries) instead of
+    /// recovering to its target; backup-fetch writes the recovery.signal a restore needs.
+    /// `postgresql.auto.conf.tmp` is ALTER SYSTEM's half-written file.
     public static let topLevelExcludedFiles: Set<String> = [
         "postmaster.pid", "postmaster.opts", "postgresql.conf", "pg_hba.conf", "pg_ident.conf", "recovery.conf",
-        "recovery.done", "promote", "backup_label", "tablespace_map",
+        "recovery.done", "promote", "backup_label", "tablespace_map", "standby.signal", "recovery.signal",
+        "postgresql.auto.conf.tmp",
     ]
 
     let root: String
