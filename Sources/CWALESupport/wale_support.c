@@ -24,6 +24,8 @@ int wale_write_behind(int fd, long long offset, long long length) {
     return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
 }
 
+int wale_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
 int wale_set_direct(int fd, int on) {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0) return -1;

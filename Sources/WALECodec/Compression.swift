@@ -88,9 +88,9 @@ public final class AutoDecoder: ByteTransform {
         case .compressed(.zstd): d = ZstdDecoder()
         case .compressed(.lz4): d = LZ4Decoder()
         case .openPGP:
-            throw WALEError(
-                .user, "\(name) is encrypted with OpenPGP (gpg)",
-                hint: "gpg-encrypted archives (WALE_GPG_KEY_ID) are not supported by this build of wal-e yet")
+            // WAL-E's gpg layer over the compressed stream: decrypt, then sniff again. As with
+            // WAL-E, the keyring decides; unlike WAL-E, no key ID has to be set to read.
+            d = ChainedTransform(try GPG.decryptor(name: name), AutoDecoder(name: name))
         case .unknown:
             throw WALEError(
                 .corrupt, "\(name) is not in any format wal-e knows",

@@ -41,6 +41,9 @@ public struct Configuration: Sendable {
     public var compressionName: String
     /// Total attempts for operations retried on transient errors.
     public var retryAttempts: Int
+    /// `--gpg-key-id`/`WALE_GPG_KEY_ID`: new objects are encrypted to this key with gpg, as
+    /// WAL-E does. Reading decrypts whatever is encrypted, set or not.
+    public var gpgKeyID: String?
     public var warnings: [String]
     /// S3 credentials from the instance metadata service (`--aws-instance-profile` or
     /// `AWS_INSTANCE_PROFILE` = true/1).
@@ -81,13 +84,7 @@ public struct Configuration: Sendable {
         }
         var warnings: [String] = []
 
-        let gpg = f.gpgKeyID ?? env["WALE_GPG_KEY_ID"]
-        if let gpg, !gpg.isEmpty {
-            throw WALEError(
-                .user, "gpg encryption (WALE_GPG_KEY_ID / --gpg-key-id) is not supported by this build of wal-e yet",
-                detail: "refusing to run rather than write unencrypted archives where encrypted ones are expected",
-                hint: "unset WALE_GPG_KEY_ID to archive without encryption")
-        }
+        let gpg = (f.gpgKeyID ?? env["WALE_GPG_KEY_ID"]).flatMap { $0.isEmpty ? nil : $0 }
 
         let compressionName = (f.compression ?? env["WALE_COMPRESSION"]).flatMap { $0.isEmpty ? nil : $0 } ?? "lzop"
         guard ["lzop", "lzo", "zstd", "zst", "lz4"].contains(compressionName.lowercased()) else {
@@ -143,6 +140,7 @@ public struct Configuration: Sendable {
             prefix: prefix, prefixSource: source, terse: f.terse, logDestinations: destinations,
             syslogFacility: facility << 3, compressionName: compressionName, retryAttempts: attempts, warnings: warnings)
         c.awsInstanceProfile = instanceProfile
+        c.gpgKeyID = gpg
         return c
     }
 

@@ -19,6 +19,8 @@ public struct WALPush: Sendable {
     /// pool (the wait is the network's); for a local disk, a few per core: the work is the CPU's
     /// and the disk's, and more streams would only hold more buffers.
     public let streams: Int
+    /// Encrypts new objects to this gpg key (WAL-E's `WALE_GPG_KEY_ID`).
+    public var gpgKeyID: String?
 
     public init(store: any ObjectStore, prefix: StoragePrefix, compression: Compression, logger: Logger, poolSize: Int, streams: Int? = nil) {
         self.store = store
@@ -154,7 +156,8 @@ public struct WALPush: Sendable {
         } else {
             counted = CountingSource(source)
         }
-        let encoded = TransformedSource(counted, compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)))
+        let encoded = TransformedSource(
+            counted, try GPG.sealing(compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)), keyID: gpgKeyID))
         let outcome = try await store.write(key, from: encoded, options: options)
         if outcome == .alreadyExists {
             // Found by the check (under any codec's name), or created by a racing pusher since

@@ -52,7 +52,8 @@ struct BackupPushCommand: WALECommand {
         o.archiveTimeout = archiveTimeout
         let env = Context.environment()
         o.manifestChecksum = try ManifestChecksum.from(env: env)
-        let push = BackupPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, env: env)
+        var push = BackupPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, env: env)
+        push.gpgKeyID = try ctx.checkedGPGKey()
         let name = try await push.run(clusterDirectory: pgClusterDirectory, options: o)
         writeStdout(name.description + "\n")
         return .success

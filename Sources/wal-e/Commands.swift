@@ -23,7 +23,7 @@ struct GlobalOptions: ParsableArguments {
     var gsPrefix: String?
     @Option(name: .customLong("file-prefix"), help: "storage prefix, e.g. file://localhost/var/backups/pg (or WALE_FILE_PREFIX)")
     var filePrefix: String?
-    @Option(name: .customLong("gpg-key-id"), help: "GPG key id to encrypt with (or WALE_GPG_KEY_ID); not supported yet")
+    @Option(name: .customLong("gpg-key-id"), help: "gpg key to encrypt new objects to, as WAL-E does (or WALE_GPG_KEY_ID); encrypted objects are decrypted on reading either way")
     var gpgKeyID: String?
     @Flag(name: .customLong("terse"), help: "only log warnings and errors")
     var terse = false
@@ -85,9 +85,10 @@ struct WALPushCommand: WALECommand {
 
     func execute() async throws -> WALEExitCode {
         let ctx = try Context.make(global.flags, loggerName: "wal_e.worker.upload")
-        let push = WALPush(
+        var push = WALPush(
             store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, poolSize: poolSize,
             streams: ctx.config.prefix.scheme == .file ? WALPush.localStreams : nil)
+        push.gpgKeyID = try ctx.checkedGPGKey()
         _ = try await push.run(path: walSegment)
         return .success
     }

@@ -43,6 +43,14 @@ struct Context {
             retry: RetryPolicy(attempts: config.retryAttempts, baseDelay: 0.25, maxDelay: 8))
     }
 
+    /// The gpg key new objects are encrypted to, once gpg has shown it can encrypt to it (before
+    /// anything is written); nil without WALE_GPG_KEY_ID.
+    func checkedGPGKey() throws -> String? {
+        guard let key = config.gpgKeyID else { return nil }
+        try GPG.checkEncryptionKey(key)
+        return key
+    }
+
     static func makeStore(_ config: Configuration, env: [String: String], logger: Logger, awsAccessKeyID: String?) throws -> any ObjectStore {
         let prefix = config.prefix
         switch prefix.scheme {

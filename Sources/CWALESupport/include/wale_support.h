@@ -10,6 +10,8 @@ int wale_write_behind(int fd, long long offset, long long length);
 /* Turns O_DIRECT on (1) or off (0) for an open file; 0 on success, -1 with errno (EINVAL: the
  * file system does not do direct I/O). */
 int wale_set_direct(int fd, int on);
+/* pipe2(fds, O_CLOEXEC): a child started by another thread never inherits either end. */
+int wale_pipe_cloexec(int fds[2]);
 #include <stddef.h>
 #include <stdint.h>
 /* Adler-32 as lzop/zlib define it (AVX2 when the CPU has it); the portable loop for tests. */

@@ -106,11 +106,14 @@ public struct BackupFetch: Sendable {
 
     func loadManifest(_ name: BackupName, _ n: Int) async throws -> [ManifestEntry] {
         let key = name.manifestKey(prefix, n)
-        let bytes: [UInt8]
+        var bytes: [UInt8]
         do {
             bytes = try await store.read(key) { try await $0.collect(limit: 64 << 20) }
         } catch let e as WALEError where e.kind == .notFound {
             throw WALEError(.corrupt, "the manifest of partition \(n) is missing", detail: key)
+        }
+        if Compression.sniff(bytes) == .openPGP {  // a backup made with WALE_GPG_KEY_ID
+            bytes = try await TransformedSource(BytesSource(bytes), try GPG.decryptor(name: key)).collect(limit: 64 << 20)
         }
         guard let json = try? JSON.parse(String(decoding: bytes, as: UTF8.self)), let files = json["files"]?.array else {
             throw WALEError(.corrupt, "the manifest \(key) is not valid")

@@ -29,6 +29,8 @@ public struct BackupPush: Sendable {
     public let compression: Compression
     public let logger: Logger
     public let env: [String: String]
+    /// Encrypts partitions and manifests to this gpg key (WAL-E's `WALE_GPG_KEY_ID`).
+    public var gpgKeyID: String?
 
     public init(store: any ObjectStore, prefix: StoragePrefix, compression: Compression, logger: Logger, env: [String: String]) {
         self.store = store
@@ -218,7 +220,7 @@ public struct BackupPush: Sendable {
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
         let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger, checksum: checksum)
         let started = POSIX.monotonic()
-        _ = try await store.write(key, from: TransformedSource(tar, compression.encoder()), options: WriteOptions())
+        _ = try await store.write(key, from: TransformedSource(tar, try GPG.sealing(compression.encoder(), keyID: gpgKeyID)), options: WriteOptions())
         try await writeManifest(tar.manifest, number: number, name: name)
         let bytes = members.reduce(Int64(0)) { $0 + $1.entry.size }
         logger.info(
@@ -240,7 +242,8 @@ public struct BackupPush: Sendable {
         }
         tar += TarFormat.trailer(after: Int64(tar.count))
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
-        _ = try await store.write(key, from: TransformedSource(BytesSource(tar), compression.encoder()), options: WriteOptions())
+        _ = try await store.write(
+            key, from: TransformedSource(BytesSource(tar), try GPG.sealing(compression.encoder(), keyID: gpgKeyID)), options: WriteOptions())
         try await writeManifest(manifest, number: number, name: name)
     }
 
@@ -251,7 +254,13 @@ public struct BackupPush: Sendable {
                 .object([("path", .string($0.path)), ("size", .int($0.size)), ("mode", .int(Int64($0.mode))), ($0.algorithm.field, .string($0.checksum))])
             })),
         ])
-        try await put(name.manifestKey(prefix, number), Array(json.serialized().utf8), contentType: "application/json")
+        let bytes = Array(json.serialized().utf8)
+        guard let gpgKeyID else {
+            return try await put(name.manifestKey(prefix, number), bytes, contentType: "application/json")
+        }
+        // Paths, sizes and checksums of the files are kept as secret as their contents.
+        let sealed = try await TransformedSource(BytesSource(bytes), try GPG.encryptor(keyID: gpgKeyID)).collect()
+        try await put(name.manifestKey(prefix, number), sealed, contentType: "application/pgp-encrypted")
     }
 
     private func put(_ key: String, _ bytes: [UInt8], contentType: String) async throws {
