@@ -85,7 +85,8 @@ let package = Package(
         .testTarget(name: "WALECodecTests", dependencies: ["WALECodec", "CLZO", "CWALESupport"], swiftSettings: swift6),
         .testTarget(name: "WALEPostgresTests", dependencies: ["WALEPostgres"], swiftSettings: swift6),
         .testTarget(
-            name: "WALEStorageTests", dependencies: ["WALEStorage", "WALEEngine", "WALECodec"],
+            name: "WALEStorageTests",
+            dependencies: ["WALEStorage", "WALEEngine", "WALECodec", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swift6),
     ]
 )

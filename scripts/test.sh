@@ -17,6 +17,8 @@ swift build 2>&1 | tail -1
 # S3 on 127.0.0.1 for the conformance suite and the s3:// integration tests.
 start_seaweedfs "${WALE_TEST_S3_PORT:-9320}"
 s3_create_bucket conformance
+# Azure Blob (wabs://) emulator for the conformance suite and the wabs:// integration tests.
+start_azblob "${WALE_TEST_WABS_PORT:-9340}"
 
 echo ">> unit tests and the ObjectStore conformance suite (swift test)" >&2
 unit_log=$(mktemp)

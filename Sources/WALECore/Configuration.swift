@@ -12,6 +12,8 @@ public struct GlobalFlags: Sendable, Equatable {
     public var awsAccessKeyID: String?
     /// `--aws-instance-profile`: S3 keys from the EC2 instance metadata service.
     public var awsInstanceProfile = false
+    /// `-a/--wabs-account-name` (else `WABS_ACCOUNT_NAME`).
+    public var wabsAccountName: String?
 
     public init(
         filePrefix: String? = nil, gsPrefix: String? = nil, s3Prefix: String? = nil, wabsPrefix: String? = nil,

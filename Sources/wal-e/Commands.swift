@@ -36,6 +36,7 @@ struct GlobalOptions: ParsableArguments {
             terse: terse, compression: compression)
         f.awsAccessKeyID = awsAccessKeyID
         f.awsInstanceProfile = awsInstanceProfile
+        f.wabsAccountName = wabsAccountName
         return f
     }
 }
@@ -131,6 +132,7 @@ struct WALFetchCommand: WALECommand {
         if global.terse { args.append("--terse") }
         if let k = global.awsAccessKeyID { args += ["--aws-access-key-id", k] }
         if global.awsInstanceProfile { args.append("--aws-instance-profile") }
+        if let a = global.wabsAccountName { args += ["--wabs-account-name", a] }
         args += ["wal-prefetch", "--prefix", ctx.config.prefix.raw, "--compression", ctx.compression.rawValue]
         args += ["--concurrency", String(min(max(prefetch, 1), 4))]
         return args
@@ -152,6 +154,7 @@ struct WALPrefetchCommand: WALECommand {
         var only = GlobalFlags(filePrefix: prefix, terse: global.terse, compression: global.compression)
         only.awsAccessKeyID = global.awsAccessKeyID
         only.awsInstanceProfile = global.awsInstanceProfile
+        only.wabsAccountName = global.wabsAccountName
         let ctx = try Context.make(only, loggerName: "wal_e.worker.prefetch")
         let downloader = WALDownloader(store: ctx.store, prefix: ctx.config.prefix, preferred: ctx.compression)
         await WALPrefetch(downloader: downloader, logger: ctx.logger, concurrency: concurrency).run(base: baseDirectory, segments: segments)

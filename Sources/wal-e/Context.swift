@@ -38,7 +38,8 @@ struct Context {
         for w in config.warnings { logger.warning(w) }
         return Context(
             config: config, logger: logger,
-            store: try makeStore(config, env: env, logger: logger, awsAccessKeyID: awsAccessKeyID ?? flags.awsAccessKeyID),
+            store: try makeStore(
+                config, env: env, logger: logger, awsAccessKeyID: awsAccessKeyID ?? flags.awsAccessKeyID, wabsAccount: flags.wabsAccountName),
             compression: Compression(name: config.compressionName)!,
             retry: RetryPolicy(attempts: config.retryAttempts, baseDelay: 0.25, maxDelay: 8))
     }
@@ -51,7 +52,9 @@ struct Context {
         return key
     }
 
-    static func makeStore(_ config: Configuration, env: [String: String], logger: Logger, awsAccessKeyID: String?) throws -> any ObjectStore {
+    static func makeStore(
+        _ config: Configuration, env: [String: String], logger: Logger, awsAccessKeyID: String?, wabsAccount: String? = nil
+    ) throws -> any ObjectStore {
         let prefix = config.prefix
         switch prefix.scheme {
         case .file:
@@ -62,7 +65,10 @@ struct Context {
                 bucket: prefix.storeName, env: env, accessKeyFlag: config.awsInstanceProfile ? nil : awsAccessKeyID,
                 instanceProfile: config.awsInstanceProfile)
             return try S3Store(config: s3, logger: logger.named("wal_e.blobstore.s3"), retry: .init(attempts: config.retryAttempts))
-        case .wabs, .swift, .gs:
+        case .wabs:
+            let wabs = try WABSConfiguration.resolve(container: prefix.storeName, env: env, accountFlag: wabsAccount)
+            return try WABSStore(config: wabs, logger: logger.named("wal_e.blobstore.wabs"), attempts: config.retryAttempts)
+        case .swift, .gs:
             throw WALEError(
                 .user, "the \(prefix.scheme.rawValue):// storage backend is not available in this build of wal-e yet",
                 detail: "prefix \(prefix.raw)",

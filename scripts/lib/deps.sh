@@ -105,6 +105,18 @@ start_seaweedfs() {
   echo ">> SeaweedFS (S3) on 127.0.0.1:$port, pid $WALE_SEAWEEDFS_PID" >&2
 }
 
+# start_azblob PORT: the Azure Blob emulator (tests/servers/azblob_emulator.py, Shared Key checked)
+# on 127.0.0.1:PORT, account devstoreaccount1 with Azurite's well-known development key.
+start_azblob() {
+  local port=$1
+  export WALE_TEST_WABS_ENDPOINT=http://127.0.0.1:$port/devstoreaccount1
+  export WALE_TEST_WABS_ACCOUNT=devstoreaccount1
+  export WALE_TEST_WABS_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+  WALE_AZBLOB_PID=$(OBJSTORE_DIR=${OBJSTORE_DIR:-/tmp/wal-e-objstores} bash "$WALE_DEPS_DIR/../../tests/servers/start-azblob.sh" "$port")
+  trap 'kill -9 ${WALE_SEAWEEDFS_PID:-} ${WALE_AZBLOB_PID:-} 2>/dev/null || true' EXIT
+  echo ">> Azure Blob emulator on 127.0.0.1:$port, pid $WALE_AZBLOB_PID" >&2
+}
+
 # s3_create_bucket NAME: CreateBucket on the test server.
 s3_create_bucket() {
   curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 'aws:amz:us-east-1:s3' \

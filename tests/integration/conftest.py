@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from harness import PG_BINDIRS, Cluster, WalE, make_scratch, s3_create_bucket, s3_env
+from harness import PG_BINDIRS, Cluster, WalE, make_scratch, s3_create_bucket, s3_env, wabs_create_container, wabs_env
 
 _ports = itertools.count(25432 + (os.getpid() % 200) * 10)
 
@@ -61,3 +61,13 @@ def s3_prefix():
     bucket = f"wale-it-{os.getpid()}-{next(_buckets)}"
     s3_create_bucket(bucket)
     return f"s3://{bucket}/pg"
+
+
+@pytest.fixture
+def wabs_prefix():
+    """A fresh container on the test Azure Blob emulator, as a wabs:// prefix."""
+    if wabs_env() is None:
+        pytest.fail("no test Azure Blob server: run the tests through scripts/test.sh (it starts the emulator)")
+    container = f"wale-it-{os.getpid()}-{next(_buckets)}"
+    wabs_create_container(container)
+    return f"wabs://{container}/pg"

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEST_ROOT = os.environ.get("WALE_TEST_ROOT", "/opt/wal-e-test")
@@ -84,6 +85,36 @@ def s3_create_bucket(name, exist_ok=False):
     assert p.stdout == b"200" or (exist_ok and p.stdout == b"409"), p
 
 
+def wabs_env():
+    """Account, key and endpoint of the test Azure Blob emulator (scripts/test.sh starts it), or None."""
+    if not os.environ.get("WALE_TEST_WABS_ENDPOINT"):
+        return None
+    return {
+        "WABS_ENDPOINT": os.environ["WALE_TEST_WABS_ENDPOINT"],
+        "WABS_ACCOUNT_NAME": os.environ["WALE_TEST_WABS_ACCOUNT"],
+        "WABS_ACCESS_KEY": os.environ["WALE_TEST_WABS_KEY"],
+    }
+
+
+def wabs_create_container(name):
+    """Create Container on the emulator, signed with Shared Key (independently of wal-e's code)."""
+    import base64
+    import email.utils
+    import hmac
+    import urllib.request
+    e = wabs_env()
+    account = e["WABS_ACCOUNT_NAME"]
+    path = urllib.parse.urlsplit(e["WABS_ENDPOINT"]).path + "/" + name
+    date = email.utils.formatdate(usegmt=True)
+    ctype = "application/octet-stream"  # urllib would add a form content type otherwise
+    sts = f"PUT\n\n\n\n\n{ctype}\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:2021-08-06\n/{account}{path}\nrestype:container"
+    sig = base64.b64encode(hmac.new(base64.b64decode(e["WABS_ACCESS_KEY"]), sts.encode(), hashlib.sha256).digest()).decode()
+    req = urllib.request.Request(e["WABS_ENDPOINT"] + "/" + name + "?restype=container", method="PUT", data=b"", headers={
+        "x-ms-date": date, "x-ms-version": "2021-08-06", "Content-Type": ctype, "Authorization": f"SharedKey {account}:{sig}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 201, r.status
+
+
 class WalE:
     """The wal-e binary, copied where the postgres user can execute it."""
 
@@ -101,6 +132,8 @@ class WalE:
         env = {"WALE_FILE_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr"}
         if prefix.startswith("s3://"):
             env.update(s3_env())
+        if prefix.startswith("wabs://"):
+            env.update(wabs_env())
         env.update(extra or {})
         return env
 
@@ -119,6 +152,8 @@ class WalE:
             e["WALE_FILE_PREFIX"] = prefix
             if prefix.startswith("s3://"):
                 e.update(s3_env())
+            if prefix.startswith("wabs://"):
+                e.update(wabs_env())
         e.update(env or {})
         return run([self.path, *args], check=check, user=user, env=e, timeout=timeout, cwd=cwd)
 

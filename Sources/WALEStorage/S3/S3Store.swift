@@ -480,9 +480,11 @@ public struct S3Store: ObjectStore {
 final class ResponseBodySource: ByteSource {
     var iterator: HTTPClientResponse.Body.AsyncIterator
     let key: String
-    init(_ it: HTTPClientResponse.Body.AsyncIterator, key: String) {
+    let store: String
+    init(_ it: HTTPClientResponse.Body.AsyncIterator, key: String, store: String = "s3") {
         iterator = it
         self.key = key
+        self.store = store
     }
     func next() async throws -> [UInt8]? {
         do {
@@ -491,7 +493,7 @@ final class ResponseBodySource: ByteSource {
                 if b.readableBytes > 0 { return b.readBytes(length: b.readableBytes) }
             }
         } catch {
-            throw WALEError(.io, "reading s3 object \(key) failed", detail: "\(error)")
+            throw WALEError(.io, "reading \(store) object \(key) failed", detail: "\(error)")
         }
     }
 }
