@@ -176,3 +176,38 @@ def test_hostile_tar_members_are_refused(wale, archive, scratch):
         assert message in p.stderr.decode()
         assert not os.path.exists(os.path.join(scratch, "escaped"))
         assert not os.path.exists("/tmp/wal-e-absolute-escape")
+
+
+def test_a_failed_restore_leaves_no_cluster_postgres_would_start(make_cluster, wale, archive, scratch):
+    """global/pg_control comes into place last (as pgBackRest does it): a restore that fails half
+    way leaves a directory PostgreSQL refuses, not one it would start on and silently corrupt."""
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "2", "-q")
+    good = backup_push(wale, c, prefix, "--fast").stdout.decode().strip()
+    name = backup_push(wale, c, prefix, "--fast", "--partition-size", str(1 << 20)).stdout.decode().strip()
+    pdir = os.path.join(adir, "basebackups_005", name, "tar_partitions")
+    parts = sorted(os.listdir(pdir))
+    members = [subprocess.run(f"lzop -dc {os.path.join(pdir, p)} | tar -tf -", shell=True, capture_output=True, check=True)
+               .stdout.decode().split("\n") for p in parts]
+    control = next(i for i, m in enumerate(members) if "global/pg_control" in m)
+    # The last partition, which holds backup_label: every data file is restored before it fails,
+    # the most dangerous moment (without backup_label PostgreSQL would run crash recovery instead).
+    damaged = len(parts) - 1
+    assert members[damaged][0] == "backup_label" and control < damaged, (control, damaged, members[damaged])
+    data = bytearray(open(os.path.join(pdir, parts[damaged]), "rb").read())
+    data[len(data) // 2] ^= 0x10
+    open(os.path.join(pdir, parts[damaged]), "wb").write(bytes(data))
+
+    target = os.path.join(scratch, "half")
+    p = wale("backup-fetch", "--pool-size", "1", target, name, prefix=prefix, env={"WALE_RETRIES": "1"})
+    assert p.returncode == 65, p.stderr.decode()
+    assert os.path.exists(os.path.join(target, "global", "pg_filenode.map"))  # global/ was restored...
+    assert not os.path.exists(os.path.join(target, "global", "pg_control"))  # ...but not its pg_control
+    assert run([c.bin("pg_controldata"), target], check=False).returncode != 0
+
+    # A complete restore into the same directory puts it in place and leaves nothing behind.
+    p = wale("backup-fetch", target, good, prefix=prefix)
+    assert p.returncode == 0, p.stderr.decode()
+    assert not os.path.exists(os.path.join(target, "global", "pg_control.wal-e-restoring"))
+    assert "Database cluster state" in run([c.bin("pg_controldata"), target]).stdout.decode()

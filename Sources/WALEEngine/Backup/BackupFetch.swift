@@ -56,6 +56,11 @@ public struct BackupFetch: Sendable {
         let partitions = try await listPartitions(backup.name)
         guard !partitions.isEmpty else { throw WALEError(.corrupt, "backup \(backup.name) has no tar partitions") }
         let manifests = try await hasManifest(backup.name)
+        // The directory's own pg_control (an earlier restore's) goes first: until the last step
+        // below, the directory must not look like a cluster PostgreSQL could start.
+        if unlink(root + "/global/pg_control") == 0 {
+            logger.info("removed the global/pg_control already in \(root)", detail: "the backup's comes into place once every file is restored")
+        }
         var files = 0
         var bytes: Int64 = 0
         try await withThrowingTaskGroup(of: (Int, Int64).self) { group in
@@ -76,10 +81,26 @@ public struct BackupFetch: Sendable {
         if options.blindRestore { try allowInPlaceTablespaces(root: root) }
         if let recovery = options.recovery { try writeRecoverySettings(root: root, recovery) }
         try syncFileSystems([root] + locations)
+        try placeControlFile(root: root)
         logger.info(
             "restored \(backup.name)", detail: "\(files) files, \(bytes) bytes from \(partitions.count) partitions"
                 + (manifests ? "; every file matched the backup manifest" : ""))
         return backup.name
+    }
+
+    /// The last step of a restore, once everything else is on disk: the held-back pg_control
+    /// takes its name, and the rename is made durable.
+    func placeControlFile(root: String) throws {
+        let held = root + "/" + SafeExtractor.heldBackControlFile
+        guard POSIX.lstat(held) != nil else {
+            throw WALEError(
+                .corrupt, "the backup holds no global/pg_control", detail: "restored into \(root)",
+                hint: "the directory cannot be started; restore another backup")
+        }
+        if rename(held, root + "/global/pg_control") != 0 { throw POSIX.error("rename into place", held) }
+        let dir = try POSIX.open(root + "/global", O_RDONLY | O_DIRECTORY, 0, what: "open")
+        defer { close(dir) }
+        if fsync(dir) != 0 { throw POSIX.error("fsync", root + "/global") }
     }
 
     /// (number, key) of every partition, numerically ordered (any padding; any of our codecs).

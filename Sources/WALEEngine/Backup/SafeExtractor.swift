@@ -28,6 +28,11 @@ public final class SafeExtractor: TarSink {
 
     /// `root` and `allowedRoots` must be real paths (no symlinks). `expected` is the partition's
     /// manifest, when the backup has one.
+    /// `global/pg_control` is written under this name and moved into place only once the whole
+    /// backup is restored (as pgBackRest does): a restore that fails half way leaves a directory
+    /// PostgreSQL refuses to start, never one it would start on and silently corrupt.
+    public static let heldBackControlFile = "global/pg_control.wal-e-restoring"
+
     public init(root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?) {
         self.root = root
         self.allowedRoots = [root] + allowedRoots
@@ -93,7 +98,7 @@ public final class SafeExtractor: TarSink {
         case .file:
             guard let last = parts.last else { throw refuse("a file cannot replace the restore directory", e.name) }
             let dir = try ensureDirectory(parts.dropLast(), name: e.name)
-            path = dir + "/" + last
+            path = dir + "/" + (parts == ["global", "pg_control"] ? "pg_control.wal-e-restoring" : last)
             if let st = POSIX.lstat(path), st.st_mode & S_IFMT != S_IFREG {
                 if st.st_mode & S_IFMT == S_IFDIR { throw refuse("a directory is in the way", e.name) }
                 unlink(path)
