@@ -90,7 +90,7 @@ public final class AutoDecoder: ByteTransform {
         case .openPGP:
             // WAL-E's gpg layer over the compressed stream: decrypt, then sniff again. As with
             // WAL-E, the keyring decides; unlike WAL-E, no key ID has to be set to read.
-            d = ChainedTransform(try GPG.decryptor(name: name), AutoDecoder(name: name))
+            d = ChainedTransform(try GPG.decryptor(name: name), AutoDecoder(name: name + " (decrypted)"))
         case .unknown:
             throw WALEError(
                 .corrupt, "\(name) is not in any format wal-e knows",

@@ -68,8 +68,14 @@ import Testing
         // The flag beats the environment.
         #expect(try Configuration.resolve(GlobalFlags(compression: "lz4"), env: env).compressionName == "lz4")
         #expect(throws: WALEError.self) { try Configuration.resolve(GlobalFlags(compression: "gzip"), env: base) }
+        // gpg encryption (refused before it was supported): the key ID, the flag beating the
+        // environment, an empty value meaning none.
+        #expect(try Configuration.resolve(GlobalFlags(), env: env).gpgKeyID == nil)
         env["WALE_GPG_KEY_ID"] = "KEY"
-        #expect(throws: WALEError.self) { try Configuration.resolve(GlobalFlags(), env: env) }
+        #expect(try Configuration.resolve(GlobalFlags(), env: env).gpgKeyID == "KEY")
+        #expect(try Configuration.resolve(GlobalFlags(gpgKeyID: "FLAG"), env: env).gpgKeyID == "FLAG")
+        env["WALE_GPG_KEY_ID"] = ""
+        #expect(try Configuration.resolve(GlobalFlags(), env: env).gpgKeyID == nil)
     }
 
     @Test func exitCodesAreStableAndBelowPostgresFatalRange() {
