@@ -77,10 +77,17 @@ public final class GPGProcess: ByteTransform {
     private let what: String
     private let hint: String
 
+    /// A gpg that exits before reading all its input (a bad key, a failed decryption) must make
+    /// our write fail with EPIPE, not kill wal-e with SIGPIPE: a restore_command killed by a
+    /// signal ends PostgreSQL's recovery. Ignored once for the process, from the first gpg on;
+    /// gpg itself gets the default back.
+    private static let ignoreSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
+
     /// Starts `gpg arguments...` (found on PATH; another `program` only in tests).
     public init(program: String = "gpg", arguments: [String], what: String, hint: String) throws {
         self.what = what
         self.hint = hint
+        Self.ignoreSIGPIPE
         var pipes: [[Int32]] = []
         for _ in 0..<3 {
             var fds: [Int32] = [-1, -1]
@@ -101,7 +108,15 @@ public final class GPGProcess: ByteTransform {
         posix_spawn_file_actions_adddup2(&actions, pipes[2][1], 2)
         let argv: [UnsafeMutablePointer<CChar>?] = ([program] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let rc = posix_spawnp(&pid, program, &actions, nil, argv, environ)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
+        let rc = posix_spawnp(&pid, program, &actions, &attributes, argv, environ)
         close(pipes[0][0])
         close(pipes[1][1])
         close(pipes[2][1])

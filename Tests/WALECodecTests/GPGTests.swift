@@ -64,6 +64,18 @@ import WALECore
         }
     }
 
+    /// gpg gone before it read its input (here: a bad option): the writer gets EPIPE, never a
+    /// SIGPIPE that would kill wal-e (a restore_command killed by a signal stops PostgreSQL's
+    /// recovery), and the error is gpg's.
+    @Test func gpgExitingEarlyIsAnErrorNotASignal() throws {
+        let t = try GPGProcess(arguments: ["--no-such-option-at-all"], what: "gpg decryption of obj", hint: "")
+        #expect {
+            _ = try Self.run(t, Self.pattern(4 << 20), chunk: 1 << 20)
+        } throws: { e in
+            (e as? WALEError)?.message.hasPrefix("gpg decryption of obj failed (gpg exited 2)") == true
+        }
+    }
+
     /// A missing program is named, with what to install.
     @Test func missingGPGIsNamed() throws {
         #expect {
