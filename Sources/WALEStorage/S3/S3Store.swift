@@ -25,6 +25,23 @@ public struct S3Store: ObjectStore {
             self.attempts = max(1, attempts)
             self.baseDelay = baseDelay
         }
+
+        /// Runs `body`, again after I/O errors (the transient kind) with exponential backoff
+        /// (at most 8 s) and full jitter, up to `attempts` in all. The Azure store uses it too.
+        func run<R>(_ what: String, logger: Logger, _ body: () async throws -> R) async throws -> R {
+            var failure = 0
+            while true {
+                do {
+                    return try await body()
+                } catch let e as WALEError where e.kind == .io && failure + 1 < attempts {
+                    failure += 1
+                    let d = min(8, baseDelay * Double(1 << min(failure - 1, 20)))
+                    let wait = d / 2 + Double.random(in: 0...(d / 2))
+                    logger.warning("retrying \(what)", detail: e.description, hint: "attempt \(failure + 1) of \(attempts)")
+                    try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+                }
+            }
+        }
     }
 
     let client: HTTPClient
@@ -176,18 +193,7 @@ public struct S3Store: ObjectStore {
     }
 
     func withRetries<R>(_ what: String, _ body: () async throws -> R) async throws -> R {
-        var failure = 0
-        while true {
-            do {
-                return try await body()
-            } catch let e as WALEError where e.kind == .io && failure + 1 < retry.attempts {
-                failure += 1
-                let d = min(8, retry.baseDelay * Double(1 << min(failure - 1, 20)))
-                let wait = d / 2 + Double.random(in: 0...(d / 2))
-                logger.warning("retrying \(what)", detail: e.description, hint: "attempt \(failure + 1) of \(retry.attempts)")
-                try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
-            }
-        }
+        try await retry.run(what, logger: logger, body)
     }
 
     /// Instance-profile keys S3 calls expired are dropped and the request retried with fresh ones.
@@ -276,25 +282,11 @@ public struct S3Store: ObjectStore {
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
         if options.ifAbsent, options.gate == nil, try await info(key) != nil { return .alreadyExists }
         let parts = PartReader(source, size: config.partSize)
-        // One PUT when the whole object fits a part (or the size the caller expects) plus a little
-        // slack (a 16 MiB WAL segment that lzop could not shrink); its metadata can then include
-        // what is known only at the end. Every buffered byte is held against the store's budget.
-        let hinted = min(Int(clamping: options.sizeHint ?? 0), 16 << 20)
-        let slack = max(config.partSize, hinted) + (1 << 20) - config.partSize
-        let firstHold = min(config.partSize + slack, budget.capacity)
-        await budget.acquire(firstHold)
-        var (first, ended): (ByteBuffer, Bool)
-        do {
-            (first, ended) = try await parts.first(slack: slack)
-            // The caller's check ran while the first part was read; nothing is sent before it says so.
-            if let gate = options.gate, try await !gate.mayProceed() {
-                await budget.release(firstHold)
-                return .alreadyExists
-            }
-        } catch {
-            await budget.release(firstHold)
-            throw error
-        }
+        // One PUT when the whole object fits the first part; its metadata can then include what is
+        // known only at the end. The caller's check ran while the part was read; nothing is sent
+        // before it says so. Every buffered byte is held against the store's budget.
+        guard let (firstBytes, ended, firstHold) = try await readFirstPart(parts, options: options, budget: budget) else { return .alreadyExists }
+        var first = firstBytes
         var headers: [(String, String)] = []
         if let ct = options.contentType { headers.append(("content-type", ct)) }
         if let sse = config.serverSideEncryption { headers.append(("x-amz-server-side-encryption", sse)) }

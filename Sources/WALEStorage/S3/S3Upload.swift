@@ -58,6 +58,32 @@ final class PartReader {
 }
 
 
+/// The first part of an upload, read under the memory budget (S3 and Azure share this): the whole
+/// object if it ends within a part plus a little slack (or within the size the caller expects, up
+/// to 16 MiB: a WAL segment lzop could not shrink), with `held` bytes of budget taken for it.
+/// nil, with nothing held, when the caller's gate (its existence check, run while the part was
+/// read) says not to write.
+func readFirstPart(
+    _ parts: PartReader, options: WriteOptions, budget: ByteBudget
+) async throws -> (bytes: ByteBuffer, ended: Bool, held: Int)? {
+    let size = parts.size
+    let hinted = min(Int(clamping: options.sizeHint ?? 0), 16 << 20)
+    let slack = max(size, hinted) + (1 << 20) - size
+    let held = min(size + slack, budget.capacity)
+    await budget.acquire(held)
+    do {
+        let (first, ended) = try await parts.first(slack: slack)
+        if let gate = options.gate, try await !gate.mayProceed() {
+            await budget.release(held)
+            return nil
+        }
+        return (first, ended, held)
+    } catch {
+        await budget.release(held)
+        throw error
+    }
+}
+
 /// A byte-counting semaphore: waiters are served in order, each taking its whole amount at once
 /// (never part of it, so two uploads cannot each hold half and wait for the other).
 public actor ByteBudget {

@@ -17,7 +17,7 @@ import WALECore
 public struct WABSStore: ObjectStore {
     public let config: WABSConfiguration
     let logger: Logger
-    let attempts: Int
+    let retry: S3Store.Retry
     let client: HTTPClient
     let budget: ByteBudget
     static let version = "2021-08-06"
@@ -25,7 +25,7 @@ public struct WABSStore: ObjectStore {
     public init(config: WABSConfiguration, logger: Logger, attempts: Int) throws {
         self.config = config
         self.logger = logger
-        self.attempts = max(1, attempts)
+        retry = S3Store.Retry(attempts: attempts)
         client = try S3Store.client(caBundle: nil)
         budget = ByteBudget(capacity: config.uploadMemory)
     }
@@ -122,17 +122,7 @@ public struct WABSStore: ObjectStore {
     }
 
     func withRetries<R>(_ what: String, _ body: () async throws -> R) async throws -> R {
-        var failure = 0
-        while true {
-            do {
-                return try await body()
-            } catch let e as WALEError where e.kind == .io && failure + 1 < attempts {
-                failure += 1
-                let d = min(8, 0.2 * Double(1 << min(failure - 1, 20)))
-                logger.warning("retrying \(what)", detail: e.description, hint: "attempt \(failure + 1) of \(attempts)")
-                try await Task.sleep(nanoseconds: UInt64((d / 2 + Double.random(in: 0...(d / 2))) * 1e9))
-            }
-        }
+        try await retry.run(what, logger: logger, body)
     }
 
     /// A clear error for a refused request: names the container and blob, never the key.
@@ -197,21 +187,8 @@ public struct WABSStore: ObjectStore {
         if options.ifAbsent, options.gate == nil, try await info(key) != nil { return .alreadyExists }
         let size = config.blockSize
         let parts = PartReader(source, size: size)
-        let slack = max(size, min(Int(clamping: options.sizeHint ?? 0), 16 << 20)) + (1 << 20) - size
-        let firstHold = min(size + slack, budget.capacity)
-        await budget.acquire(firstHold)
-        var first: ByteBuffer
-        let ended: Bool
-        do {
-            (first, ended) = try await parts.first(slack: slack)
-            if let gate = options.gate, try await !gate.mayProceed() {
-                await budget.release(firstHold)
-                return .alreadyExists
-            }
-        } catch {
-            await budget.release(firstHold)
-            throw error
-        }
+        guard let (firstBytes, ended, firstHold) = try await readFirstPart(parts, options: options, budget: budget) else { return .alreadyExists }
+        var first = firstBytes
         var headers: [(String, String)] = []
         if let ct = options.contentType { headers.append(("x-ms-blob-content-type", ct)) }
         func withMetadata(_ h: [(String, String)]) -> [(String, String)] {
