@@ -41,6 +41,17 @@ def amcheck(r):
         assert r.psql(f"SELECT count(*) FROM verify_heapam('{t}')") == "0"
 
 
+def start_recovered(c, r, target, expected):
+    """Starts the restored cluster `r`, waits for its recovery to end, and checks it holds the data
+    at the target (`expected`; no `after_target` table) and passes amcheck."""
+    restore_config(c, target, r.port)
+    r.start()
+    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    assert r.table_checksums() == expected
+    assert r.psql("SELECT to_regclass('after_target') IS NULL") == "t"
+    amcheck(r)
+
+
 def test_point_in_time_restore_with_load_during_backup(make_cluster, wale, archive, scratch, pg_version):
     prefix, adir = archive
     c = archiving_cluster(make_cluster, wale, prefix, pg_version)
@@ -74,12 +85,7 @@ def test_point_in_time_restore_with_load_during_backup(make_cluster, wale, archi
     assert "every file matched the backup manifest" in f.stderr.decode()
     assert os.path.exists(os.path.join(target, "backup_label"))
     assert os.path.exists(os.path.join(target, "recovery.signal"))
-    restore_config(c, target, r.port)
-    r.start()
-    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
-    assert r.table_checksums() == expected
-    assert r.psql("SELECT to_regclass('after_target') IS NULL") == "t"
-    amcheck(r)
+    start_recovered(c, r, target, expected)
     log = open(r.log, errors="replace").read()
     assert "recovery stopping at restore point \"wal_e_target\"" in log
 

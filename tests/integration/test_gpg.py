@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from harness import chown_pg, run
-from test_backups import amcheck, restore_config
+from test_backups import start_recovered
 from test_bad_input import SEG, make_segment
 from test_wale_interop import peer, peer_env  # noqa: F401 (fixture)
 
@@ -110,12 +110,7 @@ def test_encrypted_archive_backup_and_point_in_time_restore(make_cluster, wale, 
              target, name, prefix=prefix, env={"GNUPGHOME": home})
     assert f.returncode == 0, f.stderr.decode()
     assert "every file matched the backup manifest" in f.stderr.decode()
-    restore_config(c, target, r.port)
-    r.start()
-    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
-    assert r.table_checksums() == expected
-    assert r.psql("SELECT to_regclass('after_target') IS NULL") == "t"
-    amcheck(r)
+    start_recovered(c, r, target, expected)
     assert "restored log file" in open(r.log, errors="replace").read()
 
 

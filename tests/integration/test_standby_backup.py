@@ -4,7 +4,7 @@ import os
 import re
 
 from harness import run
-from test_backups import amcheck, restore_config
+from test_backups import start_recovered
 from test_wal_archiving import archiving_cluster
 
 
@@ -70,11 +70,6 @@ def test_backup_of_a_standby_restores_as_a_primary(make_cluster, wale, archive, 
     assert name == f"base_{m.group(3)}_{lsn % (16 << 20):08d}", (name, label)
     assert "BACKUP FROM: standby" in label
 
-    restore_config(c, target, r.port)
-    r.start()
-    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
-    assert r.table_checksums() == expected
-    assert r.psql("SELECT to_regclass('after_target') IS NULL") == "t"
-    amcheck(r)
+    start_recovered(c, r, target, expected)
     log = open(r.log, errors="replace").read()
     assert 'recovery stopping at restore point "standby_target"' in log

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from harness import PG, sha256_file
-from test_backups import amcheck, backup_push, restore_config
+from test_backups import backup_push, start_recovered
 from test_bad_input import SEG, make_segment
 from test_wal_archiving import archiving_cluster
 
@@ -47,12 +47,7 @@ def test_archive_backup_and_point_in_time_restore_on_wabs(make_cluster, wale, wa
              "--restore-command", wale.command_line(wabs_prefix, 'wal-fetch "%f" "%p"'), target, "LATEST", prefix=wabs_prefix)
     assert f.returncode == 0, f.stderr.decode()
     assert "every file matched the backup manifest" in f.stderr.decode()
-    restore_config(c, target, r.port)
-    r.start()
-    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
-    assert r.table_checksums() == expected
-    assert r.psql("SELECT to_regclass('after_target') IS NULL") == "t"
-    amcheck(r)
+    start_recovered(c, r, target, expected)
 
     # Retention: a second backup, then retain 1 deletes the first and the WAL before the second.
     second = backup_push(wale, c, wabs_prefix, "--fast").stdout.decode().strip()
