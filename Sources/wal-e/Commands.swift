@@ -99,14 +99,21 @@ struct WALFetchCommand: WALECommand {
     static let configuration = CommandConfiguration(
         commandName: "wal-fetch", abstract: "Restore a WAL file (restore_command = 'wal-e wal-fetch \"%f\" \"%p\"').",
         discussion: """
-            Exit status: 0 when WAL_DESTINATION was written completely; 1 when the file is not in the archive; \
-            65 when the archived object is corrupt and 74 when storage or local I/O keeps failing, each after \
-            bounded retries (WALE_RETRIES attempts, default 5). Following segments are prefetched into \
-            <dir of WAL_DESTINATION>/.wal-e/prefetch/.
+            Exit status: 0 when WAL_DESTINATION was written completely; 1 only when the store answered that the \
+            file is not in the archive. Any other failure must not end PostgreSQL's archive recovery early, so it \
+            exits above 125, which PostgreSQL treats as fatal: 129 configuration or credentials, 130 bad arguments \
+            or an internal error, 193 the archived object is corrupt, 202 storage or local I/O kept failing (each \
+            after bounded retries, WALE_RETRIES attempts). On a standby (standby.signal in the data directory, or \
+            --recovery-mode standby) corrupt and failing storage exit 65 and 74 instead, so PostgreSQL keeps \
+            retrying. Following segments are prefetched into <dir of WAL_DESTINATION>/.wal-e/prefetch/.
             """)
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("p"), .customLong("prefetch")], help: "segments to prefetch (0 disables)")
     var prefetch: Int = 8
+    @Option(
+        name: .customLong("recovery-mode"),
+        help: "auto (default: standby when the working directory, PostgreSQL's data directory, holds standby.signal), standby or archive-recovery")
+    var recoveryMode: String = "auto"
     @Argument(help: "name of the WAL file (%f)")
     var walSegment: String
     @Argument(help: "where to write it (%p)")
@@ -114,6 +121,49 @@ struct WALFetchCommand: WALECommand {
 
     func validate() throws {
         guard prefetch >= 0 else { throw ValidationError("--prefetch must be 0 or more") }
+        guard recoveryMode == "auto" || RestoreCommandStatus.Mode(rawValue: recoveryMode) != nil else {
+            throw ValidationError("--recovery-mode must be auto, standby or archive-recovery")
+        }
+    }
+
+    /// The mode PostgreSQL runs restore_command in: it runs it in the data directory, which holds
+    /// standby.signal on a standby (recovery.conf with standby_mode on before PostgreSQL 12).
+    var mode: RestoreCommandStatus.Mode {
+        if let m = RestoreCommandStatus.Mode(rawValue: recoveryMode) { return m }
+        if POSIX.stat("standby.signal") != nil { return .standby }
+        if let conf = POSIX.readSmallFile("recovery.conf") {
+            for line in conf.split(separator: "\n") {
+                let t = line.split(separator: "#", maxSplits: 1).first.map(String.init) ?? ""
+                let kv = t.split(separator: "=", maxSplits: 1).map { String($0).trimmingWhitespace().filter { $0 != "'" && $0 != "\"" } }
+                if kv.count == 2, kv[0] == "standby_mode", ["on", "true", "yes", "1"].contains(kv[1].lowercased()) { return .standby }
+            }
+        }
+        return .archiveRecovery
+    }
+
+    /// Logs a failure and returns the status PostgreSQL must see (see RestoreCommandStatus).
+    func report(failure error: any Error) -> Int32 {
+        let e = error as? WALEError
+        let mode = self.mode
+        let status = RestoreCommandStatus.status(failure: e?.kind, mode: mode)
+        if e?.kind == .notFound { return status }  // WALFetch logged it, as WAL-E does
+        let logger = Context.bootstrapLogger(terse: false)
+        if let e {
+            logger.log(e.kind == .internal ? .critical : .error, e.message, detail: e.detail, hint: e.hint)
+        } else {
+            logger.log(.critical, "An unprocessed exception has avoided all error handling", detail: "\(error)")
+        }
+        if RestoreCommandStatus.isFatalForPostgres(status) {
+            logger.error(
+                "wal-fetch of \(walSegment) failed for a reason other than the file being absent: exiting \(status) so that PostgreSQL stops recovery instead of ending it here",
+                detail: "mode \(mode.rawValue); PostgreSQL reads any status up to 125 as the end of the archive and would promote, dropping every later transaction",
+                hint: "fix the cause above, then start the server again: recovery resumes where it stopped")
+        } else {
+            logger.warning(
+                "wal-fetch of \(walSegment) failed on a standby: exiting \(status) so that PostgreSQL retries later",
+                detail: "mode \(mode.rawValue)")
+        }
+        return status
     }
 
     func execute() async throws -> WALEExitCode {

@@ -12,7 +12,10 @@ func runMain() async -> Int32 {
     do {
         command = try Root.parseAsRoot()
     } catch {
-        return report(parseError: error)
+        let code = report(parseError: error)
+        // A restore_command that does not parse is a configuration error: PostgreSQL must stop,
+        // not read "not in the archive" and end recovery.
+        return code != 0 && CommandLine.arguments.dropFirst().contains("wal-fetch") ? RestoreCommandStatus.usageError : code
     }
     guard let cmd = command as? any WALECommand else {
         if command is Root {
@@ -28,15 +31,16 @@ func runMain() async -> Int32 {
             return report(parseError: error)
         }
     }
+    let fetch = cmd as? WALFetchCommand
     do {
         return try await cmd.execute().rawValue
     } catch let e as WALEError {
-        if e.kind != .notFound || !(cmd is WALFetchCommand) {
-            let logger = Context.bootstrapLogger(terse: false)
-            logger.log(e.kind == .internal ? .critical : .error, e.message, detail: e.detail, hint: e.hint)
-        }
+        if let fetch { return fetch.report(failure: e) }
+        let logger = Context.bootstrapLogger(terse: false)
+        logger.log(e.kind == .internal ? .critical : .error, e.message, detail: e.detail, hint: e.hint)
         return e.exitCode.rawValue
     } catch {
+        if let fetch { return fetch.report(failure: error) }
         Context.bootstrapLogger(terse: false).log(
             .critical, "An unprocessed exception has avoided all error handling", detail: "\(error)")
         return WALEExitCode.usage.rawValue
