@@ -54,6 +54,13 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
         return threads
     }
 
+    /// Threads waiting for work now (for tests).
+    public var idleThreadCount: Int {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return idle
+    }
+
     /// Whether the calling thread is one of this pool's (for tests).
     public var ownsCurrentThread: Bool {
         pthread_mutex_lock(lock)
