@@ -22,6 +22,9 @@ public struct WALEError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var detail: String?
     public var hint: String?
+    /// The store already retried this I/O failure as often as the policy allows: retrying the
+    /// whole operation again would multiply the bound on its time.
+    public var retriesExhausted = false
 
     public init(_ kind: Kind, _ message: String, detail: String? = nil, hint: String? = nil) {
         self.kind = kind
@@ -37,7 +40,14 @@ public struct WALEError: Error, Sendable, CustomStringConvertible {
     }
 
     /// Whether retrying the same operation could succeed.
-    public var isTransient: Bool { kind == .io || kind == .corrupt }
+    public var isTransient: Bool { (kind == .io && !retriesExhausted) || kind == .corrupt }
+
+    /// This error, marked as having used up the store's retries.
+    public func exhaustingRetries() -> WALEError {
+        var e = self
+        e.retriesExhausted = true
+        return e
+    }
 
     public var exitCode: WALEExitCode {
         switch kind {

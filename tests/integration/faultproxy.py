@@ -5,6 +5,10 @@ Modes (first argument): `errors N` answers the first N requests with 503 SlowDow
 the connection half-way through the body of the first N multipart UploadPart requests; `corrupt N`
 flips one byte in the middle of the body of the first N PUT requests and forwards the damaged body
 (the server must refuse it: its checksum no longer matches); `stall` accepts and never answers;
+`trickle N` forwards, then sends the response head at once and its body one byte every two
+seconds, for the first N responses that have a body (N = 0: every response; one without a body then has
+its head trickled); `stall-body N` sends the head and then nothing (N = 0: a head without a body
+stops before its end); `reset-body N` sends the head and half the body, then resets;
 `pass` only forwards. With FAULTPROXY_LOG=FILE every request line is
 appended to FILE (with the x-amz-security-token header's value, if any). Prints the port it
 listens on; runs until killed, for at most 10 minutes.
@@ -21,6 +25,7 @@ lock = threading.Lock()
 seen = [0]
 parts_reset = [0]
 corrupted = [0]
+bodies = [0]
 log_path = os.environ.get("FAULTPROXY_LOG")
 
 
@@ -107,7 +112,40 @@ def handle(conn):
                 body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
                 conn.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))
                 continue
-            conn.sendall(forward(raw))
+            resp = forward(raw)
+            if mode in ("trickle", "stall-body", "reset-body"):
+                head, sep, body = resp.partition(b"\r\n\r\n")
+                if not body and count == 0:
+                    # No body to slow down (a PUT's answer): the head itself trickles or stops short.
+                    with lock:
+                        bodies[0] += 1
+                    if mode == "trickle":
+                        for i in range(len(head)):
+                            conn.sendall(head[i:i + 1])
+                            time.sleep(2)
+                    elif mode == "stall-body":
+                        conn.sendall(head)
+                        time.sleep(600)
+                    else:
+                        reset(conn)
+                    return
+                if body:
+                    with lock:
+                        bodies[0] += 1
+                        doomed = count == 0 or bodies[0] <= count
+                    if doomed:
+                        conn.sendall(head + sep)
+                        if mode == "trickle":
+                            for i in range(len(body)):
+                                conn.sendall(body[i:i + 1])
+                                time.sleep(2)
+                        elif mode == "stall-body":
+                            time.sleep(600)
+                        else:
+                            conn.sendall(body[:len(body) // 2])
+                            reset(conn)
+                        return
+            conn.sendall(resp)
             return
 
 

@@ -28,7 +28,12 @@ public struct S3Configuration: Sendable, Equatable {
     public var uploadMemory = 16 << 20
     /// Deadline of each request (`WALE_S3_REQUEST_TIMEOUT`, seconds; default 60): a server that
     /// accepts and never answers costs at most this per attempt.
-    public var requestTimeout: Double = 60
+    /// Deadlines and the minimum-progress rule of every request (see TransferLimits).
+    public var limits = TransferLimits()
+    public var requestTimeout: Double {
+        get { limits.requestTimeout }
+        set { limits.requestTimeout = newValue }
+    }
 
     /// Bucket names S3 accepts in a host name (WAL-E's `from_store_name` rules).
     public static func isDNSCompatible(_ b: String) -> Bool {
@@ -36,6 +41,21 @@ public struct S3Configuration: Sendable, Equatable {
         guard let f = b.first, let l = b.last, f != "-", f != ".", l != "-", l != "." else { return false }
         guard b.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." }) else { return false }
         return b.split(separator: ".").count != 4 || !b.split(separator: ".").allSatisfy { Int($0) != nil }
+    }
+
+    /// A region goes into the host name and into every signature's scope: letters, digits, `-`,
+    /// `_` and `.` only (a space or newline would otherwise reach the HTTP layer, whose error then
+    /// quotes the request's headers, signature included).
+    static func checkRegion(_ region: String) throws(WALEError) {
+        let ok = region.utf8.count <= 64 && region.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D || c == 0x5F || c == 0x2E
+        }
+        guard ok else {
+            let shown = region.unicodeScalars.prefix(64).map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7F ? String($0) : "\\u{\(String($0.value, radix: 16))}" }.joined()
+            throw WALEError(
+                .user, "AWS_REGION \"\(shown)\" is not a region name", detail: "a region has only letters, digits, '-', '_' and '.'",
+                hint: "set AWS_REGION (or the profile's region) to the bucket's region, e.g. us-east-1")
+        }
     }
 
     /// Resolves the endpoint: `WALE_S3_ENDPOINT=<http|https>+<path|virtualhost|subdomain>://host[:port]`
@@ -47,6 +67,7 @@ public struct S3Configuration: Sendable, Equatable {
         let creds = try credentialSource(bucket: bucket, env: env, accessKeyFlag: accessKeyFlag, instanceProfile: instanceProfile)
         let region = env["AWS_REGION"].flatMap { $0.isEmpty ? nil : $0 } ?? env["AWS_DEFAULT_REGION"].flatMap { $0.isEmpty ? nil : $0 }
             ?? SharedAWSFiles.region(profile: profile.name, configFile: POSIX.readSmallFile(SharedAWSFiles.configPath(env)))
+        if let region { try checkRegion(region) }
         var c: S3Configuration
         if let e = env["WALE_S3_ENDPOINT"], !e.isEmpty {
             guard let sep = e.firstRange(of: "://") else { throw badEndpoint(e) }
@@ -104,10 +125,7 @@ public struct S3Configuration: Sendable, Equatable {
             c.uploadMemory = v << 20
             c.partSize = min(8 << 20, max(5 << 20, (v << 20) / 4))
         }
-        if let t = env["WALE_S3_REQUEST_TIMEOUT"], !t.isEmpty {
-            guard let v = Double(t), v > 0 else { throw WALEError(.user, "WALE_S3_REQUEST_TIMEOUT=\(t) is not a positive number of seconds") }
-            c.requestTimeout = v
-        }
+        c.limits = try TransferLimits.resolve(env: env, timeoutVariable: "WALE_S3_REQUEST_TIMEOUT")
         return c
     }
 

@@ -14,8 +14,9 @@ public struct S3Store: ObjectStore {
     public let config: S3Configuration
     let logger: Logger
     let retry: Retry
-    /// Whole-request deadline for small requests; streaming bodies are bounded by the idle timeout.
-    var requestTimeout: TimeAmount { .milliseconds(Int64(config.requestTimeout * 1000)) }
+    /// Whole-request deadline for small requests (their bodies included); streamed bodies are
+    /// bounded by the idle timeout and the minimum-progress watchdog (TransferLimits).
+    var requestTimeout: TimeAmount { config.limits.deadline }
 
     /// Retries of transient failures (kept local so storage does not depend on the engine).
     public struct Retry: Sendable {
@@ -33,7 +34,8 @@ public struct S3Store: ObjectStore {
             while true {
                 do {
                     return try await body()
-                } catch let e as WALEError where e.kind == .io && failure + 1 < attempts {
+                } catch let e as WALEError where e.kind == .io && !e.retriesExhausted {
+                    guard failure + 1 < attempts else { throw e.exhaustingRetries() }
                     failure += 1
                     let d = min(8, baseDelay * Double(1 << min(failure - 1, 20)))
                     let wait = d / 2 + Double.random(in: 0...(d / 2))
@@ -54,10 +56,10 @@ public struct S3Store: ObjectStore {
         self.config = config
         self.logger = logger
         self.retry = retry
-        client = try Self.client(caBundle: config.caBundle)
+        client = try Self.client(caBundle: config.caBundle, limits: config.limits)
         budget = ByteBudget(capacity: config.uploadMemory)
         if case .instanceProfile(let endpoint) = config.credentials {
-            let imds = InstanceMetadataClient(endpoint: endpoint, client: try Self.client(caBundle: nil))
+            let imds = InstanceMetadataClient(endpoint: endpoint, client: try Self.client(caBundle: nil, limits: config.limits))
             let log = logger
             credentialCache = CredentialCache {
                 let c = try await imds.fetch()
@@ -73,19 +75,20 @@ public struct S3Store: ObjectStore {
 
     /// One client per trust configuration for the process: connection pool, connect and
     /// idle-read timeouts, certificate verification always on.
-    static func client(caBundle: String?) throws -> HTTPClient {
-        try clients.withLockedValue { clients throws(WALEError) in
-            if let c = clients[caBundle ?? ""] { return c }
-            let c = try makeClient(caBundle: caBundle)
-            clients[caBundle ?? ""] = c
+    static func client(caBundle: String?, limits: TransferLimits) throws -> HTTPClient {
+        let id = "\(caBundle ?? "")|\(limits.idleRead.nanoseconds)"
+        return try clients.withLockedValue { clients throws(WALEError) in
+            if let c = clients[id] { return c }
+            let c = try makeClient(caBundle: caBundle, idleRead: limits.idleRead)
+            clients[id] = c
             return c
         }
     }
     static let clients = NIOLockedValueBox<[String: HTTPClient]>([:])
 
-    static func makeClient(caBundle: String?) throws(WALEError) -> HTTPClient {
+    static func makeClient(caBundle: String?, idleRead: TimeAmount) throws(WALEError) -> HTTPClient {
         var c = HTTPClient.Configuration()
-        c.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        c.timeout = .init(connect: .seconds(5), read: idleRead)
         c.connectionPool = .init(idleTimeout: .seconds(30))
         c.decompression = .disabled
         // HTTP/1.1 only, like S3 itself: over TLS async-http-client would negotiate HTTP/2 with
@@ -170,12 +173,9 @@ public struct S3Store: ObjectStore {
             defer { handle.clear() }
             let req = try await signedRequest(method, path: path, query: query, headers: headers, body: body, handle: handle)
             do {
+                let deadline = POSIX.monotonic() + config.limits.requestTimeout
                 let resp = try await client.execute(req, timeout: requestTimeout)
-                var data: [UInt8] = []
-                for try await var chunk in resp.body {
-                    data += chunk.readBytes(length: chunk.readableBytes) ?? []
-                    if data.count > 64 << 20 { throw WALEError(.io, "unexpectedly large response to \(what)") }
-                }
+                let data = try await collectBody(resp.body, limit: 64 << 20, deadline: deadline, what: what)
                 let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
                 try await refreshIfExpired(r, what)
                 // BadDigest: the body the server received does not match its checksum, so it was
@@ -211,10 +211,10 @@ public struct S3Store: ObjectStore {
         if let e = error as? WALEError { return e }
         if error is NIOSSLError || error is NIOSSLExtraError || "\(error)".contains("handshakeFailed") {
             return WALEError(
-                .user, "TLS verification of \(config.scheme)://\(config.authority) failed: \(what)", detail: "\(error)",
+                .user, "TLS verification of \(config.scheme)://\(config.authority) failed: \(what)", detail: redactedDescription(error),
                 hint: "if the server uses a private CA, set WALE_S3_CA_BUNDLE (or AWS_CA_BUNDLE) to its PEM file")
         }
-        return WALEError(.io, "S3 request failed: \(what)", detail: "\(error)", hint: "is \(config.scheme)://\(config.authority) reachable?")
+        return WALEError(.io, "S3 request failed: \(what)", detail: redactedDescription(error), hint: "is \(config.scheme)://\(config.authority) reachable?")
     }
 
     func transientError(_ r: Response, _ what: String) -> WALEError {
@@ -259,24 +259,40 @@ public struct S3Store: ObjectStore {
     }
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
-        let resp: HTTPClientResponse = try await withRetries("GET \(key)") {
-            let req = try await signedRequest(.GET, path: config.path(key))
+        let first = try await get(key, range: [])
+        let source = ResumableBody(
+            first: first, what: "GET s3://\(config.bucket)/\(key)", limits: config.limits,
+            retry: RetryBudget(attempts: retry.attempts, baseDelay: retry.baseDelay, logger: logger)
+        ) { offset, etag in
+            let resp = try await get(key, range: rangeHeaders(offset: offset, etag: etag))
+            try checkResumed(resp, offset: offset, what: "GET s3://\(config.bucket)/\(key)")
+            return resp
+        }
+        return try await body(source)
+    }
+
+    /// A GET whose head said 200 (or 206 for a range); anything else becomes its error.
+    func get(_ key: String, range: [(String, String)]) async throws -> HTTPClientResponse {
+        try await withRetries("GET \(key)") {
+            let req = try await signedRequest(.GET, path: config.path(key), headers: range)
             let resp: HTTPClientResponse
             do {
                 resp = try await client.execute(req, timeout: requestTimeout)
             } catch {
                 throw requestFailed(error, "GET \(key)")
             }
-            if resp.status == .ok { return resp }
-            var data: [UInt8] = []
-            for try await var c in resp.body { data += c.readBytes(length: c.readableBytes) ?? [] }
+            if resp.status == .ok || resp.status == .partialContent || resp.status == .preconditionFailed { return resp }
+            let data = try await collectBody(resp.body, limit: 1 << 20, deadline: POSIX.monotonic() + config.limits.requestTimeout, what: "GET \(key)")
             let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
             try await refreshIfExpired(r, "GET \(key)")
-            if r.status == 404 { throw WALEError(.notFound, "object \(key) does not exist", detail: "s3://\(config.bucket)/\(key)") }
+            // A missing bucket is a configuration error, not a missing object: wal-fetch must not
+            // tell PostgreSQL that the archive ends here.
+            if r.status == 404 && s3Code(r.body) != "NoSuchBucket" {
+                throw WALEError(.notFound, "object \(key) does not exist", detail: "s3://\(config.bucket)/\(key)")
+            }
             if r.status >= 500 || r.status == 429 { throw transientError(r, "GET \(key)") }
             throw failure(r, "GET \(key)", key: key)
         }
-        return try await body(ResponseBodySource(resp.body.makeAsyncIterator(), key: key))
     }
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
@@ -467,28 +483,6 @@ public struct S3Store: ObjectStore {
     }
 }
 
-
-/// Streams a response body; the store's idle-read timeout bounds a stalled server.
-final class ResponseBodySource: ByteSource {
-    var iterator: HTTPClientResponse.Body.AsyncIterator
-    let key: String
-    let store: String
-    init(_ it: HTTPClientResponse.Body.AsyncIterator, key: String, store: String = "s3") {
-        iterator = it
-        self.key = key
-        self.store = store
-    }
-    func next() async throws -> [UInt8]? {
-        do {
-            while true {
-                guard var b = try await iterator.next() else { return nil }
-                if b.readableBytes > 0 { return b.readBytes(length: b.readableBytes) }
-            }
-        } catch {
-            throw WALEError(.io, "reading \(store) object \(key) failed", detail: "\(error)")
-        }
-    }
-}
 
 func md5Base64(_ b: ByteBuffer) -> String { b.withUnsafeReadableBytes { base64(Array(Insecure.MD5.hash(data: $0))) } }
 

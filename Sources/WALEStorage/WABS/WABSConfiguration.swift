@@ -26,7 +26,12 @@ public struct WABSConfiguration: Sendable {
     public var blocksInFlight = 4
     /// Upload bytes held in memory at once by this process.
     public var uploadMemory = 16 << 20
-    public var requestTimeout: Double = 60
+    /// Deadlines and the minimum-progress rule of every request (see TransferLimits).
+    public var limits = TransferLimits()
+    public var requestTimeout: Double {
+        get { limits.requestTimeout }
+        set { limits.requestTimeout = newValue }
+    }
     /// List Blobs page size (the service's default, 5000, when nil; tests use small pages).
     public var listPageSize: Int?
 
@@ -60,12 +65,7 @@ public struct WABSConfiguration: Sendable {
         }
         var c = WABSConfiguration(
             account: account, container: container, credential: credential, scheme: scheme, host: host, port: port, basePath: path)
-        if let t = value("WALE_WABS_REQUEST_TIMEOUT") {
-            guard let v = Double(t), v > 0 else {
-                throw WALEError(.user, "WALE_WABS_REQUEST_TIMEOUT=\(t) is not a positive number of seconds")
-            }
-            c.requestTimeout = v
-        }
+        c.limits = try TransferLimits.resolve(env: env, timeoutVariable: "WALE_WABS_REQUEST_TIMEOUT")
         return c
     }
 

@@ -26,11 +26,11 @@ public struct WABSStore: ObjectStore {
         self.config = config
         self.logger = logger
         retry = S3Store.Retry(attempts: attempts)
-        client = try S3Store.client(caBundle: nil)
+        client = try S3Store.client(caBundle: nil, limits: config.limits)
         budget = ByteBudget(capacity: config.uploadMemory)
     }
 
-    var requestTimeout: TimeAmount { .milliseconds(Int64(config.requestTimeout * 1000)) }
+    var requestTimeout: TimeAmount { config.limits.deadline }
     var target: String { "wabs://\(config.container)" }
 
     // MARK: requests
@@ -102,15 +102,13 @@ public struct WABSStore: ObjectStore {
             let resp: HTTPClientResponse
             var data: [UInt8] = []
             do {
+                let deadline = POSIX.monotonic() + config.limits.requestTimeout
                 resp = try await client.execute(req, timeout: requestTimeout)
-                for try await var chunk in resp.body {
-                    data += chunk.readBytes(length: chunk.readableBytes) ?? []
-                    if data.count > 64 << 20 { throw WALEError(.io, "unexpectedly large response to \(what)") }
-                }
+                data = try await collectBody(resp.body, limit: 64 << 20, deadline: deadline, what: what)
             } catch let e as WALEError {
                 throw e
             } catch {
-                throw WALEError(.io, "Azure request failed: \(what)", detail: "\(error)", hint: "is \(config.scheme)://\(config.authority) reachable?")
+                throw WALEError(.io, "Azure request failed: \(what)", detail: redactedDescription(error), hint: "is \(config.scheme)://\(config.authority) reachable?")
             }
             let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
             // Md5Mismatch: the body was damaged on the way; sending it again is the cure.
@@ -163,16 +161,29 @@ public struct WABSStore: ObjectStore {
     }
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
-        let resp: HTTPClientResponse = try await withRetries("GET \(key)") {
+        let first = try await get(key, range: [])
+        let source = ResumableBody(
+            first: first, what: "GET \(target)/\(key)", limits: config.limits,
+            retry: RetryBudget(attempts: retry.attempts, baseDelay: retry.baseDelay, logger: logger)
+        ) { offset, etag in
+            let resp = try await get(key, range: rangeHeaders(offset: offset, etag: etag, rangeHeader: "x-ms-range"))
+            try checkResumed(resp, offset: offset, what: "GET \(target)/\(key)")
+            return resp
+        }
+        return try await body(source)
+    }
+
+    /// A Get Blob whose head said 200 (or 206 for a range); anything else becomes its error.
+    func get(_ key: String, range: [(String, String)]) async throws -> HTTPClientResponse {
+        try await withRetries("GET \(key)") {
             let resp: HTTPClientResponse
             do {
-                resp = try await client.execute(request(.GET, key: key), timeout: requestTimeout)
+                resp = try await client.execute(request(.GET, key: key, headers: range), timeout: requestTimeout)
             } catch {
-                throw WALEError(.io, "Azure request failed: GET \(key)", detail: "\(error)")
+                throw WALEError(.io, "Azure request failed: GET \(key)", detail: redactedDescription(error))
             }
-            if resp.status == .ok { return resp }
-            var data: [UInt8] = []
-            for try await var c in resp.body { data += c.readBytes(length: c.readableBytes) ?? [] }
+            if resp.status == .ok || resp.status == .partialContent || resp.status == .preconditionFailed { return resp }
+            let data = try await collectBody(resp.body, limit: 1 << 20, deadline: POSIX.monotonic() + config.limits.requestTimeout, what: "GET \(key)")
             let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
             if r.status == 404 && r.code != "ContainerNotFound" {
                 throw WALEError(.notFound, "object \(key) does not exist", detail: "\(target)/\(key)")
@@ -180,7 +191,6 @@ public struct WABSStore: ObjectStore {
             if r.status >= 500 || r.status == 429 { throw WALEError(.io, "Azure answered \(r.status) to GET \(key)") }
             throw failure(r, "GET \(key)", key: key)
         }
-        return try await body(ResponseBodySource(resp.body.makeAsyncIterator(), key: key, store: "wabs"))
     }
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {

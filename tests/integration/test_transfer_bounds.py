@@ -1,0 +1,103 @@
+"""Every command ends in bounded time, with the right status, when the store resets, stalls or
+trickles through the fault proxy, on S3 and on Azure; a reset in the middle of a download is
+resumed from the last good byte (a ranged GET), so wal-fetch and backup-fetch succeed."""
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import pytest
+
+from harness import chown_pg, sha256_file
+from test_backups import backup_push
+from test_wal_archiving import archiving_cluster
+
+# Tight limits so the bounds are short: 2 attempts, 4 s per small request, 3 s stall window.
+LIMITS = {"WALE_RETRIES": "2", "WALE_S3_REQUEST_TIMEOUT": "4", "WALE_WABS_REQUEST_TIMEOUT": "4", "WALE_STALL_TIMEOUT": "3"}
+# What the limits allow, with room for process start-up and backoff (stated in docs/design.md).
+BOUND = 40
+
+
+def proxy(store, mode, count):
+    if store == "s3":
+        port = os.environ["WALE_TEST_S3_ENDPOINT"].rsplit(":", 1)[1]
+    else:
+        port = urllib.parse.urlsplit(os.environ["WALE_TEST_WABS_ENDPOINT"]).port
+    p = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "faultproxy.py"), mode, str(count), str(port)],
+                         stdout=subprocess.PIPE)
+    return p, int(p.stdout.readline())
+
+
+def through(store, port):
+    if store == "s3":
+        return {"WALE_S3_ENDPOINT": f"http+path://127.0.0.1:{port}"}
+    path = urllib.parse.urlsplit(os.environ["WALE_TEST_WABS_ENDPOINT"]).path
+    return {"WABS_ENDPOINT": f"http://127.0.0.1:{port}{path}"}
+
+
+@pytest.fixture(params=["s3", "wabs"])
+def stored(request, make_cluster, wale, scratch):
+    """A PostgreSQL 15 cluster archiving to the store, with one backup and its WAL."""
+    prefix = request.getfixturevalue("s3_prefix" if request.param == "s3" else "wabs_prefix")
+    c = archiving_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "3", "-q")
+    name = backup_push(wale, c, prefix, "--fast").stdout.decode().strip()
+    seg = c.wait_archived()
+    return request.param, prefix, c, name, seg
+
+
+def timed(wale, *args, prefix, env):
+    t0 = time.time()
+    p = wale(*args, prefix=prefix, env={**LIMITS, **env}, user=None, timeout=300)
+    return p, time.time() - t0
+
+
+def test_every_command_is_bounded_and_downloads_resume(stored, wale, scratch):
+    store, prefix, c, name, seg = stored
+    out = os.path.join(scratch, "out")
+    os.makedirs(out)
+    chown_pg(out)
+
+    # A reset half-way through the body of the first two downloads: resumed, the result whole.
+    p, port = proxy(store, "reset-body", 2)
+    try:
+        dest = os.path.join(out, seg)
+        f, _ = timed(wale, "wal-fetch", "-p", "0", seg, dest, prefix=prefix, env={**through(store, port), "WALE_RETRIES": "3"})
+        assert f.returncode == 0, f.stderr.decode()
+        assert "resuming GET" in f.stderr.decode(), f.stderr.decode()
+        assert sha256_file(dest) == sha256_file(os.path.join(c.data, "pg_wal", seg))
+    finally:
+        p.kill()
+    p, port = proxy(store, "reset-body", 2)
+    try:
+        target = os.path.join(scratch, "restored")
+        f, _ = timed(wale, "backup-fetch", target, name, prefix=prefix, env={**through(store, port), "WALE_RETRIES": "3"})
+        assert f.returncode == 0, f.stderr.decode()
+        assert "resuming GET" in f.stderr.decode() or "retrying" in f.stderr.decode(), f.stderr.decode()
+        assert "every file matched the backup manifest" in f.stderr.decode()
+    finally:
+        p.kill()
+
+    # Trickle (a byte every 2 s), a head and then nothing, on every response: each command ends
+    # within the bound with the status its contract gives (wal-fetch: fatal for PostgreSQL).
+    for mode in ("trickle", "stall-body"):
+        p, port = proxy(store, mode, 0)
+        try:
+            env = through(store, port)
+            dest = os.path.join(out, "never-" + mode)
+            runs = [
+                (("wal-fetch", "-p", "0", seg, dest), 202),
+                (("backup-fetch", os.path.join(scratch, "r-" + mode), name), 74),
+                (("backup-list", "--detail"), 74),
+                (("backup-push", "--fast", c.data), 74),
+            ]
+            for args, status in runs:
+                r, elapsed = timed(wale, *args, prefix=prefix, env={**env, **(c.env() if args[0] == "backup-push" else {})})
+                err = r.stderr.decode()
+                assert r.returncode == status, (mode, args[0], r.returncode, err)
+                assert elapsed < BOUND, (mode, args[0], elapsed)
+                assert "Traceback" not in err and "Authorization" not in err
+            assert not os.path.exists(dest)
+        finally:
+            p.kill()
