@@ -12,6 +12,14 @@ public struct FileStore: ObjectStore {
     public let root: String
     public let pruneStop: String
     static let temporaryPrefix = ".wal-e-tmp."
+    /// Objects are written in this subdirectory of their directory, then moved into place: a
+    /// writer killed part way leaves its file there, where the next write to that directory
+    /// finds it without listing the directory itself (a wal_005 of 100,000 segments), and
+    /// removes it once it is older than `staleAge`. The subdirectory goes when it is empty.
+    static let temporaryDirectory = ".wal-e-tmp.d"
+    /// A temporary untouched for this long belongs to a writer that died (a live one writes to
+    /// it continuously, and no single object takes an hour between two writes).
+    static let staleAge: Double = 3600
 
     /// `root` is the file-system directory keys are relative to ("/" for WAL-E's layout, where
     /// keys carry the whole path); directories at or above `pruneStop` are never removed.
@@ -39,12 +47,28 @@ public struct FileStore: ObjectStore {
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
         let target = path(key)
-        try POSIX.makeDirectories(POSIX.dirname(target))
+        let dir = POSIX.dirname(target)
+        let tmpdir = dir + "/" + Self.temporaryDirectory
+        sweepStaleTemporaries(tmpdir)
         // An archived object is read back only at restore time: write it around the page cache
         // (see AtomicFileWriter); only durable writes, which are fsynced anyway.
-        let writer = try AtomicFileWriter(
-            path: target, mode: 0o666, temporaryPrefix: Self.temporaryPrefix, writeBehind: options.durable, direct: options.durable)
-        defer { writer.abort() }
+        var made: AtomicFileWriter?
+        for attempt in 0..<3 {
+            try POSIX.makeDirectories(tmpdir)
+            do {
+                made = try AtomicFileWriter(
+                    path: target, mode: 0o666, temporaryPrefix: Self.temporaryDirectory + "/" + Self.temporaryPrefix,
+                    writeBehind: options.durable, direct: options.durable)
+                break
+            } catch let e as WALEError where e.kind == .notFound && attempt < 2 {
+                continue  // another writer removed the empty subdirectory in between
+            }
+        }
+        guard let writer = made else { throw WALEError(.io, "cannot create a temporary file in \(tmpdir)") }
+        defer {
+            writer.abort()
+            rmdir(tmpdir)  // only when empty: other writers' files keep it
+        }
         try await writer.write(from: source)
         if let gate = options.gate, try await !gate.mayProceed() { return .alreadyExists }
         if options.ifAbsent {
@@ -52,6 +76,16 @@ public struct FileStore: ObjectStore {
         }
         try writer.commit(durable: options.durable)
         return .created
+    }
+
+    /// Removes temporaries left by writers that died (see `temporaryDirectory`).
+    func sweepStaleTemporaries(_ tmpdir: String) {
+        guard let names = try? POSIX.listDirectory(tmpdir) else { return }
+        let now = POSIX.now()
+        for name in names where name.hasPrefix(Self.temporaryPrefix) {
+            let p = tmpdir + "/" + name
+            if let st = POSIX.lstat(p), st.st_mode & S_IFMT == S_IFREG, now - POSIX.mtime(st) > Self.staleAge { unlink(p) }
+        }
     }
 
     public func list(prefix: String) async throws -> [ObjectInfo] {
@@ -94,6 +128,7 @@ public struct FileStore: ObjectStore {
         var dir = POSIX.dirname(p)
         let stop = pruneStop == "/" ? "/" : pruneStop + "/"
         while dir.count > pruneStop.count, (dir + "/").hasPrefix(stop), dir != "/" {
+            rmdir(dir + "/" + Self.temporaryDirectory)
             if rmdir(dir) != 0 { return }
             dir = POSIX.dirname(dir)
         }
