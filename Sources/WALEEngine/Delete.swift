@@ -91,8 +91,14 @@ public struct Delete: Sendable {
             if let s = e.sentinel {
                 start = s.lastModified
                 let info = BackupInfo(name: name, sentinelKey: s.key, lastModified: "", lastModifiedEpoch: s.lastModified, sentinel: nil)
-                if let sentinel = try? await catalog.loadSentinel(info), let x = sentinel.extra {
-                    if let t = parseISO8601(x.startTime) { start = t }
+                do {
+                    if let x = try await catalog.loadSentinel(info).extra, let t = parseISO8601(x.startTime) { start = t }
+                } catch let e as WALEError where e.kind == .corrupt {
+                    // Not trusted: the backup is ordered by its objects' times and keeps the WAL
+                    // its name says it needs, as a WAL-E backup without our fields would.
+                    logger.warning(e.message, detail: e.detail, hint: "delete orders this backup by its objects' times instead")
+                } catch let e as WALEError where e.kind == .notFound {
+                    _ = e  // deleted while we listed
                 }
             }
             backups.append(

@@ -68,11 +68,7 @@ public struct BackupCatalog: Sendable {
 
     public func loadSentinel(_ b: BackupInfo) async throws -> Sentinel {
         let bytes = try await store.read(b.sentinelKey) { try await $0.collect(limit: 16 << 20) }
-        do {
-            return try Sentinel(json: try JSON.parse(String(decoding: bytes, as: UTF8.self)))
-        } catch let e as JSON.ParseError {
-            throw WALEError(.corrupt, "backup sentinel \(b.sentinelKey) is not valid JSON", detail: e.description)
-        }
+        return try Sentinel.parse(stored: bytes, key: b.sentinelKey)
     }
 
     /// The backend's `last_modified` rendering (WAL-E prints the raw value its SDK returns).

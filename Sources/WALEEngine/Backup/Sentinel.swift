@@ -1,4 +1,6 @@
+import Crypto
 import WALECore
+import WALECodec
 
 /// The `<backup>_backup_stop_sentinel.json` object: WAL-E's four keys first, in WAL-E's order, then
 /// ours (WAL-E's readers set every key as an attribute, so extra keys are harmless).
@@ -50,6 +52,45 @@ public struct Sentinel: Sendable, Equatable {
             ]
         }
         return .object(kv)
+    }
+
+    /// The key holding the SHA-256 of the sentinel's own text (an extra key WAL-E ignores).
+    public static let checksumKey = "wal_e_sentinel_sha256"
+
+    /// The stored text: the JSON object with, as its last key, the SHA-256 of the text it would
+    /// be without that key (so a changed digit anywhere in it is detected).
+    public func storedText() -> String {
+        let text = json().serialized()
+        guard text.hasSuffix("}"), text.count > 2 else { return text }
+        return String(text.dropLast()) + ",\"\(Self.checksumKey)\":\"\(hexString(SHA256.hash(data: Array(text.utf8))))\"}"
+    }
+
+    /// Reads a stored sentinel, checking its own checksum when it has one (WAL-E's have none).
+    public static func parse(stored bytes: [UInt8], key: String) throws -> Sentinel {
+        var text = String(decoding: bytes, as: UTF8.self)
+        while let l = text.last, l == "\n" || l == "\r" || l == " " { text.removeLast() }
+        let marker = ",\"\(checksumKey)\":\""
+        if let r = text.firstRange(of: marker) {
+            let tail = text[r.upperBound...]
+            let stored = String(tail.dropLast(2))
+            guard tail.hasSuffix("\"}"), stored.count == 64 else {
+                throw WALEError(.corrupt, "backup sentinel \(key) is damaged: its checksum field is malformed",
+                                hint: "do not restore or delete by this sentinel; take a new backup")
+            }
+            let body = String(text[..<r.lowerBound]) + "}"
+            let actual = hexString(SHA256.hash(data: Array(body.utf8)))
+            guard actual == stored else {
+                throw WALEError(
+                    .corrupt, "backup sentinel \(key) is damaged: its content does not match its checksum",
+                    detail: "stored \(stored), computed \(actual)",
+                    hint: "the stop position and sizes it gives cannot be trusted; do not restore or delete by it, take a new backup")
+            }
+        }
+        do {
+            return try Sentinel(json: try JSON.parse(text))
+        } catch let e as JSON.ParseError {
+            throw WALEError(.corrupt, "backup sentinel \(key) is not valid JSON", detail: e.description)
+        }
     }
 
     /// Reads WAL-E's sentinels (any key order, extra keys ignored) and ours.
