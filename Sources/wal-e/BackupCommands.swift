@@ -129,7 +129,15 @@ struct BackupListCommand: WALECommand {
         let catalog = BackupCatalog(store: ctx.store, prefix: ctx.config.prefix)
         if !json { writeStdout(BackupListFormat.header()) }
         var backups = try await catalog.list()
-        if let query { backups = [try catalog.resolve(query, in: backups)] }
+        // WAL-E: a query that matches nothing prints the header alone and succeeds.
+        if let query {
+            do {
+                backups = [try catalog.resolve(query, in: backups)]
+            } catch let e as WALEError where e.kind == .user && BackupName(query) != nil || query == "LATEST" {
+                _ = e
+                backups = []
+            }
+        }
         if detail || json {
             for i in backups.indices { backups[i].sentinel = try await catalog.loadSentinel(backups[i]) }
         }
