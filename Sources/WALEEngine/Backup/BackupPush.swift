@@ -89,7 +89,7 @@ public struct BackupPush: Sendable {
         try await waitForArchive(session, stop: stop, timeline: start.timeline, server: server, timeout: options.archiveTimeout)
         var labelFiles = [("backup_label", stop.backupLabel)]
         if let map = stop.tablespaceMap { labelFiles.append(("tablespace_map", map)) }
-        try await uploadLabelPartition(labelFiles, number: count, name: name, checksum: options.manifestChecksum)
+        try await uploadLabelPartition(labelFiles, number: count, name: name, checksum: options.manifestChecksum, owner: TarOwner.of(dir))
 
         let sentinel = Sentinel(
             stopSegment: stop.segmentName, stopOffset: stop.offset, expandedSizeBytes: partitioner.expandedSize,
@@ -101,7 +101,7 @@ public struct BackupPush: Sendable {
                 compression: compression.rawValue, fileCount: partitioner.fileCount + labelFiles.count,
                 partitionCount: count + 1, startTime: startTime, stopTime: isoNow(), online: true, permanent: options.permanent))
         if options.permanent { try await put(name.directory(prefix) + Delete.permanentMarker, Array("{}".utf8), contentType: "application/json") }
-        try await put(name.sentinelKey(prefix), Array(sentinel.json().serialized().utf8), contentType: "application/json")
+        try await put(name.sentinelKey(prefix), Array(sentinel.storedText().utf8), contentType: "application/json")
         logger.info("base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes, \(count + 1) partitions")
         return name
     }
@@ -180,7 +180,7 @@ public struct BackupPush: Sendable {
                 segmentSize: control.segmentSize.bytes, compression: compression.rawValue, fileCount: partitioner.fileCount,
                 partitionCount: count, startTime: startTime, stopTime: isoNow(), online: false, permanent: options.permanent))
         if options.permanent { try await put(name.directory(prefix) + Delete.permanentMarker, Array("{}".utf8), contentType: "application/json") }
-        try await put(name.sentinelKey(prefix), Array(sentinel.json().serialized().utf8), contentType: "application/json")
+        try await put(name.sentinelKey(prefix), Array(sentinel.storedText().utf8), contentType: "application/json")
         logger.info("offline base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes")
         return name
     }
@@ -228,13 +228,19 @@ public struct BackupPush: Sendable {
             ["action": "push-partition", "partition": String(number)])
     }
 
-    private func uploadLabelPartition(_ files: [(String, String)], number: Int, name: BackupName, checksum: ManifestChecksum) async throws {
+    /// `owner`: the data directory's, so a partition extracted by hand (as root) gives files the
+    /// server's user can read, as for every member walked from the cluster.
+    private func uploadLabelPartition(
+        _ files: [(String, String)], number: Int, name: BackupName, checksum: ManifestChecksum, owner: TarOwner
+    ) async throws {
         var tar: [UInt8] = []
         var manifest: [ManifestEntry] = []
         let now = Int64(time(nil))
         for (file, text) in files {
             let data = Array(text.utf8)
-            tar += TarFormat.header(for: TarEntry(name: file, kind: .file, size: Int64(data.count), mode: 0o600, mtime: now))
+            var entry = TarEntry(name: file, kind: .file, size: Int64(data.count), mode: 0o600, mtime: now)
+            owner.apply(to: &entry)
+            tar += TarFormat.header(for: entry)
             tar += data + TarFormat.padding(data.count)
             manifest.append(
                 ManifestEntry(

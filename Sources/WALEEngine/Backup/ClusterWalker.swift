@@ -43,9 +43,12 @@ public final class ClusterWalker {
 
     let root: String
     let logger: Logger
+    /// Directories still to walk, the next one last.
     private var stack: [(local: String, archive: String)] = []
-    private var pending: [PlannedMember] = []
-    private var pendingIndex = 0
+    /// The directory being read: its entries are taken one at a time from readdir, so memory does
+    /// not grow with the number of files in it (a database with a million relations); only its
+    /// subdirectories are kept, to be walked once it is done.
+    private var current: (dir: OpaquePointer, local: String, archive: String, subdirs: [(String, String)])?
     private var startedRoot = false
     public private(set) var tablespaces: [TablespaceSpec] = []
     /// Files left out because they vanished or are sockets/FIFOs.
@@ -57,79 +60,85 @@ public final class ClusterWalker {
         self.logger = logger
     }
 
-    /// The next member, or nil when the walk is complete.
+    deinit { if let c = current { closedir(c.dir) } }
+
+    /// The next member, or nil when the walk is complete. Members come in each directory's own
+    /// order (readdir's, as WAL-E's os.walk), a directory's entries before its subdirectories'.
     public func next() throws -> PlannedMember? {
-        while true {
-            if pendingIndex < pending.count {
-                defer { pendingIndex += 1 }
-                return pending[pendingIndex]
+        if !startedRoot {
+            startedRoot = true
+            guard let st = POSIX.lstat(root), st.st_mode & S_IFMT == S_IFDIR else {
+                throw WALEError(.user, "\(root) is not a directory")
             }
-            pending.removeAll(keepingCapacity: true)
-            pendingIndex = 0
-            if !startedRoot {
-                startedRoot = true
-                guard let st = POSIX.lstat(root), st.st_mode & S_IFMT == S_IFDIR else {
-                    throw WALEError(.user, "\(root) is not a directory")
+            stack.append((root, ""))
+            return PlannedMember(entry: entry("", .directory, st), localPath: root)
+        }
+        while true {
+            if current == nil {
+                guard let (local, archive) = stack.popLast() else { return nil }
+                guard let d = opendir(local) else {
+                    if errno == ENOENT { continue }  // dropped while we walked (e.g. DROP DATABASE): WAL replay agrees
+                    throw POSIX.error("list directory", local)
                 }
-                pending.append(PlannedMember(entry: entry("", .directory, st), localPath: root))
-                stack.append((root, ""))
+                current = (d, local, archive, [])
+            }
+            guard let e = readdir(current!.dir) else {
+                let done = current!
+                closedir(done.dir)
+                current = nil
+                // Depth first: push in reverse so the first subdirectory found is walked next.
+                for d in done.subdirs.reversed() { stack.append(d) }
                 continue
             }
-            guard let (local, archive) = stack.popLast() else { return nil }
-            try scan(local: local, archive: archive)
+            let name = withUnsafeBytes(of: e.pointee.d_name) { p in String(decoding: p.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            if let m = consider(name) { return m }
         }
     }
+
+    /// The member for `name` in the current directory, if it belongs in the backup.
+    private func consider(_ name: String) -> PlannedMember? {
+        let (local, archive) = (current!.local, current!.archive)
+        let path = local + "/" + name
+        let arch = archive + name
+        let top = archive.isEmpty
+        if top && Self.topLevelExcludedFiles.contains(name) { return nil }
+        if name == "lost+found" { return nil }
+        guard let st = POSIX.lstat(path) else {
+            skipped += 1
+            return nil
+        }
+        let type = st.st_mode & S_IFMT
+        if type == S_IFLNK {
+            if archive == "pg_tblspc/", let target = readLink(path), POSIX.isDirectory(path) {
+                // A tablespace: recorded in the spec, walked through the link, link itself not stored.
+                let loc = target.hasSuffix("/") ? target : target + "/"
+                tablespaces.append(TablespaceSpec(oid: name, loc: loc, link: "pg_tblspc/" + name))
+                current!.subdirs.append((path, arch + "/"))
+                return nil
+            }
+            return PlannedMember(entry: entry(arch, .symlink(target: readLink(path) ?? ""), st), localPath: path)
+        } else if type == S_IFDIR {
+            if !((top && Self.topLevelNoDescend.contains(name)) || Self.noDescend.contains(name)) {
+                current!.subdirs.append((path, arch + "/"))
+            }
+            return PlannedMember(entry: entry(arch, .directory, st), localPath: path)
+        } else if type == S_IFREG {
+            return PlannedMember(entry: entry(arch, .file, st), localPath: path)
+        }
+        skipped += 1
+        logger.warning("skipping \(path): not a regular file, directory or symbolic link")
+        return nil
+    }
+
+    private var owners = TarOwner.Names()
 
     private func entry(_ name: String, _ kind: TarEntry.Kind, _ st: stat) -> TarEntry {
         var e = TarEntry(
             name: name, kind: kind, size: kind == .file ? Int64(st.st_size) : 0, mode: UInt32(st.st_mode & 0o7777),
             mtime: Int64(st.st_mtim.tv_sec))
-        e.uid = st.st_uid
-        e.gid = st.st_gid
+        owners.owner(uid: st.st_uid, gid: st.st_gid).apply(to: &e)
         return e
-    }
-
-    private func scan(local: String, archive: String) throws {
-        let names: [String]
-        do {
-            names = try POSIX.listDirectory(local).sorted()
-        } catch let e as WALEError where e.kind == .notFound {
-            return  // dropped while we walked (e.g. DROP DATABASE): WAL replay agrees
-        }
-        let top = archive.isEmpty
-        var subdirs: [(String, String)] = []
-        for name in names {
-            let path = local + "/" + name
-            let arch = archive + name
-            if top && Self.topLevelExcludedFiles.contains(name) { continue }
-            if name == "lost+found" { continue }
-            guard let st = POSIX.lstat(path) else {
-                skipped += 1
-                continue
-            }
-            let type = st.st_mode & S_IFMT
-            if type == S_IFLNK {
-                if archive == "pg_tblspc/", let target = readLink(path), POSIX.isDirectory(path) {
-                    // A tablespace: recorded in the spec, walked through the link, link itself not stored.
-                    let loc = target.hasSuffix("/") ? target : target + "/"
-                    tablespaces.append(TablespaceSpec(oid: name, loc: loc, link: "pg_tblspc/" + name))
-                    subdirs.append((path, arch + "/"))
-                    continue
-                }
-                pending.append(PlannedMember(entry: entry(arch, .symlink(target: readLink(path) ?? ""), st), localPath: path))
-            } else if type == S_IFDIR {
-                pending.append(PlannedMember(entry: entry(arch, .directory, st), localPath: path))
-                if (top && Self.topLevelNoDescend.contains(name)) || Self.noDescend.contains(name) { continue }
-                subdirs.append((path, arch + "/"))
-            } else if type == S_IFREG {
-                pending.append(PlannedMember(entry: entry(arch, .file, st), localPath: path))
-            } else {
-                skipped += 1
-                logger.warning("skipping \(path): not a regular file, directory or symbolic link")
-            }
-        }
-        // Depth first, in name order: push in reverse so the smallest name is scanned next.
-        for d in subdirs.reversed() { stack.append(d) }
     }
 
     func readLink(_ path: String) -> String? {
@@ -137,6 +146,42 @@ public final class ClusterWalker {
         let n = readlink(path, &buf, buf.count - 1)
         guard n >= 0 else { return nil }
         return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Owner ids and names of a tar member, as WAL-E's tarfile writes them (GNU tar extracting as
+/// root uses the names first, then the ids).
+public struct TarOwner: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var uname: String
+    public var gname: String
+
+    public func apply(to e: inout TarEntry) {
+        e.uid = uid
+        e.gid = gid
+        e.uname = uname
+        e.gname = gname
+    }
+
+    /// The owner of `path` (root's when it cannot be read).
+    public static func of(_ path: String) -> TarOwner {
+        var names = Names()
+        guard let st = POSIX.stat(path) else { return names.owner(uid: 0, gid: 0) }
+        return names.owner(uid: st.st_uid, gid: st.st_gid)
+    }
+
+    /// User and group names looked up once per id (a cluster has one owner).
+    public struct Names {
+        private var users: [UInt32: String] = [:]
+        private var groups: [UInt32: String] = [:]
+        public init() {}
+
+        public mutating func owner(uid: UInt32, gid: UInt32) -> TarOwner {
+            if users[uid] == nil { users[uid] = getpwuid(uid).map { String(cString: $0.pointee.pw_name) } ?? "" }
+            if groups[gid] == nil { groups[gid] = getgrgid(gid).map { String(cString: $0.pointee.gr_name) } ?? "" }
+            return TarOwner(uid: uid, gid: gid, uname: users[uid]!, gname: groups[gid]!)
+        }
     }
 }
 
