@@ -98,8 +98,10 @@ def test_no_prefix_and_unknown_scheme(wale, scratch):
     p = wale("wal-push", path)
     assert p.returncode == 1
     assert "no storage prefix defined" in stderr(p)
+    # As restore_command a configuration error must stop recovery (above 125), not read as
+    # "not in the archive" (1); see test_restore_command_contract.py.
     p = wale("wal-fetch", SEG, os.path.join(scratch, "x"), env={"WALE_S3_PREFIX": "ftp://bucket/x"})
-    assert p.returncode == 1
+    assert p.returncode == 129
     assert 'unknown storage scheme "ftp"' in stderr(p)
     p = wale("wal-push", path, env={"WALE_SWIFT_PREFIX": "swift://container/x"})
     assert p.returncode == 1
@@ -119,7 +121,7 @@ def test_gpg_key_is_refused_rather_than_archiving_in_clear(wale, archive, scratc
 
 def test_usage_errors_exit_2(wale):
     assert wale("wal-push").returncode == 2
-    assert wale("wal-fetch", "only-one").returncode == 2
+    assert wale("wal-fetch", "only-one").returncode == 130  # a broken restore_command: fatal for PostgreSQL
     assert wale("no-such-command").returncode == 2
     assert wale().returncode == 127
     h = wale("wal-fetch", "--help")
