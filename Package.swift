@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "WALEEngine",
             dependencies: [
-                "WALECore", "WALECodec", "WALEStorage", "WALEPostgres",
+                "WALECore", "WALECodec", "WALEStorage", "WALEPostgres", "CWALESupport",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swift6),

@@ -19,6 +19,8 @@ void wale_tune_malloc(void) {
     mallopt(M_ARENA_MAX, 1);
 }
 
+void wale_release_free_memory(void) { malloc_trim(0); }
+
 #include <fcntl.h>
 int wale_write_behind(int fd, long long offset, long long length) {
     return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);

@@ -4,6 +4,9 @@
 int wale_syncfs(int fd);
 /* Keeps large (1 MiB) buffers on the heap instead of a fresh mmap per allocation. */
 void wale_tune_malloc(void);
+/* Gives free pages inside the heap back to the kernel (malloc_trim): one arena and large chunks on
+ * the heap leave holes between long-lived small allocations that otherwise stay resident. */
+void wale_release_free_memory(void);
 /* Starts writeback of a written range (sync_file_range WRITE): the later fsync has less left to
  * do, and the disk works while we compress. Durability still comes only from fsync/syncfs. */
 int wale_write_behind(int fd, long long offset, long long length);

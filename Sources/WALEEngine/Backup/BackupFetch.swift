@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CWALESupport
 import WALECodec
 import WALECore
 import WALEStorage
@@ -162,6 +163,7 @@ public struct BackupFetch: Sendable {
                 try reader.finish()
             }
             try sink.checkComplete()
+            wale_release_free_memory()  // as in backup-push: holes left by the partition's state
             logger.info("restored a partition", detail: "\(prefix.url(forKey: p.1)): \(sink.files) files", ["action": "fetch-partition"])
             return (sink.files, sink.bytes)
         }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CWALESupport
 import WALECodec
 import WALECore
 import WALEPostgres
@@ -207,6 +208,9 @@ public struct BackupPush: Sendable {
                 inFlight += 1
                 group.addTask {
                     try await uploadPartition(members, number: n, name: name, limiter: limiter, checksum: options.manifestChecksum)
+                    // Each partition's members, manifest and buffers leave holes in the one heap
+                    // arena; without this, RSS grew by 5 MiB per 100,000 files (docs/design.md).
+                    wale_release_free_memory()
                 }
             }
             try await group.waitForAll()
