@@ -480,10 +480,10 @@ def backlog_and_replay():
 
 # ---------------------------------------------------------------- report
 
-RATIO_KEYS = {"wall": "lower", "median_s": "lower", "mbs": "higher", "seg_per_s": "higher", "wal_mbs": "higher"}
+RATIO_KEYS = {"us_per_file": "lower", "wall": "lower", "median_s": "lower", "mbs": "higher", "seg_per_s": "higher", "wal_mbs": "higher"}
 
 
-def report(meta):
+def report(meta, name="latest"):
     os.makedirs(f"{REPO}/bench/results", exist_ok=True)
     stamp = time.strftime("%Y-%m-%d")
     lines = [f"# wal-e benchmark, {stamp}", "", meta, "",
@@ -512,10 +512,11 @@ def report(meta):
             lines.append(f"| {t} | " + " | ".join(cells) + f" | {ratio} |")
         lines.append("")
     text = "\n".join(lines)
-    for name in (f"{stamp}.md", "latest.md"):
-        with open(f"{REPO}/bench/results/{name}", "w") as f:
+    suffix = "" if name == "latest" else "-" + name.split("-")[0]
+    for out in (f"{stamp}{suffix}.md", f"{name}.md"):
+        with open(f"{REPO}/bench/results/{out}", "w") as f:
             f.write(text)
-    with open(f"{REPO}/bench/results/latest.json", "w") as f:
+    with open(f"{REPO}/bench/results/{name}.json", "w") as f:
         json.dump({"meta": meta, "rows": [{"section": s, "tool": t, **fig} for s, t, fig in ROWS]}, f, indent=1)
     print(text)
 
@@ -536,6 +537,13 @@ def main():
         os.makedirs(f"{ROOT}/{d}", exist_ok=True)
     subprocess.run(["chown", "-R", "postgres:postgres", ROOT], check=True)
     os.chmod(ROOT, 0o755)
+    only = os.environ.get("BENCH_ONLY", "backup,push,backlog").split(",")
+    many = int(os.environ.get("BENCH_MANY_FILES", "0"))
+    if only == ["files"]:  # the million-file case alone, without the main cluster
+        import many_files
+        many_files.run_many_files(sys.modules[__name__], many or 1000000)
+        report(versions() + " Only the many-files case (BENCH_ONLY=files).", name="files-latest")
+        return
     for b in ("bench-wal-e", "bench-wal-e-py", "bench-pgbackrest", "bench-floor"):
         s3_make_bucket(b)
     meta = versions()
@@ -574,7 +582,6 @@ def main():
     base_bytes = du(main, exclude="pg_wal")
     meta += (f" Cluster: pgbench scale {SCALE} + {RANDOM_MB} MB of random bytea = {base_bytes / 1e6:.0f} MB without pg_wal.")
 
-    only = os.environ.get("BENCH_ONLY", "backup,push,backlog").split(",")
     if "backup" in only:
         backups_and_restores(main, base_bytes)
     if "push" in only:
@@ -582,6 +589,9 @@ def main():
     pg_stop(main)
     if "backlog" in only:
         backlog_and_replay()
+    if many:
+        import many_files
+        many_files.run_many_files(sys.modules[__name__], many)
     report(meta)
 
 

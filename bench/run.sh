@@ -4,7 +4,8 @@
 # SeaweedFS on 127.0.0.1, runs bench/bench.py and writes bench/results/.
 # Environment: BENCH_SCALE (pgbench scale, default 50), BENCH_RANDOM_MB (random table, default
 # 13 x scale), BENCH_REPLAY_GIB (WAL for the backlog and replay tests, default 1),
-# BENCH_PUSH_RUNS (default 11), BENCH_ONLY (backup,push,backlog), BENCH_ROOT (/var/tmp/wale-bench).
+# BENCH_PUSH_RUNS (default 11), BENCH_ONLY (backup,push,backlog; or files alone), BENCH_ROOT (/var/tmp/wale-bench),
+# BENCH_MANY_FILES (0: off; N: the N-file case of bench/many_files.py, e.g. 1000000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
