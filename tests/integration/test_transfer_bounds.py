@@ -91,6 +91,8 @@ def test_every_command_is_bounded_and_downloads_resume(stored, wale, scratch):
                 (("backup-fetch", os.path.join(scratch, "r-" + mode), name), 74),
                 (("backup-list", "--detail"), 74),
                 (("backup-push", "--fast", c.data), 74),
+                (("wal-push", os.path.join(c.data, "pg_wal", seg)), 74),
+                (("delete", "retain", "5"), 74),
             ]
             for args, status in runs:
                 r, elapsed = timed(wale, *args, prefix=prefix, env={**env, **(c.env() if args[0] == "backup-push" else {})})
