@@ -99,7 +99,9 @@ def test_encrypted_archive_backup_and_point_in_time_restore(make_cluster, wale, 
     assert not os.path.exists(os.path.join(denied, "global", "pg_control"))
     seg = os.path.join(scratch, "seg")
     f = wale("wal-fetch", first, seg, prefix=prefix, env={"GNUPGHOME": empty})
-    assert f.returncode == 1 and "gpg decryption of" in f.stderr.decode(), f.stderr.decode()
+    # No secret key is a configuration error: as restore_command it must stop recovery (129), not
+    # read as "not in the archive" (docs/exit-codes.md).
+    assert f.returncode == 129 and "gpg decryption of" in f.stderr.decode(), f.stderr.decode()
     assert not os.path.exists(seg)
 
     # With it (no key ID needed to read, as with WAL-E the keyring decides): restore and PITR.
