@@ -97,8 +97,8 @@ public struct Delete: Sendable {
                     // Not trusted: the backup is ordered by its objects' times and keeps the WAL
                     // its name says it needs, as a WAL-E backup without our fields would.
                     logger.warning(e.message, detail: e.detail, hint: "delete orders this backup by its objects' times instead")
-                } catch let e as WALEError where e.kind == .notFound {
-                    _ = e  // deleted while we listed
+                } catch where (error as? WALEError)?.kind == .notFound {
+                    // deleted while we listed
                 }
             }
             backups.append(

@@ -130,14 +130,7 @@ struct BackupListCommand: WALECommand {
         if !json { writeStdout(BackupListFormat.header()) }
         var backups = try await catalog.list()
         // WAL-E: a query that matches nothing prints the header alone and succeeds.
-        if let query {
-            do {
-                backups = [try catalog.resolve(query, in: backups)]
-            } catch let e as WALEError where e.kind == .user && BackupName(query) != nil || query == "LATEST" {
-                _ = e
-                backups = []
-            }
-        }
+        if let query { backups = try catalog.find(query, in: backups).map { [$0] } ?? [] }
         if detail || json {
             for i in backups.indices { backups[i].sentinel = try await catalog.loadSentinel(backups[i]) }
         }

@@ -49,19 +49,22 @@ public struct BackupCatalog: Sendable {
         return best
     }
 
-    /// `LATEST` or an exact backup name.
-    public func resolve(_ query: String, in backups: [BackupInfo]) throws -> BackupInfo {
-        if query == "LATEST" {
-            guard let b = Self.latest(backups) else {
-                throw WALEError(.user, "no backups found for fetching", hint: "backup-list shows what the prefix \(prefix.raw) holds")
-            }
-            return b
-        }
+    /// `LATEST` or an exact backup name; nil when nothing matches (backup-list then prints only
+    /// its header, as WAL-E does). A query that is neither is an error.
+    public func find(_ query: String, in backups: [BackupInfo]) throws -> BackupInfo? {
+        if query == "LATEST" { return Self.latest(backups) }
         guard BackupName(query) != nil else {
             throw WALEError(.user, "invalid backup query submitted", detail: "query was \"\(query)\"", hint: "use LATEST or a name like base_000000010000000000000002_00000040")
         }
-        guard let b = backups.first(where: { $0.name.description == query }) else {
-            throw WALEError(.user, "no backups found for fetching", detail: "no complete backup named \(query) under \(prefix.raw)")
+        return backups.first { $0.name.description == query }
+    }
+
+    /// `LATEST` or an exact backup name, which must exist (backup-fetch).
+    public func resolve(_ query: String, in backups: [BackupInfo]) throws -> BackupInfo {
+        guard let b = try find(query, in: backups) else {
+            throw WALEError(
+                .user, "no backups found for fetching", detail: query == "LATEST" ? nil : "no complete backup named \(query) under \(prefix.raw)",
+                hint: query == "LATEST" ? "backup-list shows what the prefix \(prefix.raw) holds" : nil)
         }
         return b
     }

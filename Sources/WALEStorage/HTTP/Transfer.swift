@@ -95,7 +95,8 @@ struct ProgressWatchdog {
 
 /// A GET's body that survives resets and stalls: when the body fails part way (a reset, the
 /// idle timeout, the progress watchdog) it asks for the rest from the last good byte
-/// (`open(offset, etag)` sends `Range: bytes=offset-` and `If-Match`), with the store's retry
+/// (`open(offset, etag)` sends `Range: bytes=offset-` and `If-Match`; the answer must be that
+/// rest), with the store's retry
 /// policy's bounded attempts and backoff, so a reader never sees the failure unless the store
 /// keeps failing. A body shorter than its Content-Length is a failure too.
 final class ResumableBody: ByteSource {
@@ -142,6 +143,7 @@ final class ResumableBody: ByteSource {
                     "resuming \(what) at byte \(offset)", detail: e.description, hint: "attempt \(retry.used + 1) of \(retry.attempts)")
                 try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
                 let resp = try await open(offset, etag)
+                try checkResumed(resp, offset: offset, what: what)
                 iterator = resp.body.makeAsyncIterator()
                 watchdog.reset()
             }
@@ -151,33 +153,32 @@ final class ResumableBody: ByteSource {
 
 /// The attempts one transfer may still make (the store's retry policy, counted across resumes).
 final class RetryBudget {
-    let attempts: Int
-    let baseDelay: Double
+    let policy: S3Store.Retry
     let logger: Logger
     private(set) var used = 1
+    var attempts: Int { policy.attempts }
 
-    init(attempts: Int, baseDelay: Double, logger: Logger) {
-        self.attempts = max(1, attempts)
-        self.baseDelay = baseDelay
+    init(_ policy: S3Store.Retry, logger: Logger) {
+        self.policy = policy
         self.logger = logger
     }
 
-    /// The backoff before the next attempt, or nil when none is left.
+    /// The backoff before the next attempt (the policy's), or nil when none is left.
     func nextDelay() -> Double? {
         guard used < attempts else { return nil }
         used += 1
-        let d = min(8, baseDelay * Double(1 << min(used - 2, 20)))
-        return d / 2 + Double.random(in: 0...(d / 2))
+        return policy.delay(afterFailure: used - 1)
     }
 }
 
-/// `bytes=N-` and `If-Match` for the rest of an object, and the check that the answer is that rest.
+/// `bytes=N-` and `If-Match` for the rest of an object.
 func rangeHeaders(offset: Int64, etag: String?, rangeHeader: String = "range") -> [(String, String)] {
     var h: [(String, String)] = [(rangeHeader, "bytes=\(offset)-")]
     if let etag { h.append(("if-match", etag)) }
     return h
 }
 
+/// The check that an answer to `rangeHeaders` is the rest of the object from `offset`.
 func checkResumed(_ resp: HTTPClientResponse, offset: Int64, what: String) throws {
     if resp.status == .preconditionFailed {
         throw WALEError(.io, "\(what) changed while it was being read", hint: "the object was replaced; the read starts over")

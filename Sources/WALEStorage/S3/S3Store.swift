@@ -27,6 +27,13 @@ public struct S3Store: ObjectStore {
             self.baseDelay = baseDelay
         }
 
+        /// The sleep after failure number `n` (1-based): a random value in [d/2, d] with
+        /// d = min(8 s, baseDelay · 2^(n-1)).
+        func delay(afterFailure n: Int) -> Double {
+            let d = min(8, baseDelay * Double(1 << min(n - 1, 20)))
+            return d / 2 + Double.random(in: 0...(d / 2))
+        }
+
         /// Runs `body`, again after I/O errors (the transient kind) with exponential backoff
         /// (at most 8 s) and full jitter, up to `attempts` in all. The Azure store uses it too.
         func run<R>(_ what: String, logger: Logger, _ body: () async throws -> R) async throws -> R {
@@ -37,8 +44,7 @@ public struct S3Store: ObjectStore {
                 } catch let e as WALEError where e.kind == .io && !e.retriesExhausted {
                     guard failure + 1 < attempts else { throw e.exhaustingRetries() }
                     failure += 1
-                    let d = min(8, baseDelay * Double(1 << min(failure - 1, 20)))
-                    let wait = d / 2 + Double.random(in: 0...(d / 2))
+                    let wait = delay(afterFailure: failure)
                     logger.warning("retrying \(what)", detail: e.description, hint: "attempt \(failure + 1) of \(attempts)")
                     try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
                 }
@@ -262,11 +268,9 @@ public struct S3Store: ObjectStore {
         let first = try await get(key, range: [])
         let source = ResumableBody(
             first: first, what: "GET s3://\(config.bucket)/\(key)", limits: config.limits,
-            retry: RetryBudget(attempts: retry.attempts, baseDelay: retry.baseDelay, logger: logger)
+            retry: RetryBudget(retry, logger: logger)
         ) { offset, etag in
-            let resp = try await get(key, range: rangeHeaders(offset: offset, etag: etag))
-            try checkResumed(resp, offset: offset, what: "GET s3://\(config.bucket)/\(key)")
-            return resp
+            try await get(key, range: rangeHeaders(offset: offset, etag: etag))
         }
         return try await body(source)
     }

@@ -164,11 +164,9 @@ public struct WABSStore: ObjectStore {
         let first = try await get(key, range: [])
         let source = ResumableBody(
             first: first, what: "GET \(target)/\(key)", limits: config.limits,
-            retry: RetryBudget(attempts: retry.attempts, baseDelay: retry.baseDelay, logger: logger)
+            retry: RetryBudget(retry, logger: logger)
         ) { offset, etag in
-            let resp = try await get(key, range: rangeHeaders(offset: offset, etag: etag, rangeHeader: "x-ms-range"))
-            try checkResumed(resp, offset: offset, what: "GET \(target)/\(key)")
-            return resp
+            try await get(key, range: rangeHeaders(offset: offset, etag: etag, rangeHeader: "x-ms-range"))
         }
         return try await body(source)
     }
