@@ -180,9 +180,7 @@ struct WALFetchCommand: WALECommand {
     private func prefetcherArguments(_ ctx: Context) -> [String] {
         var args: [String] = []
         if global.terse { args.append("--terse") }
-        if let k = global.awsAccessKeyID { args += ["--aws-access-key-id", k] }
-        if global.awsInstanceProfile { args.append("--aws-instance-profile") }
-        if let a = global.wabsAccountName { args += ["--wabs-account-name", a] }
+        args += Stores.childArguments(global.flags, scheme: ctx.config.prefix.scheme)
         args += ["wal-prefetch", "--prefix", ctx.config.prefix.raw, "--compression", ctx.compression.rawValue]
         args += ["--concurrency", String(min(max(prefetch, 1), 4))]
         return args

@@ -29,7 +29,7 @@ enum Backends {
             var c = try WABSConfiguration.resolve(container: "conformance", env: e, accountFlag: nil)
             c.blockSize = 1 << 20  // several blocks with small objects
             c.listPageSize = 100  // several List Blobs pages
-            let store = try WABSStore(config: c, logger: .discard, attempts: 3)
+            let store = try WABSStore(config: c, logger: .discard, retry: RetryPolicy(attempts: 3))
             let made = try await store.send(.PUT, key: nil, query: [("restype", "container")], body: ByteBuffer(), what: "create container")
             #expect(made.status == 201 || made.code == "ContainerAlreadyExists")
             return (store, run)

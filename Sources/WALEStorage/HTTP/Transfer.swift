@@ -153,12 +153,12 @@ final class ResumableBody: ByteSource {
 
 /// The attempts one transfer may still make (the store's retry policy, counted across resumes).
 final class RetryBudget {
-    let policy: S3Store.Retry
+    let policy: RetryPolicy
     let logger: Logger
     private(set) var used = 1
     var attempts: Int { policy.attempts }
 
-    init(_ policy: S3Store.Retry, logger: Logger) {
+    init(_ policy: RetryPolicy, logger: Logger) {
         self.policy = policy
         self.logger = logger
     }

@@ -13,63 +13,17 @@ public enum CredentialSource: Sendable, Equatable {
 }
 
 /// Credentials and the time (seconds since the epoch) they stop working, if they do.
-public struct ExpiringCredentials: Sendable, Equatable {
-    public var credentials: AWSCredentials
-    public var expiration: Double?
-    public init(credentials: AWSCredentials, expiration: Double?) {
-        self.credentials = credentials
-        self.expiration = expiration
-    }
+public typealias ExpiringCredentials = Expiring<AWSCredentials>
+/// Temporary AWS keys from the instance metadata service, renewed before they expire.
+public typealias CredentialCache = TokenCache<AWSCredentials>
+
+extension Expiring where Value == AWSCredentials {
+    public init(credentials: AWSCredentials, expiration: Double?) { self.init(credentials, expiration: expiration) }
+    public var credentials: AWSCredentials { value }
 }
 
-/// Holds temporary credentials and fetches new ones `margin` seconds before they expire, so a
-/// long backup never signs with expired keys. Concurrent callers share one fetch; if a refresh
-/// fails while the old keys are still valid, the old keys are used.
-public actor CredentialCache {
-    let fetch: @Sendable () async throws -> ExpiringCredentials
-    let now: @Sendable () -> Double
-    let margin: Double
-    var current: ExpiringCredentials?
-    var inFlight: Task<ExpiringCredentials, any Error>?
-    /// How many fetches succeeded (for tests and logs).
-    public private(set) var fetchCount = 0
-
-    public init(
-        margin: Double = 300, now: @escaping @Sendable () -> Double = { POSIX.now() },
-        fetch: @escaping @Sendable () async throws -> ExpiringCredentials
-    ) {
-        self.margin = margin
-        self.now = now
-        self.fetch = fetch
-    }
-
-    public func credentials() async throws -> AWSCredentials {
-        if let c = current, c.expiration.map({ now() < $0 - margin }) ?? true { return c.credentials }
-        let task: Task<ExpiringCredentials, any Error>
-        if let t = inFlight {
-            task = t
-        } else {
-            let f = fetch
-            task = Task { try await f() }
-            inFlight = task
-        }
-        do {
-            let fresh = try await task.value
-            if inFlight == task {
-                inFlight = nil
-                current = fresh
-                fetchCount += 1
-            }
-            return fresh.credentials
-        } catch {
-            if inFlight == task { inFlight = nil }
-            if let c = current, let e = c.expiration, now() < e { return c.credentials }
-            throw error
-        }
-    }
-
-    /// Forgets the cached keys (S3 said they expired).
-    public func invalidate() { current = nil }
+extension TokenCache where Value == AWSCredentials {
+    public func credentials() async throws -> AWSCredentials { try await value() }
 }
 
 /// The EC2 instance metadata service: an IMDSv2 session token, the role attached to the

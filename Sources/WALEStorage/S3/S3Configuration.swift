@@ -194,7 +194,7 @@ public struct S3Configuration: Sendable, Equatable {
 
     /// The encoded path for a key (path style puts the bucket first).
     func path(_ key: String) -> String {
-        let k = SigV4Signer.uriEncode(key, keepSlash: true)
+        let k = percentEncode(key, keepSlash: true)
         return pathStyle ? "/\(bucket)/\(k)" : "/\(k)"
     }
 

@@ -1,71 +1,30 @@
 import AsyncHTTPClient
-import CWALESupport
 import Crypto
 import NIOCore
 import NIOHTTP1
-import NIOConcurrencyHelpers
-import NIOSSL
 import WALECodec
 import WALECore
 
-/// The `s3://` backend over async-http-client: SigV4 on every request, deadlines on every request,
-/// bounded retries with backoff and jitter on 5xx, SlowDown and connection failures.
-public struct S3Store: ObjectStore {
+/// The `s3://` backend: SigV4 on every request, on the shared HTTP core (deadlines, retries,
+/// resumed downloads) and parted-upload driver (multipart uploads).
+public struct S3Store: PartedUploadTarget {
     public let config: S3Configuration
-    let logger: Logger
-    let retry: Retry
-    /// Whole-request deadline for small requests (their bodies included); streamed bodies are
-    /// bounded by the idle timeout and the minimum-progress watchdog (TransferLimits).
-    var requestTimeout: TimeAmount { config.limits.deadline }
-
-    /// Retries of transient failures (kept local so storage does not depend on the engine).
-    public struct Retry: Sendable {
-        public var attempts: Int
-        public var baseDelay: Double
-        public init(attempts: Int, baseDelay: Double = 0.2) {
-            self.attempts = max(1, attempts)
-            self.baseDelay = baseDelay
-        }
-
-        /// The sleep after failure number `n` (1-based): a random value in [d/2, d] with
-        /// d = min(8 s, baseDelay · 2^(n-1)).
-        func delay(afterFailure n: Int) -> Double {
-            let d = min(8, baseDelay * Double(1 << min(n - 1, 20)))
-            return d / 2 + Double.random(in: 0...(d / 2))
-        }
-
-        /// Runs `body`, again after I/O errors (the transient kind) with exponential backoff
-        /// (at most 8 s) and full jitter, up to `attempts` in all. The Azure store uses it too.
-        func run<R>(_ what: String, logger: Logger, _ body: () async throws -> R) async throws -> R {
-            var failure = 0
-            while true {
-                do {
-                    return try await body()
-                } catch let e as WALEError where e.kind == .io && !e.retriesExhausted {
-                    guard failure + 1 < attempts else { throw e.exhaustingRetries() }
-                    failure += 1
-                    let wait = delay(afterFailure: failure)
-                    logger.warning("retrying \(what)", detail: e.description, hint: "attempt \(failure + 1) of \(attempts)")
-                    try await Task.sleep(nanoseconds: UInt64(wait * 1e9))
-                }
-            }
-        }
-    }
-
-    let client: HTTPClient
+    let core: HTTPCore
     /// Upload bytes buffered in memory at once, across every upload of this store.
     let budget: ByteBudget
     /// Temporary keys from the instance metadata service; nil for fixed keys.
     let credentialCache: CredentialCache?
+    var partSize: Int { config.partSize }
+    var partsInFlight: Int { config.partsInFlight }
 
-    public init(config: S3Configuration, logger: Logger, retry: Retry) throws {
+    public init(config: S3Configuration, logger: Logger, retry: RetryPolicy) throws {
         self.config = config
-        self.logger = logger
-        self.retry = retry
-        client = try Self.client(caBundle: config.caBundle, limits: config.limits)
+        core = try HTTPCore(
+            service: "S3", endpoint: "\(config.scheme)://\(config.authority)", caBundle: config.caBundle,
+            caVariable: "WALE_S3_CA_BUNDLE (or AWS_CA_BUNDLE)", limits: config.limits, retry: retry, logger: logger)
         budget = ByteBudget(capacity: config.uploadMemory)
         if case .instanceProfile(let endpoint) = config.credentials {
-            let imds = InstanceMetadataClient(endpoint: endpoint, client: try Self.client(caBundle: nil, limits: config.limits))
+            let imds = InstanceMetadataClient(endpoint: endpoint, client: try HTTPClients.shared(caBundle: nil, limits: config.limits))
             let log = logger
             credentialCache = CredentialCache {
                 let c = try await imds.fetch()
@@ -79,41 +38,6 @@ public struct S3Store: ObjectStore {
         }
     }
 
-    /// One client per trust configuration for the process: connection pool, connect and
-    /// idle-read timeouts, certificate verification always on.
-    static func client(caBundle: String?, limits: TransferLimits) throws -> HTTPClient {
-        let id = "\(caBundle ?? "")|\(limits.idleRead.nanoseconds)"
-        return try clients.withLockedValue { clients throws(WALEError) in
-            if let c = clients[id] { return c }
-            let c = try makeClient(caBundle: caBundle, idleRead: limits.idleRead)
-            clients[id] = c
-            return c
-        }
-    }
-    static let clients = NIOLockedValueBox<[String: HTTPClient]>([:])
-
-    static func makeClient(caBundle: String?, idleRead: TimeAmount) throws(WALEError) -> HTTPClient {
-        var c = HTTPClient.Configuration()
-        c.timeout = .init(connect: .seconds(5), read: idleRead)
-        c.connectionPool = .init(idleTimeout: .seconds(30))
-        c.decompression = .disabled
-        // HTTP/1.1 only, like S3 itself: over TLS async-http-client would negotiate HTTP/2 with
-        // servers that offer it (SeaweedFS does), and its HTTP/2 path trapped under parallel
-        // streaming uploads here (1 backup-push in 6 on the benchmark cluster).
-        c.httpVersion = .http1Only
-        if let caBundle {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.certificateVerification = .fullVerification
-            do {
-                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caBundle))
-            } catch {
-                throw WALEError(.user, "the CA bundle \(caBundle) holds no usable PEM certificate", detail: "\(error)")
-            }
-            c.tlsConfiguration = tls
-        }
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
-    }
-
     func currentCredentials() async throws -> AWSCredentials {
         switch config.credentials {
         case .fixed(let c): return c
@@ -123,20 +47,11 @@ public struct S3Store: ObjectStore {
 
     // MARK: requests
 
-    struct Response {
-        var status: Int
-        var headers: HTTPHeaders
-        var body: [UInt8]
-    }
-
-    func url(_ path: String, _ query: [(String, String)]) -> String {
-        let q = query.map { SigV4Signer.uriEncode($0.0, keepSlash: false) + "=" + SigV4Signer.uriEncode($0.1, keepSlash: false) }
-        return "\(config.scheme)://\(config.authority)\(path)" + (q.isEmpty ? "" : "?" + q.joined(separator: "&"))
-    }
+    typealias Response = HTTPCore.Response
 
     func signedRequest(
         _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: ByteBuffer? = nil,
-        handle: BodyHandle? = nil
+        handle: BodyHandle
     ) async throws -> HTTPClientRequest {
         let credentials = try await currentCredentials()
         // Over TLS a body that carries its own checksum (CRC32C or Content-MD5) is sent
@@ -151,20 +66,11 @@ public struct S3Store: ObjectStore {
         let auth = SigV4Signer(region: config.region).authorization(
             method: method.rawValue, path: path, query: query, headers: headers, payloadHash: payloadHash, amzDate: date,
             credentials: credentials)
-        var r = HTTPClientRequest(url: url(path, query))
+        var r = HTTPClientRequest(url: "\(config.scheme)://\(config.authority)\(path)" + queryString(query))
         r.method = method
         for (k, v) in headers where k != "host" { r.headers.add(name: k, value: v) }
         r.headers.add(name: "Authorization", value: auth)
-        if let body {
-            // Slices of the buffer (shared storage, no copy), handed over as the connection
-            // drains: TLS then encrypts 256 KiB at a time, not a second copy of the whole body.
-            // The handle lets the caller drop the storage once the attempt is over, whatever the
-            // HTTP client still holds on to: part buffers must not outlive their memory budget.
-            let h = handle ?? BodyHandle()
-            h.set(body)
-            r.body = .stream(BufferSlices(handle: h, group: client.eventLoopGroup), length: .known(Int64(body.readableBytes)))
-            r.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
-        }
+        if let body { core.attach(body, to: &r, handle: handle) }
         return r
     }
 
@@ -174,32 +80,16 @@ public struct S3Store: ObjectStore {
         what: String
     ) async throws -> Response {
         let path = key.map { config.path($0) } ?? config.bucketPath
-        return try await withRetries(what) {
-            let handle = BodyHandle()
-            defer { handle.clear() }
-            let req = try await signedRequest(method, path: path, query: query, headers: headers, body: body, handle: handle)
-            do {
-                let deadline = POSIX.monotonic() + config.limits.requestTimeout
-                let resp = try await client.execute(req, timeout: requestTimeout)
-                let data = try await collectBody(resp.body, limit: 64 << 20, deadline: deadline, what: what)
-                let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
-                try await refreshIfExpired(r, what)
-                // BadDigest: the body the server received does not match its checksum, so it was
-                // damaged on the way; sending it again is the cure.
-                if r.status >= 500 || r.status == 429 || ["SlowDown", "BadDigest"].contains(s3Code(r.body)) {
-                    throw transientError(r, what)
-                }
-                return r
-            } catch let e as WALEError {
-                throw e
-            } catch {
-                throw requestFailed(error, what)
+        return try await core.send(what) { handle in
+            try await signedRequest(method, path: path, query: query, headers: headers, body: body, handle: handle)
+        } check: { r in
+            try await refreshIfExpired(r, what)
+            // BadDigest: the body the server received does not match its checksum, so it was
+            // damaged on the way; sending it again is the cure.
+            if HTTPCore.isTransientStatus(r.status) || ["SlowDown", "BadDigest"].contains(s3Code(r.body)) {
+                throw transientError(r, what)
             }
         }
-    }
-
-    func withRetries<R>(_ what: String, _ body: () async throws -> R) async throws -> R {
-        try await retry.run(what, logger: logger, body)
     }
 
     /// Instance-profile keys S3 calls expired are dropped and the request retried with fresh ones.
@@ -209,18 +99,6 @@ public struct S3Store: ObjectStore {
         else { return }
         await cache.invalidate()
         throw WALEError(.io, "S3 answered \(code) to \(what); fetching new instance credentials")
-    }
-
-    /// A request that got no answer: TLS verification failures are the user's to fix (and not
-    /// retried); anything else (refused, reset, timed out) is transient.
-    func requestFailed(_ error: any Error, _ what: String) -> WALEError {
-        if let e = error as? WALEError { return e }
-        if error is NIOSSLError || error is NIOSSLExtraError || "\(error)".contains("handshakeFailed") {
-            return WALEError(
-                .user, "TLS verification of \(config.scheme)://\(config.authority) failed: \(what)", detail: redactedDescription(error),
-                hint: "if the server uses a private CA, set WALE_S3_CA_BUNDLE (or AWS_CA_BUNDLE) to its PEM file")
-        }
-        return WALEError(.io, "S3 request failed: \(what)", detail: redactedDescription(error), hint: "is \(config.scheme)://\(config.authority) reachable?")
     }
 
     func transientError(_ r: Response, _ what: String) -> WALEError {
@@ -265,177 +143,97 @@ public struct S3Store: ObjectStore {
     }
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
-        let first = try await get(key, range: [])
-        let source = ResumableBody(
-            first: first, what: "GET s3://\(config.bucket)/\(key)", limits: config.limits,
-            retry: RetryBudget(retry, logger: logger)
-        ) { offset, etag in
-            try await get(key, range: rangeHeaders(offset: offset, etag: etag))
-        }
-        return try await body(source)
+        try await core.read("GET s3://\(config.bucket)/\(key)", get: { range in try await get(key, range: range) }, body)
     }
 
     /// A GET whose head said 200 (or 206 for a range); anything else becomes its error.
     func get(_ key: String, range: [(String, String)]) async throws -> HTTPClientResponse {
-        try await withRetries("GET \(key)") {
-            let req = try await signedRequest(.GET, path: config.path(key), headers: range)
-            let resp: HTTPClientResponse
-            do {
-                resp = try await client.execute(req, timeout: requestTimeout)
-            } catch {
-                throw requestFailed(error, "GET \(key)")
-            }
-            if resp.status == .ok || resp.status == .partialContent || resp.status == .preconditionFailed { return resp }
-            let data = try await collectBody(resp.body, limit: 1 << 20, deadline: POSIX.monotonic() + config.limits.requestTimeout, what: "GET \(key)")
-            let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
-            try await refreshIfExpired(r, "GET \(key)")
+        let what = "GET \(key)"
+        return try await core.open(what) { handle in
+            try await signedRequest(.GET, path: config.path(key), headers: range, handle: handle)
+        } refuse: { r in
+            try await refreshIfExpired(r, what)
             // A missing bucket is a configuration error, not a missing object: wal-fetch must not
             // tell PostgreSQL that the archive ends here.
             if r.status == 404 && s3Code(r.body) != "NoSuchBucket" {
                 throw WALEError(.notFound, "object \(key) does not exist", detail: "s3://\(config.bucket)/\(key)")
             }
-            if r.status >= 500 || r.status == 429 { throw transientError(r, "GET \(key)") }
-            throw failure(r, "GET \(key)", key: key)
+            if HTTPCore.isTransientStatus(r.status) { throw transientError(r, what) }
+            throw failure(r, what, key: key)
         }
     }
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
-        if options.ifAbsent, options.gate == nil, try await info(key) != nil { return .alreadyExists }
-        let parts = PartReader(source, size: config.partSize)
-        // One PUT when the whole object fits the first part; its metadata can then include what is
-        // known only at the end. The caller's check ran while the part was read; nothing is sent
-        // before it says so. Every buffered byte is held against the store's budget.
-        guard let (firstBytes, ended, firstHold) = try await readFirstPart(parts, options: options, budget: budget) else { return .alreadyExists }
-        var first = firstBytes
+        try await partedWrite(key, from: source, options: options)
+    }
+
+    /// The headers every new object gets (its metadata known up front included).
+    func objectHeaders(_ options: WriteOptions, metadata: [String: String]) -> [(String, String)] {
         var headers: [(String, String)] = []
         if let ct = options.contentType { headers.append(("content-type", ct)) }
         if let sse = config.serverSideEncryption { headers.append(("x-amz-server-side-encryption", sse)) }
         if let kms = config.kmsKeyID { headers.append(("x-amz-server-side-encryption-aws-kms-key-id", kms)) }
         if let sc = config.storageClass { headers.append(("x-amz-storage-class", sc)) }
-        for (k, v) in options.metadata { headers.append(("x-amz-meta-" + k, v)) }
-        if ended {
-            var h = headers + [checksumHeader(first)]
-            for (k, v) in options.lateMetadata?.value() ?? [:] { h.append(("x-amz-meta-" + k, v)) }
-            if options.ifAbsent { h.append(("if-none-match", "*")) }
-            let r: Response
-            do {
-                r = try await send(.PUT, key: key, headers: h, body: first, what: "PUT \(key)")
-                await budget.release(firstHold)
-            } catch {
-                await budget.release(firstHold)
-                throw error
-            }
-            if r.status == 412 { return .alreadyExists }
-            guard r.status == 200 else { throw failure(r, "PUT \(key)", key: key) }
-            return .created
-        }
-        // Multipart: fixed-size parts, several in flight, each retried on its own; each part holds
-        // its share of the budget until it is uploaded.
-        // Keep only the first part's share: an upload never holds budget while it waits for more
-        // (only parts in flight hold it, and they finish on their own), so uploads cannot deadlock.
-        // The carried-over slack (at most 1 MiB past a part, more only for a known-size WAL file
-        // above 16 MiB) is briefly outside the count.
-        await budget.release(max(0, firstHold - config.partSize))
-        // Handed over in a box: this frame's copy would otherwise pin the first part's storage
-        // until the whole object is uploaded.
-        let box = PartBox(first)
-        first = ByteBuffer()
-        return try await multipartUpload(key, headers: headers, first: box, parts: parts)
+        for (k, v) in metadata.sorted(by: { $0.key < $1.key }) { headers.append(("x-amz-meta-" + k, v)) }
+        return headers
     }
 
-    func multipartUpload(_ key: String, headers: [(String, String)], first: PartBox, parts: PartReader) async throws -> WriteOutcome {
-        let start: Response
+    func putWhole(_ key: String, _ body: ByteBuffer, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
+        var h = objectHeaders(options, metadata: metadata) + [checksumHeader(body)]
+        if options.ifAbsent { h.append(("if-none-match", "*")) }
+        let r = try await send(.PUT, key: key, headers: h, body: body, what: "PUT \(key)")
+        if r.status == 412 { return .alreadyExists }
+        guard r.status == 200 else { throw failure(r, "PUT \(key)", key: key) }
+        return .created
+    }
+
+    func begin(_ key: String, options: WriteOptions) async throws -> Multipart {
         // Parts carrying a flexible checksum need the algorithm declared up front.
-        let createHeaders = headers + (config.checksum == .crc32c ? [("x-amz-checksum-algorithm", "CRC32C")] : [])
-        do {
-            start = try await send(
-                .POST, key: key, query: [("uploads", "")], headers: createHeaders, body: ByteBuffer(), what: "CreateMultipartUpload \(key)")
-        } catch {
-            await budget.release(config.partSize)
-            throw error
-        }
+        let headers = objectHeaders(options, metadata: options.metadata) + (config.checksum == .crc32c ? [("x-amz-checksum-algorithm", "CRC32C")] : [])
+        let start = try await send(.POST, key: key, query: [("uploads", "")], headers: headers, body: ByteBuffer(), what: "CreateMultipartUpload \(key)")
         guard start.status == 200, let uploadID = xmlValues(start.body, "UploadId").first else {
-            await budget.release(config.partSize)
             throw failure(start, "CreateMultipartUpload \(key)", key: key)
         }
-        let budget = self.budget
-        let held = config.partSize
-        do {
-            var etags: [(Int, UploadedPart)] = []
-            try await withThrowingTaskGroup(of: (Int, UploadedPart).self) { group in
-                var number = 1
-                var inFlight = 0
-                var part: ByteBuffer? = first.take()
-                // No binding of the part's buffer: one would live on through the wait for budget
-                // and the read of the next part, an extra part per upload beyond the budget.
-                while let size = part?.readableBytes, size > 0 || number == 1 {
-                    if inFlight >= config.partsInFlight {
-                        do {
-                            if let done = try await group.next() {
-                                etags.append(done)
-                                inFlight -= 1
-                            }
-                        } catch {
-                            await budget.release(held)  // this part never went up
-                            throw error
-                        }
-                    }
-                    let n = number
-                    // The task takes the buffer out of the box, so it is freed when the part is
-                    // done, before its budget is given back (a finished child task's captures can
-                    // live until the group collects it).
-                    let box = PartBox(part!)
-                    part = nil
-                    group.addTask {
-                        do {
-                            let etag = try await uploadPart(key, uploadID, n, box.take())
-                            await budget.release(held)
-                            return (n, etag)
-                        } catch {
-                            await budget.release(held)
-                            throw error
-                        }
-                    }
-                    inFlight += 1
-                    number += 1
-                    await budget.acquire(held)
-                    let next: ByteBuffer
-                    do { next = try await parts.next() } catch {
-                        await budget.release(held)
-                        throw error
-                    }
-                    if next.readableBytes == 0 { await budget.release(held) }
-                    part = next.readableBytes == 0 ? nil : next
-                }
-                for try await done in group { etags.append(done) }
-            }
-            etags.sort { $0.0 < $1.0 }
-            let xml = "<CompleteMultipartUpload>" + etags.map { n, part in
-                "<Part><PartNumber>\(n)</PartNumber><ETag>\(xmlEscape(part.etag))</ETag>"
+        return Multipart(store: self, key: key, uploadID: uploadID)
+    }
+
+    /// One multipart upload: fixed-size parts each retried on its own, completed in order, aborted
+    /// on failure (S3 keeps the parts of an upload nobody completes or aborts).
+    struct Multipart: PartSession {
+        let store: S3Store
+        let key: String
+        let uploadID: String
+
+        /// A part as CompleteMultipartUpload must name it.
+        struct Part: Sendable {
+            var etag: String
+            var crc32c: String?
+        }
+
+        func put(part n: Int, _ body: ByteBuffer) async throws -> Part {
+            let checksum = store.checksumHeader(body)
+            let what = "UploadPart \(n) of \(key)"
+            let r = try await store.send(
+                .PUT, key: key, query: [("partNumber", String(n)), ("uploadId", uploadID)], headers: [checksum], body: body, what: what)
+            guard r.status == 200, let etag = r.headers.first(name: "etag") else { throw store.failure(r, what, key: key) }
+            return Part(etag: etag, crc32c: store.config.checksum == .crc32c ? checksum.1 : nil)
+        }
+
+        /// The metadata went with CreateMultipartUpload; S3 cannot add more at the end.
+        func commit(_ parts: [Part], metadata: [String: String]) async throws -> WriteOutcome {
+            let xml = "<CompleteMultipartUpload>" + parts.enumerated().map { i, part in
+                "<Part><PartNumber>\(i + 1)</PartNumber><ETag>\(xmlEscape(part.etag))</ETag>"
                     + (part.crc32c.map { "<ChecksumCRC32C>\($0)</ChecksumCRC32C>" } ?? "") + "</Part>"
             }.joined() + "</CompleteMultipartUpload>"
-            let done = try await send(.POST, key: key, query: [("uploadId", uploadID)], body: ByteBuffer(string: xml), what: "CompleteMultipartUpload \(key)")
-            guard done.status == 200, s3Code(done.body) == nil else { throw failure(done, "CompleteMultipartUpload \(key)", key: key) }
+            let what = "CompleteMultipartUpload \(key)"
+            let done = try await store.send(.POST, key: key, query: [("uploadId", uploadID)], body: ByteBuffer(string: xml), what: what)
+            guard done.status == 200, s3Code(done.body) == nil else { throw store.failure(done, what, key: key) }
             return .created
-        } catch {
-            _ = try? await send(.DELETE, key: key, query: [("uploadId", uploadID)], what: "AbortMultipartUpload \(key)")
-            throw error
         }
-    }
 
-    /// A part as CompleteMultipartUpload must name it.
-    struct UploadedPart: Sendable {
-        var etag: String
-        var crc32c: String?
-    }
-
-    func uploadPart(_ key: String, _ uploadID: String, _ n: Int, _ body: ByteBuffer) async throws -> UploadedPart {
-        let checksum = checksumHeader(body)
-        let r = try await send(
-            .PUT, key: key, query: [("partNumber", String(n)), ("uploadId", uploadID)], headers: [checksum],
-            body: body, what: "UploadPart \(n) of \(key)")
-        guard r.status == 200, let etag = r.headers.first(name: "etag") else { throw failure(r, "UploadPart \(n) of \(key)", key: key) }
-        return UploadedPart(etag: etag, crc32c: config.checksum == .crc32c ? checksum.1 : nil)
+        func abort() async {
+            _ = try? await store.send(.DELETE, key: key, query: [("uploadId", uploadID)], what: "AbortMultipartUpload \(key)")
+        }
     }
 
     /// The header that lets the server check a body it received.
@@ -447,24 +245,20 @@ public struct S3Store: ObjectStore {
     }
 
     public func list(prefix: String) async throws -> [ObjectInfo] {
-        var out: [ObjectInfo] = []
-        var token: String?
-        repeat {
+        try await listAllPages { token in
             var q: [(String, String)] = [("list-type", "2"), ("prefix", prefix)]
             if let token { q.append(("continuation-token", token)) }
             let r = try await send(.GET, key: nil, query: q, what: "ListObjectsV2 \(prefix)")
             guard r.status == 200 else { throw failure(r, "ListObjectsV2 \(prefix)", key: prefix) }
-            for c in xmlBlocks(r.body, "Contents") {
-                guard let k = xmlValues(c, "Key").first else { continue }
+            let objects = xmlBlocks(r.body, "Contents").compactMap { c -> ObjectInfo? in
+                guard let k = xmlValues(c, "Key").first else { return nil }
                 let modified = xmlValues(c, "LastModified").first
-                out.append(
-                    ObjectInfo(
-                        key: k, size: Int64(xmlValues(c, "Size").first ?? "0") ?? 0,
-                        lastModified: modified.flatMap(parseISO8601) ?? 0, lastModifiedText: modified))
+                return ObjectInfo(
+                    key: k, size: Int64(xmlValues(c, "Size").first ?? "0") ?? 0, lastModified: modified.flatMap(parseISO8601) ?? 0,
+                    lastModifiedText: modified)
             }
-            token = xmlValues(r.body, "IsTruncated").first == "true" ? xmlValues(r.body, "NextContinuationToken").first : nil
-        } while token != nil
-        return out
+            return (objects, xmlValues(r.body, "IsTruncated").first == "true" ? xmlValues(r.body, "NextContinuationToken").first : nil)
+        }
     }
 
     public func delete(_ keys: [String]) async throws {
@@ -488,26 +282,5 @@ public struct S3Store: ObjectStore {
 }
 
 
-func md5Base64(_ b: ByteBuffer) -> String { b.withUnsafeReadableBytes { base64(Array(Insecure.MD5.hash(data: $0))) } }
-
-/// S3's CRC32C form: the four big-endian bytes of the CRC, base64.
-func crc32cBase64(_ b: ByteBuffer) -> String {
-    let c = b.withUnsafeReadableBytes { wale_crc32c(0, $0.baseAddress, $0.count) }
-    return base64([UInt8(c >> 24), UInt8(truncatingIfNeeded: c >> 16), UInt8(truncatingIfNeeded: c >> 8), UInt8(truncatingIfNeeded: c)])
-}
-
-func base64(_ bytes: [UInt8]) -> String {
-    let t = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-    var out: [UInt8] = []
-    var i = 0
-    while i < bytes.count {
-        let n = min(3, bytes.count - i)
-        let v = (UInt32(bytes[i]) << 16) | (n > 1 ? UInt32(bytes[i + 1]) << 8 : 0) | (n > 2 ? UInt32(bytes[i + 2]) : 0)
-        out.append(t[Int(v >> 18 & 63)])
-        out.append(t[Int(v >> 12 & 63)])
-        out.append(n > 1 ? t[Int(v >> 6 & 63)] : UInt8(ascii: "="))
-        out.append(n > 2 ? t[Int(v & 63)] : UInt8(ascii: "="))
-        i += 3
-    }
-    return String(decoding: out, as: UTF8.self)
-}
+func s3Code(_ body: [UInt8]) -> String? { xmlErrorCode(body) }
+func s3Message(_ body: [UInt8]) -> String? { xmlValues(body, "Message").first }

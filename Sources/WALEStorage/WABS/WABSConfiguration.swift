@@ -92,7 +92,7 @@ public struct WABSConfiguration: Sendable {
 
     /// The encoded path of a blob, or of the container with `key` nil.
     func path(_ key: String?) -> String {
-        "\(basePath)/\(container)" + (key.map { "/" + SigV4Signer.uriEncode($0, keepSlash: true) } ?? "")
+        "\(basePath)/\(container)" + (key.map { "/" + percentEncode($0, keepSlash: true) } ?? "")
     }
 }
 

@@ -14,23 +14,22 @@ import WALECore
 /// also carries the metadata known only at the end. `If-None-Match: *` makes WAL objects
 /// create-only. Metadata names cannot hold `-` on Azure: `wale-content-sha256` is stored as
 /// `wale_content_sha256` and read back under its usual name.
-public struct WABSStore: ObjectStore {
+public struct WABSStore: PartedUploadTarget {
     public let config: WABSConfiguration
-    let logger: Logger
-    let retry: S3Store.Retry
-    let client: HTTPClient
+    let core: HTTPCore
     let budget: ByteBudget
     static let version = "2021-08-06"
+    var partSize: Int { config.blockSize }
+    var partsInFlight: Int { config.blocksInFlight }
 
-    public init(config: WABSConfiguration, logger: Logger, attempts: Int) throws {
+    public init(config: WABSConfiguration, logger: Logger, retry: RetryPolicy) throws {
         self.config = config
-        self.logger = logger
-        retry = S3Store.Retry(attempts: attempts)
-        client = try S3Store.client(caBundle: nil, limits: config.limits)
+        core = try HTTPCore(
+            service: "Azure", endpoint: "\(config.scheme)://\(config.authority)", caBundle: nil, caVariable: "SSL_CERT_FILE",
+            limits: config.limits, retry: retry, logger: logger)
         budget = ByteBudget(capacity: config.uploadMemory)
     }
 
-    var requestTimeout: TimeAmount { config.limits.deadline }
     var target: String { "wabs://\(config.container)" }
 
     // MARK: requests
@@ -58,69 +57,43 @@ public struct WABSStore: ObjectStore {
 
     func request(
         _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: ByteBuffer? = nil,
-        handle: BodyHandle? = nil
+        handle: BodyHandle
     ) -> HTTPClientRequest {
         let path = config.path(key)
         var headers: [(String, String)] = [("x-ms-date", httpDate(POSIX.now())), ("x-ms-version", Self.version)] + extra
         if let body { headers.append(("content-length", String(body.readableBytes))) }
-        var all = query.map { SigV4Signer.uriEncode($0.0, keepSlash: false) + "=" + SigV4Signer.uriEncode($0.1, keepSlash: false) }
+        var sas: String?
         switch config.credential {
         case .sharedKey(let key):
             let sts = Self.stringToSign(method: method.rawValue, path: path, query: query, headers: headers, account: config.account)
             let mac = HMAC<SHA256>.authenticationCode(for: Array(sts.utf8), using: SymmetricKey(data: key))
             headers.append(("authorization", "SharedKey \(config.account):\(base64(Array(mac)))"))
         case .sas(let token):
-            all.append(token)
+            sas = token
         }
-        var r = HTTPClientRequest(url: "\(config.scheme)://\(config.authority)\(path)" + (all.isEmpty ? "" : "?" + all.joined(separator: "&")))
+        let q = queryString(query)
+        var r = HTTPClientRequest(url: "\(config.scheme)://\(config.authority)\(path)" + q + (sas.map { (q.isEmpty ? "?" : "&") + $0 } ?? ""))
         r.method = method
         for (k, v) in headers { r.headers.replaceOrAdd(name: k, value: v) }
-        if let body {
-            let h = handle ?? BodyHandle()
-            h.set(body)
-            r.body = .stream(BufferSlices(handle: h, group: client.eventLoopGroup), length: .known(Int64(body.readableBytes)))
-        }
+        if let body { core.attach(body, to: &r, handle: handle) }
         return r
     }
 
-    struct Response {
-        var status: Int
-        var headers: HTTPHeaders
-        var body: [UInt8]
-        var code: String? { headers.first(name: "x-ms-error-code") ?? xmlValues(body, "Code").first }
-    }
+    typealias Response = HTTPCore.Response
 
     /// Sends a request and reads the whole (small) answer, retrying transient failures.
     func send(
         _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [], body: ByteBuffer? = nil,
         what: String
     ) async throws -> Response {
-        try await withRetries(what) {
-            let handle = BodyHandle()
-            defer { handle.clear() }
-            let req = request(method, key: key, query: query, headers: headers, body: body, handle: handle)
-            let resp: HTTPClientResponse
-            var data: [UInt8] = []
-            do {
-                let deadline = POSIX.monotonic() + config.limits.requestTimeout
-                resp = try await client.execute(req, timeout: requestTimeout)
-                data = try await collectBody(resp.body, limit: 64 << 20, deadline: deadline, what: what)
-            } catch let e as WALEError {
-                throw e
-            } catch {
-                throw WALEError(.io, "Azure request failed: \(what)", detail: redactedDescription(error), hint: "is \(config.scheme)://\(config.authority) reachable?")
-            }
-            let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
+        try await core.send(what) { handle in
+            request(method, key: key, query: query, headers: headers, body: body, handle: handle)
+        } check: { r in
             // Md5Mismatch: the body was damaged on the way; sending it again is the cure.
-            if r.status >= 500 || r.status == 429 || r.code == "Md5Mismatch" {
+            if HTTPCore.isTransientStatus(r.status) || r.code == "Md5Mismatch" {
                 throw WALEError(.io, "Azure answered \(r.status) \(r.code ?? "") to \(what)", detail: xmlValues(r.body, "Message").first)
             }
-            return r
         }
-    }
-
-    func withRetries<R>(_ what: String, _ body: () async throws -> R) async throws -> R {
-        try await retry.run(what, logger: logger, body)
     }
 
     /// A clear error for a refused request: names the container and blob, never the key.
@@ -161,178 +134,110 @@ public struct WABSStore: ObjectStore {
     }
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
-        let first = try await get(key, range: [])
-        let source = ResumableBody(
-            first: first, what: "GET \(target)/\(key)", limits: config.limits,
-            retry: RetryBudget(retry, logger: logger)
-        ) { offset, etag in
-            try await get(key, range: rangeHeaders(offset: offset, etag: etag, rangeHeader: "x-ms-range"))
-        }
-        return try await body(source)
+        try await core.read("GET \(target)/\(key)", rangeHeader: "x-ms-range", get: { range in try await get(key, range: range) }, body)
     }
 
     /// A Get Blob whose head said 200 (or 206 for a range); anything else becomes its error.
     func get(_ key: String, range: [(String, String)]) async throws -> HTTPClientResponse {
-        try await withRetries("GET \(key)") {
-            let resp: HTTPClientResponse
-            do {
-                resp = try await client.execute(request(.GET, key: key, headers: range), timeout: requestTimeout)
-            } catch {
-                throw WALEError(.io, "Azure request failed: GET \(key)", detail: redactedDescription(error))
-            }
-            if resp.status == .ok || resp.status == .partialContent || resp.status == .preconditionFailed { return resp }
-            let data = try await collectBody(resp.body, limit: 1 << 20, deadline: POSIX.monotonic() + config.limits.requestTimeout, what: "GET \(key)")
-            let r = Response(status: Int(resp.status.code), headers: resp.headers, body: data)
+        let what = "GET \(key)"
+        return try await core.open(what) { handle in
+            request(.GET, key: key, headers: range, handle: handle)
+        } refuse: { r in
             if r.status == 404 && r.code != "ContainerNotFound" {
                 throw WALEError(.notFound, "object \(key) does not exist", detail: "\(target)/\(key)")
             }
-            if r.status >= 500 || r.status == 429 { throw WALEError(.io, "Azure answered \(r.status) to GET \(key)") }
-            throw failure(r, "GET \(key)", key: key)
+            if HTTPCore.isTransientStatus(r.status) { throw WALEError(.io, "Azure answered \(r.status) to \(what)") }
+            throw failure(r, what, key: key)
         }
     }
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
-        if options.ifAbsent, options.gate == nil, try await info(key) != nil { return .alreadyExists }
-        let size = config.blockSize
-        let parts = PartReader(source, size: size)
-        guard let (firstBytes, ended, firstHold) = try await readFirstPart(parts, options: options, budget: budget) else { return .alreadyExists }
-        var first = firstBytes
-        var headers: [(String, String)] = []
-        if let ct = options.contentType { headers.append(("x-ms-blob-content-type", ct)) }
-        func withMetadata(_ h: [(String, String)]) -> [(String, String)] {
-            var h = h
-            for (k, v) in options.metadata.merging(options.lateMetadata?.value() ?? [:], uniquingKeysWith: { $1 }) {
-                h.append(("x-ms-meta-" + k.replacingHyphens(), v))
-            }
-            if options.ifAbsent { h.append(("if-none-match", "*")) }
-            return h
-        }
-        let r: Response
-        if ended {
-            do {
-                r = try await send(
-                    .PUT, key: key, headers: withMetadata(headers + [("x-ms-blob-type", "BlockBlob"), ("content-md5", md5Base64(first))]),
-                    body: first, what: "Put Blob \(key)")
-                await budget.release(firstHold)
-            } catch {
-                await budget.release(firstHold)
-                throw error
-            }
-        } else {
-            await budget.release(max(0, firstHold - size))
-            let box = PartBox(first)
-            first = ByteBuffer()
-            let ids = try await putBlocks(key, first: box, parts: parts)
-            let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + ids.map { "<Latest>\($0)</Latest>" }.joined() + "</BlockList>"
-            let body = ByteBuffer(string: xml)
-            r = try await send(
-                .PUT, key: key, query: [("comp", "blocklist")], headers: withMetadata(headers + [("content-md5", md5Base64(body))]), body: body,
-                what: "Put Block List \(key)")
-        }
+        try await partedWrite(key, from: source, options: options)
+    }
+
+    /// The content type, the metadata (Azure names cannot hold `-`) and the create-only condition.
+    func blobHeaders(_ options: WriteOptions, metadata: [String: String]) -> [(String, String)] {
+        var h: [(String, String)] = []
+        if let ct = options.contentType { h.append(("x-ms-blob-content-type", ct)) }
+        for (k, v) in metadata.sorted(by: { $0.key < $1.key }) { h.append(("x-ms-meta-" + k.replacingHyphens(), v)) }
+        if options.ifAbsent { h.append(("if-none-match", "*")) }
+        return h
+    }
+
+    func outcome(_ r: Response, _ what: String, key: String) throws -> WriteOutcome {
         if r.status == 412 || r.status == 409 && r.code == "BlobAlreadyExists" { return .alreadyExists }
-        guard r.status == 201 else { throw failure(r, "write \(key)", key: key) }
+        guard r.status == 201 else { throw failure(r, what, key: key) }
         return .created
     }
 
-    /// Uploads the blocks (the first one given, the rest read from `parts`), a few at a time, each
-    /// holding its share of the memory budget until it is sent; returns the block IDs in order.
-    func putBlocks(_ key: String, first: PartBox, parts: PartReader) async throws -> [String] {
-        let held = config.blockSize
-        let budget = self.budget
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            var ids: [String] = []
-            var part: ByteBuffer? = first.take()
-            var inFlight = 0
-            while let size = part?.readableBytes, size > 0 {
-                if inFlight >= config.blocksInFlight {
-                    do {
-                        try await group.next()
-                        inFlight -= 1
-                    } catch {
-                        await budget.release(held)
-                        throw error
-                    }
-                }
-                // Fixed-length IDs (Azure requires one length per blob).
-                let n = ids.count
-                let id = base64(Array(sixDigits(n).utf8))
-                ids.append(id)
-                let box = PartBox(part!)
-                part = nil
-                group.addTask {
-                    do {
-                        let body = box.take()
-                        let what = "Put Block \(n) of \(key)"
-                        let r = try await send(
-                            .PUT, key: key, query: [("blockid", id), ("comp", "block")], headers: [("content-md5", md5Base64(body))],
-                            body: body, what: what)
-                        guard r.status == 201 else { throw failure(r, what, key: key) }
-                        await budget.release(held)
-                    } catch {
-                        await budget.release(held)
-                        throw error
-                    }
-                }
-                inFlight += 1
-                await budget.acquire(held)
-                let next: ByteBuffer
-                do { next = try await parts.next() } catch {
-                    await budget.release(held)
-                    throw error
-                }
-                if next.readableBytes == 0 { await budget.release(held) }
-                part = next.readableBytes == 0 ? nil : next
-            }
-            try await group.waitForAll()
-            return ids
+    func putWhole(_ key: String, _ body: ByteBuffer, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
+        let headers = blobHeaders(options, metadata: metadata) + [("x-ms-blob-type", "BlockBlob"), ("content-md5", md5Base64(body))]
+        let r = try await send(.PUT, key: key, headers: headers, body: body, what: "Put Blob \(key)")
+        return try outcome(r, "write \(key)", key: key)
+    }
+
+    func begin(_ key: String, options: WriteOptions) async throws -> Blocks { Blocks(store: self, key: key, options: options) }
+
+    /// Put Block × N, then one Put Block List that carries the metadata known only at the end.
+    /// Uncommitted blocks of an abandoned upload are dropped by Azure itself (after a week).
+    struct Blocks: PartSession {
+        let store: WABSStore
+        let key: String
+        let options: WriteOptions
+
+        /// Fixed-length IDs (Azure requires one length per blob).
+        static func id(_ n: Int) -> String { base64(Array(sixDigits(n - 1).utf8)) }
+
+        func put(part n: Int, _ body: ByteBuffer) async throws -> String {
+            let id = Self.id(n)
+            let what = "Put Block \(n - 1) of \(key)"
+            let r = try await store.send(
+                .PUT, key: key, query: [("blockid", id), ("comp", "block")], headers: [("content-md5", md5Base64(body))], body: body, what: what)
+            guard r.status == 201 else { throw store.failure(r, what, key: key) }
+            return id
         }
+
+        func commit(_ ids: [String], metadata: [String: String]) async throws -> WriteOutcome {
+            let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>" + ids.map { "<Latest>\($0)</Latest>" }.joined() + "</BlockList>"
+            let body = ByteBuffer(string: xml)
+            let r = try await store.send(
+                .PUT, key: key, query: [("comp", "blocklist")], headers: store.blobHeaders(options, metadata: metadata) + [("content-md5", md5Base64(body))],
+                body: body, what: "Put Block List \(key)")
+            return try store.outcome(r, "write \(key)", key: key)
+        }
+
+        func abort() async {}
     }
 
     public func list(prefix: String) async throws -> [ObjectInfo] {
-        var out: [ObjectInfo] = []
-        var marker: String?
-        repeat {
+        try await listAllPages { marker in
             var q: [(String, String)] = [("comp", "list"), ("prefix", prefix), ("restype", "container")]
             if let marker { q.append(("marker", marker)) }
             if let n = config.listPageSize { q.append(("maxresults", String(n))) }
             let r = try await send(.GET, key: nil, query: q, what: "List Blobs \(prefix)")
             guard r.status == 200 else { throw failure(r, "List Blobs \(prefix)", key: prefix) }
-            for b in xmlBlocks(r.body, "Blob") {
-                guard let name = xmlValues(b, "Name").first.map(xmlUnescape) else { continue }
+            let objects = xmlBlocks(r.body, "Blob").compactMap { b -> ObjectInfo? in
+                guard let name = xmlValues(b, "Name").first.map(xmlUnescape) else { return nil }
                 let modified = xmlValues(b, "Last-Modified").first
-                out.append(
-                    ObjectInfo(
-                        key: name, size: Int64(xmlValues(b, "Content-Length").first ?? "0") ?? 0,
-                        lastModified: modified.flatMap(parseHTTPDate) ?? 0))
+                return ObjectInfo(
+                    key: name, size: Int64(xmlValues(b, "Content-Length").first ?? "0") ?? 0, lastModified: modified.flatMap(parseHTTPDate) ?? 0)
             }
-            marker = xmlValues(r.body, "NextMarker").first.flatMap { $0.isEmpty ? nil : xmlUnescape($0) }
-        } while marker != nil
-        return out
+            return (objects, xmlValues(r.body, "NextMarker").first.flatMap { $0.isEmpty ? nil : xmlUnescape($0) })
+        }
     }
 
-    /// One Delete Blob per key, eight at a time; a blob already gone is not an error.
+    /// One Delete Blob per key; a blob already gone is not an error.
     public func delete(_ keys: [String]) async throws {
-        var failed: [String] = []
-        try await withThrowingTaskGroup(of: String?.self) { group in
-            var next = 0
-            func start() {
-                let key = keys[next]
-                next += 1
-                group.addTask {
-                    let r = try await send(.DELETE, key: key, what: "Delete Blob \(key)")
-                    return r.status == 202 || r.status == 404 && r.code == "BlobNotFound" ? nil : "\(key)\t\(r.code ?? String(r.status))"
-                }
-            }
-            while next < min(8, keys.count) { start() }
-            while let done = try await group.next() {
-                if let done { failed.append(done) }
-                if next < keys.count { start() }
-            }
-        }
-        if !failed.isEmpty {
-            throw WALEError(.io, "Azure could not delete \(failed.count) blobs", detail: failed.prefix(10).joined(separator: "; "))
+        try await deleteEach(keys, service: "Azure") { key in
+            let r = try await send(.DELETE, key: key, what: "Delete Blob \(key)")
+            return r.status == 202 || r.status == 404 && r.code == "BlobNotFound" ? nil : r.code ?? String(r.status)
         }
     }
+}
+
+extension HTTPCore.Response {
+    /// Azure's error code.
+    var code: String? { headers.first(name: "x-ms-error-code") ?? xmlValues(body, "Code").first }
 }
 
 extension String {
@@ -344,14 +249,4 @@ extension String {
 private func sixDigits(_ n: Int) -> String {
     let digits = String(n)
     return String(repeating: "0", count: Swift.max(0, 6 - digits.count)) + digits
-}
-
-/// `Sun, 29 Nov 2026 15:30:00 GMT` (RFC 1123), for x-ms-date.
-func httpDate(_ epoch: Double) -> String {
-    let t = UTCTime(epochSeconds: epoch.rounded(.down))
-    let days = Int((epoch / 86_400).rounded(.down))
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][((days % 7) + 7) % 7]
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][t.month - 1]
-    func z(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
-    return "\(weekday), \(z(t.day)) \(month) \(t.year) \(z(t.hour)):\(z(t.minute)):\(z(t.second)) GMT"
 }

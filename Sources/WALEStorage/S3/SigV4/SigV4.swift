@@ -29,25 +29,8 @@ public struct SigV4Signer: Sendable {
         self.service = service
     }
 
-    /// RFC 3986 encoding as SigV4 wants it: unreserved characters stay, everything else is %XX
-    /// (upper case); `/` stays only when `keepSlash` (object key paths).
-    public static func uriEncode(_ s: String, keepSlash: Bool) -> String {
-        var out = ""
-        out.reserveCapacity(s.utf8.count)
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(b))
-            case UInt8(ascii: "/") where keepSlash:
-                out.append("/")
-            default:
-                let h = Array("0123456789ABCDEF".utf8)
-                out += "%" + String(decoding: [h[Int(b >> 4)], h[Int(b & 15)]], as: UTF8.self)
-            }
-        }
-        return out
-    }
+    /// RFC 3986 encoding as SigV4 wants it (`percentEncode`).
+    public static func uriEncode(_ s: String, keepSlash: Bool) -> String { percentEncode(s, keepSlash: keepSlash) }
 
     /// The canonical request and the signed-headers list. `path` is the already-encoded path;
     /// `query` holds raw (unencoded) names and values.

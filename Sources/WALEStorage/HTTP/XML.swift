@@ -1,6 +1,6 @@
 import WALECore
 
-/// Just enough XML for S3's answers: the text of `<Tag>…</Tag>` elements and `<Block>…</Block>`
+/// Just enough XML for S3's and Azure's answers: the text of `<Tag>…</Tag>` elements and `<Block>…</Block>`
 /// sections, with the five predefined entities and numeric references decoded.
 func xmlBlocks(_ body: [UInt8], _ tag: String) -> [[UInt8]] {
     let open = Array("<\(tag)>".utf8), close = Array("</\(tag)>".utf8)
@@ -17,12 +17,11 @@ func xmlValues(_ body: [UInt8], _ tag: String) -> [String] {
     xmlBlocks(body, tag).map { xmlUnescape(String(decoding: $0, as: UTF8.self)) }
 }
 
-func s3Code(_ body: [UInt8]) -> String? {
+/// The `<Code>` of an `<Error>` answer (S3's form; Azure's too).
+func xmlErrorCode(_ body: [UInt8]) -> String? {
     guard find(body, Array("<Error>".utf8), from: 0) != nil else { return nil }
     return xmlValues(body, "Code").first
 }
-
-func s3Message(_ body: [UInt8]) -> String? { xmlValues(body, "Message").first }
 
 private func find(_ h: [UInt8], _ n: [UInt8], from: Int) -> Int? {
     guard !n.isEmpty, h.count >= n.count else { return nil }
@@ -77,15 +76,4 @@ func xmlUnescape(_ s: String) -> String {
         i = s.index(after: i)
     }
     return o
-}
-
-/// `Sat, 21 Nov 2026 06:51:25 GMT` → seconds since the epoch.
-func parseHTTPDate(_ s: String) -> Double? {
-    let parts = s.split(separator: " ")
-    guard parts.count == 6 else { return nil }
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-    guard let m = months.firstIndex(of: String(parts[2])), let d = Int(parts[1]), let y = Int(parts[3]) else { return nil }
-    func z(_ v: Int, _ n: Int) -> String { let t = String(v); return String(repeating: "0", count: max(0, n - t.count)) + t }
-    let iso = z(y, 4) + "-" + z(m + 1, 2) + "-" + z(d, 2) + "T" + parts[4] + "Z"
-    return parseISO8601(iso)
 }

@@ -2,8 +2,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import WALECore
 
-// Upload memory for the S3 store: parts cut from a source, the process-wide budget they are held
-// against, and the handles that let a part's storage go as soon as its upload is over.
+// Upload memory for every parted upload: parts cut from a source, the process-wide budget they are
+// held against, and the handles that let a part's storage go as soon as its upload is over.
 
 /// Cuts a source into parts of exactly `size` bytes (the last one shorter); memory: one part
 /// plus one source chunk.
@@ -57,32 +57,6 @@ final class PartReader {
     }
 }
 
-
-/// The first part of an upload, read under the memory budget (S3 and Azure share this): the whole
-/// object if it ends within a part plus a little slack (or within the size the caller expects, up
-/// to 16 MiB: a WAL segment lzop could not shrink), with `held` bytes of budget taken for it.
-/// nil, with nothing held, when the caller's gate (its existence check, run while the part was
-/// read) says not to write.
-func readFirstPart(
-    _ parts: PartReader, options: WriteOptions, budget: ByteBudget
-) async throws -> (bytes: ByteBuffer, ended: Bool, held: Int)? {
-    let size = parts.size
-    let hinted = min(Int(clamping: options.sizeHint ?? 0), 16 << 20)
-    let slack = max(size, hinted) + (1 << 20) - size
-    let held = min(size + slack, budget.capacity)
-    await budget.acquire(held)
-    do {
-        let (first, ended) = try await parts.first(slack: slack)
-        if let gate = options.gate, try await !gate.mayProceed() {
-            await budget.release(held)
-            return nil
-        }
-        return (first, ended, held)
-    } catch {
-        await budget.release(held)
-        throw error
-    }
-}
 
 /// A byte-counting semaphore: waiters are served in order, each taking its whole amount at once
 /// (never part of it, so two uploads cannot each hold half and wait for the other).
