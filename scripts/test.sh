@@ -19,6 +19,8 @@ start_seaweedfs "${WALE_TEST_S3_PORT:-9320}"
 s3_create_bucket conformance
 # Azure Blob (wabs://) emulator for the conformance suite and the wabs:// integration tests.
 start_azblob "${WALE_TEST_WABS_PORT:-9340}"
+# OpenStack Swift (swift://): a one-node SAIO from Debian's packages, and a small Keystone.
+start_swift "${WALE_TEST_SWIFT_PORT:-9360}"
 
 echo ">> unit tests and the ObjectStore conformance suite (swift test)" >&2
 unit_log=$(mktemp)

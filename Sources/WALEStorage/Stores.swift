@@ -31,6 +31,9 @@ public enum Stores {
             let wabs = try WABSConfiguration.resolve(container: prefix.storeName, env: env, accountFlag: flags.wabsAccountName)
             return try WABSStore(config: wabs, logger: logger, retry: retry(config))
         }, childFlags: { f in f.wabsAccountName.map { ["--wabs-account-name", $0] } ?? [] })
+        e[.swift] = Entry(scheme: .swift, loggerName: "wal_e.blobstore.swift", make: { prefix, config, _, env, logger in
+            try SwiftStore(config: try SwiftConfiguration.resolve(container: prefix.storeName, env: env), logger: logger, retry: retry(config))
+        }, childFlags: { _ in [] })
         return e
     }()
 

@@ -6,22 +6,28 @@ import Testing
 import WALECore
 @testable import WALEStorage
 
-/// The stores every conformance test runs against: the file store always, S3 (SeaweedFS on
-/// 127.0.0.1, bucket `conformance`) when scripts/test.sh started it (WALE_TEST_S3_ENDPOINT).
+/// The registry of stores every conformance test runs against: one row per store, each with the
+/// variable that says scripts/test.sh started its server on 127.0.0.1 and how to open it. The
+/// file store always runs.
 enum Backends {
     static func env(_ k: String) -> String? { getenv(k).map { String(cString: $0) } }
 
-    static var all: [String] {
-        // s3: CRC32C checksums (the default); s3-md5: Content-MD5 (WALE_S3_CHECKSUM=md5).
-        (env("WALE_TEST_S3_ENDPOINT") != nil ? ["file", "s3", "s3-md5"] : ["file"])
-            + (env("WALE_TEST_WABS_ENDPOINT") != nil ? ["wabs"] : [])
+    struct Row: Sendable {
+        let name: String
+        /// The variable scripts/test.sh exports when the server runs (nil: always available).
+        let requires: String?
+        let make: @Sendable () async throws -> any ObjectStore
     }
 
-    /// A store plus a fresh key prefix for one test.
-    static func make(_ kind: String) async throws -> (any ObjectStore, String) {
-        let run = "run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/"
-        switch kind {
-        case "wabs":
+    static let registry: [Row] = [
+        Row(name: "file", requires: nil) {
+            let root = scratchDirectory()
+            return FileStore(root: root, pruneStop: root)
+        },
+        // s3: CRC32C checksums (the default); s3-md5: Content-MD5 (WALE_S3_CHECKSUM=md5).
+        Row(name: "s3", requires: "WALE_TEST_S3_ENDPOINT") { try s3(checksum: nil) },
+        Row(name: "s3-md5", requires: "WALE_TEST_S3_ENDPOINT") { try s3(checksum: "md5") },
+        Row(name: "wabs", requires: "WALE_TEST_WABS_ENDPOINT") {
             let e = [
                 "WABS_ENDPOINT": env("WALE_TEST_WABS_ENDPOINT")!, "WABS_ACCOUNT_NAME": env("WALE_TEST_WABS_ACCOUNT")!,
                 "WABS_ACCESS_KEY": env("WALE_TEST_WABS_KEY")!,
@@ -32,21 +38,42 @@ enum Backends {
             let store = try WABSStore(config: c, logger: .discard, retry: RetryPolicy(attempts: 3))
             let made = try await store.send(.PUT, key: nil, query: [("restype", "container")], body: ByteBuffer(), what: "create container")
             #expect(made.status == 201 || made.code == "ContainerAlreadyExists")
-            return (store, run)
-        case "s3", "s3-md5":
-            var e = [
-                "WALE_S3_ENDPOINT": env("WALE_TEST_S3_ENDPOINT")!, "AWS_ACCESS_KEY_ID": env("WALE_TEST_S3_ACCESS_KEY")!,
-                "AWS_SECRET_ACCESS_KEY": env("WALE_TEST_S3_SECRET_KEY")!,
+            return store
+        },
+        Row(name: "swift", requires: "WALE_TEST_SWIFT_AUTHURL") {
+            let e = [
+                "SWIFT_AUTHURL": env("WALE_TEST_SWIFT_AUTHURL")!, "SWIFT_USER": env("WALE_TEST_SWIFT_USER")!,
+                "SWIFT_PASSWORD": env("WALE_TEST_SWIFT_PASSWORD")!, "SWIFT_AUTH_VERSION": "1",
             ]
-            if kind == "s3-md5" { e["WALE_S3_CHECKSUM"] = "md5" }
-            var c = try S3Configuration.resolve(bucket: "conformance", env: e, accessKeyFlag: nil)
-            #expect(c.checksum == (kind == "s3-md5" ? .md5 : .crc32c))
-            c.partSize = 5 << 20  // S3's smallest part: exercise multipart with small objects
-            return (try S3Store(config: c, logger: .discard, retry: .init(attempts: 3)), run)
-        default:
-            let root = scratchDirectory()
-            return (FileStore(root: root, pruneStop: root), run)
-        }
+            var c = try SwiftConfiguration.resolve(container: "conformance", env: e)
+            c.partSize = 1 << 20  // Static Large Objects with small objects
+            c.listPageSize = 100  // several listing pages
+            let store = try SwiftStore(config: c, logger: .discard, retry: RetryPolicy(attempts: 3))
+            let made = try await store.send(.PUT, name: nil, body: ByteBuffer(), what: "create container")
+            #expect(made.status == 201 || made.status == 202)
+            return store
+        },
+    ]
+
+    static func s3(checksum: String?) throws -> any ObjectStore {
+        var e = [
+            "WALE_S3_ENDPOINT": env("WALE_TEST_S3_ENDPOINT")!, "AWS_ACCESS_KEY_ID": env("WALE_TEST_S3_ACCESS_KEY")!,
+            "AWS_SECRET_ACCESS_KEY": env("WALE_TEST_S3_SECRET_KEY")!,
+        ]
+        if let checksum { e["WALE_S3_CHECKSUM"] = checksum }
+        var c = try S3Configuration.resolve(bucket: "conformance", env: e, accessKeyFlag: nil)
+        #expect(c.checksum == (checksum == "md5" ? .md5 : .crc32c))
+        c.partSize = 5 << 20  // S3's smallest part: exercise multipart with small objects
+        return try S3Store(config: c, logger: .discard, retry: .init(attempts: 3))
+    }
+
+    /// The names of the stores whose servers run.
+    static var all: [String] { registry.filter { $0.requires.map { env($0) != nil } ?? true }.map(\.name) }
+
+    /// A store plus a fresh key prefix for one test.
+    static func make(_ kind: String) async throws -> (any ObjectStore, String) {
+        let run = "run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))/"
+        return (try await registry.first { $0.name == kind }!.make(), run)
     }
 }
 

@@ -122,3 +122,21 @@ s3_create_bucket() {
   curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 'aws:amz:us-east-1:s3' \
     --user "$WALE_TEST_S3_ACCESS_KEY:$WALE_TEST_S3_SECRET_KEY" "$WALE_TEST_S3_URL/$1" | grep -q 200
 }
+
+# start_swift PORT: OpenStack Swift from Debian's packages (a one-node SAIO with TempAuth,
+# tests/servers/start-swift.sh, ports PORT..PORT+4) plus a small Keystone (v2 and v3) on PORT+5
+# that hands out the SAIO's real TempAuth tokens with a catalog pointing at the proxy
+# (tests/servers/keystone.py). Exports the WALE_TEST_SWIFT_* variables the tests read.
+start_swift() {
+  local port=$1
+  export WALE_TEST_SWIFT_AUTHURL=http://127.0.0.1:$port/auth/v1.0
+  export WALE_TEST_SWIFT_USER=test:tester
+  export WALE_TEST_SWIFT_PASSWORD=testing
+  export WALE_TEST_SWIFT_PORT=$port
+  export WALE_TEST_KEYSTONE_URL=http://127.0.0.1:$((port + 5))
+  WALE_SWIFT_PID=$(OBJSTORE_DIR=${OBJSTORE_DIR:-/tmp/wal-e-objstores} bash "$WALE_DEPS_DIR/../../tests/servers/start-swift.sh" "$port")
+  WALE_KEYSTONE_PID=$(/usr/bin/python3 "$WALE_DEPS_DIR/../../tests/servers/keystone.py" --port $((port + 5)) \
+    --swift http://127.0.0.1:$port --daemon)
+  trap 'kill -9 ${WALE_SEAWEEDFS_PID:-} ${WALE_AZBLOB_PID:-} ${WALE_KEYSTONE_PID:-} 2>/dev/null; kill ${WALE_SWIFT_PID:-} 2>/dev/null || true' EXIT
+  echo ">> OpenStack Swift (SAIO, TempAuth) on 127.0.0.1:$port, Keystone on $((port + 5)), pids $WALE_SWIFT_PID $WALE_KEYSTONE_PID" >&2
+}

@@ -69,3 +69,9 @@ func parseHTTPDate(_ s: String) -> Double? {
     let iso = z(y, 4) + "-" + z(m + 1, 2) + "-" + z(d, 2) + "T" + parts[4] + "Z"
     return parseISO8601(iso)
 }
+
+/// `n` in decimal, zero-padded to `width` digits (part and block numbers).
+func zeroPadded(_ n: Int, _ width: Int) -> String {
+    let d = String(n)
+    return String(repeating: "0", count: max(0, width - d.count)) + d
+}

@@ -186,7 +186,7 @@ public struct WABSStore: PartedUploadTarget {
         let options: WriteOptions
 
         /// Fixed-length IDs (Azure requires one length per blob).
-        static func id(_ n: Int) -> String { base64(Array(sixDigits(n - 1).utf8)) }
+        static func id(_ n: Int) -> String { base64(Array(zeroPadded(n - 1, 6).utf8)) }
 
         func put(part n: Int, _ body: ByteBuffer) async throws -> String {
             let id = Self.id(n)
@@ -243,10 +243,4 @@ extension HTTPCore.Response {
 extension String {
     fileprivate func replacingHyphens() -> String { String(map { $0 == "-" ? "_" : $0 }) }
     fileprivate func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }
-}
-
-/// Six decimal digits, zero-padded.
-private func sixDigits(_ n: Int) -> String {
-    let digits = String(n)
-    return String(repeating: "0", count: Swift.max(0, 6 - digits.count)) + digits
 }
