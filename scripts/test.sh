@@ -35,4 +35,8 @@ rm -f "$unit_log"
 
 echo ">> integration tests (pytest, PostgreSQL 15 and 18)" >&2
 export WALE_BIN=$PWD/.build/debug/wal-e
-"$WALE_TEST_ROOT/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration "$@"
+# In parallel workers (pytest-xdist): the tests mostly wait on PostgreSQL, servers and timeouts.
+# WALE_TEST_WORKERS=1 runs them one by one.
+workers=${WALE_TEST_WORKERS:-3}
+"$WALE_TEST_ROOT/venv/bin/python" -m pytest -q -p no:cacheprovider --durations=12 \
+  $([ "$workers" -gt 1 ] && echo "-n $workers") tests/integration "$@"

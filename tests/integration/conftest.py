@@ -4,9 +4,13 @@ import shutil
 
 import pytest
 
-from harness import PG_BINDIRS, Cluster, WalE, make_scratch, s3_create_bucket, s3_env, wabs_create_container, wabs_env
+from harness import (PG_BINDIRS, Cluster, WalE, make_scratch, s3_create_bucket, s3_env, swift_create_container, swift_env,
+                     wabs_create_container, wabs_env)
 
-_ports = itertools.count(25432 + (os.getpid() % 200) * 10)
+# PostgreSQL listens only on a Unix socket in its own scratch directory; the port still names the
+# socket and seeds the shared-memory key, so each pytest-xdist worker counts in its own range.
+_worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").lstrip("gw") or 0)
+_ports = itertools.count(20000 + _worker * 1000)
 
 
 @pytest.fixture
@@ -71,3 +75,13 @@ def wabs_prefix():
     container = f"wale-it-{os.getpid()}-{next(_buckets)}"
     wabs_create_container(container)
     return f"wabs://{container}/pg"
+
+
+@pytest.fixture
+def swift_prefix():
+    """A fresh container on the test OpenStack Swift (SAIO), as a swift:// prefix."""
+    if swift_env() is None:
+        pytest.fail("no test Swift server: run the tests through scripts/test.sh (it starts a SAIO)")
+    container = f"wale-it-{os.getpid()}-{next(_buckets)}"
+    swift_create_container(container)
+    return f"swift://{container}/pg"

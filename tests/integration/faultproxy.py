@@ -9,7 +9,10 @@ flips one byte in the middle of the body of the first N PUT requests and forward
 seconds, for the first N responses that have a body (N = 0: every response; one without a body then has
 its head trickled); `stall-body N` sends the head and then nothing (N = 0: a head without a body
 stops before its end); `reset-body N` sends the head and half the body, then resets;
-`pass` only forwards. With FAULTPROXY_LOG=FILE every request line is
+`unauthorized N` answers the first N requests under /v1/ (Swift's API) with 401; `reset-upload N`
+resets the connection half-way through the body of the first N PUT requests with a body over
+64 KiB; `pass` only forwards. With FAULTPROXY_REWRITE=1 the upstream's address in response heads
+(Swift's X-Storage-Url) is replaced by the proxy's own, so the client stays behind the proxy. With FAULTPROXY_LOG=FILE every request line is
 appended to FILE (with the x-amz-security-token header's value, if any). Prints the port it
 listens on; runs until killed, for at most 10 minutes.
 """
@@ -53,7 +56,8 @@ def read_request(conn):
     if log_path:
         with lock, open(log_path, "ab") as f:
             f.write(request_line + (b" token=" + token if token else b"") + b"\n")
-    if mode == "reset-part" and b"partNumber=" in request_line:
+    upload = mode == "reset-upload" and request_line.startswith(b"PUT ") and length > 65536
+    if (mode == "reset-part" and b"partNumber=" in request_line) or upload:
         with lock:
             parts_reset[0] += 1
             doomed = parts_reset[0] <= count
@@ -108,11 +112,22 @@ def handle(conn):
             if mode == "reset" and n <= count:
                 reset(conn)
                 return
+            if mode == "unauthorized" and b" /v1/" in raw.partition(b"\r\n")[0]:
+                with lock:
+                    corrupted[0] += 1
+                    doomed = corrupted[0] <= count
+                if doomed:
+                    body = b"<html><h1>Unauthorized</h1></html>"
+                    conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                    continue
             if mode == "errors" and n <= count:
                 body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
                 conn.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))
                 continue
             resp = forward(raw)
+            if os.environ.get("FAULTPROXY_REWRITE") == "1":
+                head, sep, body = resp.partition(b"\r\n\r\n")
+                resp = head.replace(b"127.0.0.1:%d" % upstream[1], b"127.0.0.1:%d" % own_port) + sep + body
             if mode in ("trickle", "stall-body", "reset-body"):
                 head, sep, body = resp.partition(b"\r\n\r\n")
                 if not body and count == 0:
@@ -153,7 +168,8 @@ s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 0))
 s.listen(64)
-print(s.getsockname()[1], flush=True)
+own_port = s.getsockname()[1]
+print(own_port, flush=True)
 deadline = time.time() + 600
 s.settimeout(1)
 while time.time() < deadline:

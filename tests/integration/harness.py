@@ -96,6 +96,50 @@ def wabs_env():
     }
 
 
+def swift_env(auth="v1"):
+    """The test Swift's credentials (scripts/test.sh starts a SAIO and a small Keystone), or None.
+    auth: "v1" (TempAuth), "v2" or "v3" (Keystone)."""
+    if not os.environ.get("WALE_TEST_SWIFT_AUTHURL"):
+        return None
+    if auth == "v1":
+        return {"SWIFT_AUTHURL": os.environ["WALE_TEST_SWIFT_AUTHURL"], "SWIFT_USER": os.environ["WALE_TEST_SWIFT_USER"],
+                "SWIFT_PASSWORD": os.environ["WALE_TEST_SWIFT_PASSWORD"], "SWIFT_AUTH_VERSION": "1"}
+    ks = os.environ["WALE_TEST_KEYSTONE_URL"]
+    return {"SWIFT_AUTHURL": ks + ("/v2.0" if auth == "v2" else "/v3"), "SWIFT_USER": "tester", "SWIFT_PASSWORD": "testing",
+            "SWIFT_TENANT": "test", "SWIFT_AUTH_VERSION": auth[1:]}
+
+
+def swift_request(method, path, headers=None, data=None):
+    """One request to the test Swift with a TempAuth token (independently of wal-e's code)."""
+    import urllib.request
+    e = swift_env()
+    req = urllib.request.Request(e["SWIFT_AUTHURL"], headers={"X-Auth-User": e["SWIFT_USER"], "X-Auth-Key": e["SWIFT_PASSWORD"]})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        token, url = r.headers["X-Auth-Token"], r.headers["X-Storage-Url"]
+    req = urllib.request.Request(url + path, method=method, data=data, headers={"X-Auth-Token": token, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def swift_create_container(name):
+    status, _ = swift_request("PUT", "/" + name)
+    assert status in (201, 202), status
+
+
+def store_env(prefix):
+    """The credentials a prefix's store needs on the test servers."""
+    if prefix.startswith("s3://"):
+        return s3_env()
+    if prefix.startswith("wabs://"):
+        return wabs_env()
+    if prefix.startswith("swift://"):
+        return swift_env()
+    return {}
+
+
 def wabs_create_container(name):
     """Create Container on the emulator, signed with Shared Key (independently of wal-e's code)."""
     import base64
@@ -130,10 +174,7 @@ class WalE:
 
     def env_prefix(self, prefix, extra=None):
         env = {"WALE_FILE_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr"}
-        if prefix.startswith("s3://"):
-            env.update(s3_env())
-        if prefix.startswith("wabs://"):
-            env.update(wabs_env())
+        env.update(store_env(prefix))
         env.update(extra or {})
         return env
 
@@ -150,10 +191,7 @@ class WalE:
                 e[k] = ""
         if prefix is not None:
             e["WALE_FILE_PREFIX"] = prefix
-            if prefix.startswith("s3://"):
-                e.update(s3_env())
-            if prefix.startswith("wabs://"):
-                e.update(wabs_env())
+            e.update(store_env(prefix))
         e.update(env or {})
         return run([self.path, *args], check=check, user=user, env=e, timeout=timeout, cwd=cwd)
 

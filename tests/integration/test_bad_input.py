@@ -103,9 +103,13 @@ def test_no_prefix_and_unknown_scheme(wale, scratch):
     p = wale("wal-fetch", SEG, os.path.join(scratch, "x"), env={"WALE_S3_PREFIX": "ftp://bucket/x"})
     assert p.returncode == 129
     assert 'unknown storage scheme "ftp"' in stderr(p)
+    p = wale("wal-push", path, env={"WALE_GS_PREFIX": "gs://bucket/x"})
+    assert p.returncode == 1
+    assert "gs:// storage backend is not available" in stderr(p)
+    # swift:// is built in: without its auth URL it is a configuration error naming the variable.
     p = wale("wal-push", path, env={"WALE_SWIFT_PREFIX": "swift://container/x"})
     assert p.returncode == 1
-    assert "swift:// storage backend is not available" in stderr(p)
+    assert "SWIFT_AUTHURL is not set" in stderr(p)
     assert not os.path.exists(os.path.join(scratch, "x"))
 
 

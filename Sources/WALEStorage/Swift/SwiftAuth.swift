@@ -38,9 +38,9 @@ struct SwiftAuthenticator: Sendable {
                 .user, "Swift authentication at \(config.authURL) refused SWIFT_USER \(config.user) (HTTP \(r.status))",
                 hint: "check SWIFT_USER, SWIFT_PASSWORD, SWIFT_TENANT and SWIFT_AUTH_VERSION (\(config.authVersion.rawValue))")
         }
-        if r.status == 404 {
+        if r.status / 100 == 4 {
             return WALEError(
-                .user, "Swift authentication URL \(config.authURL) answered 404",
+                .user, "Swift authentication URL \(config.authURL) answered \(r.status)",
                 hint: "SWIFT_AUTHURL must be the auth endpoint of SWIFT_AUTH_VERSION \(config.authVersion.rawValue) (…/auth/v1.0, …/v2.0 or …/v3)")
         }
         return WALEError(.io, "Swift authentication at \(config.authURL) answered \(r.status)")
