@@ -41,6 +41,7 @@ let package = Package(
             name: "WALEStorage",
             dependencies: [
                 "WALECore", "WALECodec", "CWALESupport", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

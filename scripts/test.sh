@@ -21,6 +21,9 @@ s3_create_bucket conformance
 start_azblob "${WALE_TEST_WABS_PORT:-9340}"
 # OpenStack Swift (swift://): a one-node SAIO from Debian's packages, and a small Keystone.
 start_swift "${WALE_TEST_SWIFT_PORT:-9360}"
+# Google Cloud Storage (gs://): fake-gcs-server behind a small OAuth2 server that checks tokens.
+start_gcs "${WALE_TEST_GCS_PORT:-9380}"
+gcs_create_bucket conformance
 
 echo ">> unit tests and the ObjectStore conformance suite (swift test)" >&2
 unit_log=$(mktemp)

@@ -34,6 +34,9 @@ public enum Stores {
         e[.swift] = Entry(scheme: .swift, loggerName: "wal_e.blobstore.swift", make: { prefix, config, _, env, logger in
             try SwiftStore(config: try SwiftConfiguration.resolve(container: prefix.storeName, env: env), logger: logger, retry: retry(config))
         }, childFlags: { _ in [] })
+        e[.gs] = Entry(scheme: .gs, loggerName: "wal_e.blobstore.gs", make: { prefix, config, _, env, logger in
+            try GCSStore(config: try GCSConfiguration.resolve(bucket: prefix.storeName, env: env), logger: logger, retry: retry(config))
+        }, childFlags: { _ in [] })
         return e
     }()
 

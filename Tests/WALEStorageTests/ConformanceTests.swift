@@ -53,7 +53,20 @@ enum Backends {
             #expect(made.status == 201 || made.status == 202)
             return store
         },
+        // gcs: anonymous, straight to fake-gcs-server; gcs-oauth: a service account's tokens,
+        // through the proxy that refuses requests without a token it issued.
+        Row(name: "gcs", requires: "WALE_TEST_GCS_EMULATOR") { try gcs(["STORAGE_EMULATOR_HOST": env("WALE_TEST_GCS_EMULATOR")!]) },
+        Row(name: "gcs-oauth", requires: "WALE_TEST_GCS_ENDPOINT") {
+            try gcs(["WALE_GS_ENDPOINT": env("WALE_TEST_GCS_ENDPOINT")!, "GOOGLE_APPLICATION_CREDENTIALS": env("WALE_TEST_GCS_SERVICE_ACCOUNT")!])
+        },
     ]
+
+    static func gcs(_ e: [String: String]) throws -> any ObjectStore {
+        var c = try GCSConfiguration.resolve(bucket: "conformance", env: e)
+        c.partSize = 1 << 20  // resumable uploads with small objects
+        c.listPageSize = 100  // several listing pages
+        return try GCSStore(config: c, logger: .discard, retry: RetryPolicy(attempts: 3))
+    }
 
     static func s3(checksum: String?) throws -> any ObjectStore {
         var e = [
@@ -102,6 +115,19 @@ func pattern(_ n: Int, seed: UInt8 = 7) -> [UInt8] { (0..<n).map { UInt8(truncat
         try await store.delete([p + "a/one"])  // missing keys are not an error
         try await store.delete([p + "a/two", p + "b/three"])
         #expect(try await store.list(prefix: p).isEmpty)
+    }
+
+    /// Sizes around a part boundary: exactly N parts (the part session alone says where the
+    /// object ends), one byte more, one byte less.
+    @Test(arguments: Backends.all)
+    func partBoundaries(kind: String) async throws {
+        let (store, p) = try await Backends.make(kind)
+        for (i, size) in [(3 << 20), (3 << 20) + 1, (3 << 20) - 1, (6 << 20) + 12345].enumerated() {
+            let bytes = pattern(size, seed: UInt8(i + 5))
+            #expect(try await store.write(p + "edge\(i)", from: BytesSource(bytes, chunkSize: 1 << 20), options: WriteOptions(ifAbsent: true)) == .created)
+            #expect(try await store.read(p + "edge\(i)") { try await $0.collect() } == bytes, "size \(size)")
+            #expect(try await store.write(p + "edge\(i)", from: BytesSource(pattern(size)), options: WriteOptions(ifAbsent: true)) == .alreadyExists)
+        }
     }
 
     @Test(arguments: Backends.all)

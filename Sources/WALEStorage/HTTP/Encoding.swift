@@ -75,3 +75,10 @@ func zeroPadded(_ n: Int, _ width: Int) -> String {
     let d = String(n)
     return String(repeating: "0", count: max(0, width - d.count)) + d
 }
+
+/// WAL-E's object names on Swift and GCS: the key with a leading `/` (WAL-E joined the prefix path
+/// with `/` and these stores keep it). Names without it are not WAL-E's and are kept as they are.
+enum WALENames {
+    static func name(_ key: String) -> String { "/" + key }
+    static func key(_ name: String) -> String { name.hasPrefix("/") ? String(name.dropFirst()) : name }
+}

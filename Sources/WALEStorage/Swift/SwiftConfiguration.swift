@@ -80,8 +80,8 @@ public struct SwiftConfiguration: Sendable {
     }
 
     /// The object name of a key: WAL-E's Swift names start with `/` (§1.3).
-    static func objectName(_ key: String) -> String { "/" + key }
+    static func objectName(_ key: String) -> String { WALENames.name(key) }
 
     /// The key of an object name (names without the leading `/` are not WAL-E's and are kept as they are).
-    static func key(_ name: String) -> String { name.hasPrefix("/") ? String(name.dropFirst()) : name }
+    static func key(_ name: String) -> String { WALENames.key(name) }
 }

@@ -1,0 +1,210 @@
+#!/usr/bin/python3
+"""Google's OAuth2 side for the tests, on 127.0.0.1, in front of fake-gcs-server (which accepts
+any token or none).
+
+* POST /token: the OAuth2 token endpoint. The JWT-bearer grant (RFC 7523) of a service account is
+  checked as Google checks it: RS256 signature against the account's public key (with the openssl
+  CLI), iss = the account's e-mail, aud = this token URI, the devstorage scope, exp after now and
+  at most an hour after iat. The refresh-token grant checks client id, secret and refresh token.
+* GET /computeMetadata/v1/instance/service-accounts/default/token with `Metadata-Flavor: Google`:
+  a Compute Engine metadata server.
+* Every other request must carry `Authorization: Bearer <a token issued here and not revoked>`
+  (401 otherwise, in GCS's error form) and is forwarded to fake-gcs-server.
+* POST /_admin/revoke revokes every token; GET /_stats answers {"issued": N, "refused": N}.
+
+It writes the credentials files the tests use into --dir: service-account.json (type
+service_account, with the private key) and authorized-user.json.
+"""
+import argparse
+import base64
+import http.client
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+EMAIL = "wal-e-test@wal-e-test.iam.gserviceaccount.com"
+CLIENT = ("wal-e-client-id", "wal-e-client-secret", "wal-e-refresh-token")
+SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
+TOKENS = set()
+STATS = {"issued": 0, "refused": 0}
+LOCK = threading.Lock()
+
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def verify_rs256(signing_input, signature, public_pem):
+    with tempfile.TemporaryDirectory() as d:
+        sig, data = os.path.join(d, "sig"), os.path.join(d, "data")
+        open(sig, "wb").write(signature)
+        open(data, "wb").write(signing_input)
+        r = subprocess.run(["openssl", "dgst", "-sha256", "-verify", public_pem, "-signature", sig, data], capture_output=True)
+        return r.returncode == 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def answer(self, status, body, headers=()):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def issue(self):
+        token = "ya29." + secrets.token_urlsafe(24)
+        with LOCK:
+            TOKENS.add(token)
+            STATS["issued"] += 1
+        return self.answer(200, {"access_token": token, "expires_in": self.server.lifetime, "token_type": "Bearer"})
+
+    def oauth_error(self, description):
+        return self.answer(400, {"error": "invalid_grant", "error_description": description})
+
+    def token(self, body):
+        form = dict(urllib.parse.parse_qsl(body.decode()))
+        grant = form.get("grant_type")
+        if grant == "refresh_token":
+            if (form.get("client_id"), form.get("client_secret"), form.get("refresh_token")) != CLIENT:
+                return self.answer(401, {"error": "invalid_client", "error_description": "The OAuth client was not found."})
+            return self.issue()
+        if grant != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self.answer(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type: %s" % grant})
+        parts = form.get("assertion", "").split(".")
+        if len(parts) != 3:
+            return self.oauth_error("Invalid JWT: not three parts")
+        try:
+            header, claims = json.loads(b64url_decode(parts[0])), json.loads(b64url_decode(parts[1]))
+            signature = b64url_decode(parts[2])
+        except Exception:
+            return self.oauth_error("Invalid JWT: not base64url JSON")
+        if header.get("alg") != "RS256":
+            return self.oauth_error("Invalid JWT: alg must be RS256")
+        if not verify_rs256((parts[0] + "." + parts[1]).encode(), signature, self.server.public_pem):
+            return self.oauth_error("Invalid JWT Signature.")
+        now = time.time()
+        if claims.get("iss") != EMAIL:
+            return self.oauth_error("Invalid JWT: unknown issuer")
+        if claims.get("aud") != self.server.token_uri:
+            return self.oauth_error("Invalid JWT: aud must be %s" % self.server.token_uri)
+        if SCOPE not in str(claims.get("scope", "")).split():
+            return self.oauth_error("Invalid JWT: scope")
+        iat, exp = claims.get("iat", 0), claims.get("exp", 0)
+        if not (exp > now - 30 and iat < now + 30 and 0 < exp - iat <= 3600):
+            return self.oauth_error("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
+        return self.issue()
+
+    def forward(self, method):
+        auth = self.headers.get("Authorization", "")
+        body = self.body()
+        with LOCK:
+            ok = auth.startswith("Bearer ") and auth[7:] in TOKENS
+            if not ok:
+                STATS["refused"] += 1
+        if not ok:
+            return self.answer(401, {"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}},
+                               [("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')])
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")}
+        conn.request(method, self.path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                continue
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(data)
+        conn.close()
+
+    def do_GET(self):
+        if self.path == "/_stats":
+            with LOCK:
+                return self.answer(200, dict(STATS))
+        if self.path == "/computeMetadata/v1/instance/service-accounts/default/token":
+            if self.headers.get("Metadata-Flavor") != "Google":
+                return self.answer(403, {"error": "Missing Metadata-Flavor:Google header."})
+            return self.issue()
+        self.forward("GET")
+
+    def do_POST(self):
+        if self.path == "/token":
+            return self.token(self.body())
+        if self.path == "/_admin/revoke":
+            self.body()
+            with LOCK:
+                TOKENS.clear()
+            return self.answer(200, {"revoked": True})
+        self.forward("POST")
+
+    def do_PUT(self):
+        self.forward("PUT")
+
+    def do_DELETE(self):
+        self.forward("DELETE")
+
+    def do_PATCH(self):
+        self.forward("PATCH")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--upstream", required=True, help="host:port of fake-gcs-server")
+    ap.add_argument("--dir", required=True, help="where the key and the credentials files are written")
+    ap.add_argument("--lifetime", type=int, default=3600, help="expires_in of issued tokens")
+    ap.add_argument("--daemon", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.dir, exist_ok=True)
+    key, pub = os.path.join(a.dir, "sa-key.pem"), os.path.join(a.dir, "sa-pub.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True, capture_output=True)
+    token_uri = "http://127.0.0.1:%d/token" % a.port
+    sa = {"type": "service_account", "project_id": "wal-e-test", "private_key_id": secrets.token_hex(20),
+          "private_key": open(key).read(), "client_email": EMAIL, "client_id": "1234567890",
+          "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": token_uri}
+    json.dump(sa, open(os.path.join(a.dir, "service-account.json"), "w"), indent=2)
+    au = {"type": "authorized_user", "client_id": CLIENT[0], "client_secret": CLIENT[1], "refresh_token": CLIENT[2], "token_uri": token_uri}
+    json.dump(au, open(os.path.join(a.dir, "authorized-user.json"), "w"), indent=2)
+    for f in ("service-account.json", "authorized-user.json", "sa-key.pem"):
+        os.chmod(os.path.join(a.dir, f), 0o644)  # read by the tests as the postgres user
+    srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
+    srv.daemon_threads = True
+    srv.upstream, srv.public_pem, srv.token_uri, srv.lifetime = a.upstream, pub, token_uri, a.lifetime
+    if a.daemon:
+        pid = os.fork()
+        if pid:
+            print(pid)
+            sys.stdout.flush()
+            os._exit(0)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
