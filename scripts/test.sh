@@ -38,8 +38,9 @@ rm -f "$unit_log"
 
 echo ">> integration tests (pytest, PostgreSQL 15 and 18)" >&2
 export WALE_BIN=$PWD/.build/debug/wal-e
-# In parallel workers (pytest-xdist): the tests mostly wait on PostgreSQL, servers and timeouts.
+# In parallel workers (pytest-xdist), one per core: the tests mostly wait on PostgreSQL, servers
+# and timeouts; the ones that time a fault share one worker (xdist_group "fault-timing").
 # WALE_TEST_WORKERS=1 runs them one by one.
-workers=${WALE_TEST_WORKERS:-3}
+workers=${WALE_TEST_WORKERS:-2}
 "$WALE_TEST_ROOT/venv/bin/python" -m pytest -q -p no:cacheprovider --durations=12 \
-  $([ "$workers" -gt 1 ] && echo "-n $workers") tests/integration "$@"
+  $([ "$workers" -gt 1 ] && echo "-n $workers --dist loadgroup") tests/integration "$@"

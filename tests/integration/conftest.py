@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from harness import (PG_BINDIRS, Cluster, WalE, make_scratch, s3_create_bucket, s3_env, swift_create_container, swift_env,
+from harness import (PG_BINDIRS, Cluster, WalE, gcs_create_bucket, gcs_env, make_scratch, s3_create_bucket, s3_env, swift_create_container, swift_env,
                      wabs_create_container, wabs_env)
 
 # PostgreSQL listens only on a Unix socket in its own scratch directory; the port still names the
@@ -85,3 +85,13 @@ def swift_prefix():
     container = f"wale-it-{os.getpid()}-{next(_buckets)}"
     swift_create_container(container)
     return f"swift://{container}/pg"
+
+
+@pytest.fixture
+def gcs_prefix():
+    """A fresh bucket on the test GCS (fake-gcs-server), as a gs:// prefix."""
+    if gcs_env() is None:
+        pytest.fail("no test GCS server: run the tests through scripts/test.sh (it starts fake-gcs-server)")
+    bucket = f"wale-it-{os.getpid()}-{next(_buckets)}"
+    gcs_create_bucket(bucket)
+    return f"gs://{bucket}/pg"

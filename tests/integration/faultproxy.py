@@ -89,12 +89,12 @@ def forward(raw):
     with socket.create_connection(upstream, timeout=60) as u:
         line, _, rest = raw.partition(b"\r\n")
         u.sendall(line + b"\r\nConnection: close\r\n" + rest)
-        resp = b""
+        parts = []
         while True:
-            chunk = u.recv(65536)
+            chunk = u.recv(1 << 20)
             if not chunk:
-                return resp
-            resp += chunk
+                return b"".join(parts)
+            parts.append(chunk)
 
 
 def handle(conn):

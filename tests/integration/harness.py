@@ -5,6 +5,7 @@ the server and every command it runs (archive_command / restore_command) run as 
 """
 import glob
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -129,6 +130,51 @@ def swift_create_container(name):
     assert status in (201, 202), status
 
 
+def gcs_env(kind="service_account"):
+    """The test GCS's endpoint and credentials (scripts/test.sh starts fake-gcs-server behind an
+    OAuth2 server that checks tokens), or None. kind: "service_account" or "authorized_user" (a
+    credentials file, through the token-checking proxy), "metadata" (a Compute Engine metadata
+    server, same proxy) or "emulator" (STORAGE_EMULATOR_HOST, no auth). The metadata host is always
+    set, so no test can ever ask 169.254.169.254."""
+    if not os.environ.get("WALE_TEST_GCS_ENDPOINT"):
+        return None
+    proxy = os.environ["WALE_TEST_GCS_ENDPOINT"]
+    # Every variable is set (empty when unused), so one kind given over another replaces it whole.
+    base = {"GCE_METADATA_HOST": proxy.split("://", 1)[1], "CLOUDSDK_CONFIG": "/nonexistent-gcloud-config",
+            "STORAGE_EMULATOR_HOST": "", "WALE_GS_ENDPOINT": "", "GOOGLE_APPLICATION_CREDENTIALS": ""}
+    if kind == "emulator":
+        return {**base, "STORAGE_EMULATOR_HOST": os.environ["WALE_TEST_GCS_EMULATOR"]}
+    if kind == "metadata":
+        return {**base, "WALE_GS_ENDPOINT": proxy}
+    creds = os.environ["WALE_TEST_GCS_SERVICE_ACCOUNT" if kind == "service_account" else "WALE_TEST_GCS_AUTHORIZED_USER"]
+    return {**base, "WALE_GS_ENDPOINT": proxy, "GOOGLE_APPLICATION_CREDENTIALS": creds}
+
+
+def gcs_request(method, path, data=None, headers=None):
+    """One JSON-API request straight to fake-gcs-server (no auth), independently of wal-e's code."""
+    import urllib.request
+    req = urllib.request.Request(os.environ["WALE_TEST_GCS_EMULATOR"] + path, method=method, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def gcs_create_bucket(name):
+    status, body = gcs_request("POST", "/storage/v1/b?project=test", json.dumps({"name": name}).encode(),
+                               {"Content-Type": "application/json"})
+    assert status == 200, (status, body)
+
+
+def gcs_admin(path, method="GET"):
+    """The OAuth2 server's own controls: POST /_admin/revoke, GET /_stats."""
+    import urllib.request
+    req = urllib.request.Request(os.environ["WALE_TEST_GCS_ENDPOINT"] + path, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"{}")
+
+
 def store_env(prefix):
     """The credentials a prefix's store needs on the test servers."""
     if prefix.startswith("s3://"):
@@ -137,6 +183,8 @@ def store_env(prefix):
         return wabs_env()
     if prefix.startswith("swift://"):
         return swift_env()
+    if prefix.startswith("gs://"):
+        return gcs_env()
     return {}
 
 

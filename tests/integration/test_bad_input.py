@@ -103,9 +103,14 @@ def test_no_prefix_and_unknown_scheme(wale, scratch):
     p = wale("wal-fetch", SEG, os.path.join(scratch, "x"), env={"WALE_S3_PREFIX": "ftp://bucket/x"})
     assert p.returncode == 129
     assert 'unknown storage scheme "ftp"' in stderr(p)
-    p = wale("wal-push", path, env={"WALE_GS_PREFIX": "gs://bucket/x"})
+    # gs:// is built in: an unreadable credentials file is a configuration error naming it
+    # (the metadata host is pointed at a closed port so nothing can ever reach 169.254.169.254).
+    gs = {"WALE_GS_PREFIX": "gs://bucket/x", "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/key.json", "GCE_METADATA_HOST": "127.0.0.1:9"}
+    p = wale("wal-push", path, env=gs)
     assert p.returncode == 1
-    assert "gs:// storage backend is not available" in stderr(p)
+    assert "GOOGLE_APPLICATION_CREDENTIALS=/nonexistent/key.json cannot be read" in stderr(p)
+    p = wale("wal-fetch", SEG, os.path.join(scratch, "x"), env=gs)
+    assert p.returncode == 129, stderr(p)
     # swift:// is built in: without its auth URL it is a configuration error naming the variable.
     p = wale("wal-push", path, env={"WALE_SWIFT_PREFIX": "swift://container/x"})
     assert p.returncode == 1

@@ -10,7 +10,7 @@ any token or none).
   a Compute Engine metadata server.
 * Every other request must carry `Authorization: Bearer <a token issued here and not revoked>`
   (401 otherwise, in GCS's error form) and is forwarded to fake-gcs-server.
-* POST /_admin/revoke revokes every token; GET /_stats answers {"issued": N, "refused": N}.
+* POST /_admin/revoke revokes every token (?after=N: once N more requests went through); GET /_stats answers {"issued": N, "refused": N}.
 
 It writes the credentials files the tests use into --dir: service-account.json (type
 service_account, with the private key) and authorized-user.json.
@@ -34,6 +34,8 @@ CLIENT = ("wal-e-client-id", "wal-e-client-secret", "wal-e-refresh-token")
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 TOKENS = set()
 STATS = {"issued": 0, "refused": 0}
+# POST /_admin/revoke?after=N: every token is revoked once N more requests have been let through.
+REVOKE_AFTER = [None]
 LOCK = threading.Lock()
 
 
@@ -120,6 +122,11 @@ class Handler(BaseHTTPRequestHandler):
             ok = auth.startswith("Bearer ") and auth[7:] in TOKENS
             if not ok:
                 STATS["refused"] += 1
+            elif REVOKE_AFTER[0] is not None:
+                REVOKE_AFTER[0] -= 1
+                if REVOKE_AFTER[0] <= 0:
+                    REVOKE_AFTER[0] = None
+                    TOKENS.clear()
         if not ok:
             return self.answer(401, {"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}},
                                [("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')])
@@ -152,10 +159,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         if self.path == "/token":
             return self.token(self.body())
-        if self.path == "/_admin/revoke":
+        if self.path.startswith("/_admin/revoke"):
             self.body()
+            after = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("after")
             with LOCK:
-                TOKENS.clear()
+                if after:
+                    REVOKE_AFTER[0] = int(after[0])
+                else:
+                    TOKENS.clear()
             return self.answer(200, {"revoked": True})
         self.forward("POST")
 
