@@ -87,7 +87,10 @@ let package = Package(
         .testTarget(name: "WALEPostgresTests", dependencies: ["WALEPostgres"], swiftSettings: swift6),
         .testTarget(
             name: "WALEStorageTests",
-            dependencies: ["WALEStorage", "WALEEngine", "WALECodec", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "WALEStorage", "WALEEngine", "WALECodec", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
             swiftSettings: swift6),
     ]
 )

@@ -4,7 +4,8 @@ any token or none).
 
 * POST /token: the OAuth2 token endpoint. The JWT-bearer grant (RFC 7523) of a service account is
   checked as Google checks it: RS256 signature against the account's public key (with the openssl
-  CLI), iss = the account's e-mail, aud = this token URI, the devstorage scope, exp after now and
+  CLI), iss = the account's e-mail, aud = https://oauth2.googleapis.com/token (always that, as Google
+  requires, wherever the assertion is posted), the devstorage scope, exp after now and
   at most an hour after iat. The refresh-token grant checks client id, secret and refresh token.
 * GET /computeMetadata/v1/instance/service-accounts/default/token with `Metadata-Flavor: Google`:
   a Compute Engine metadata server.
@@ -31,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 EMAIL = "wal-e-test@wal-e-test.iam.gserviceaccount.com"
 CLIENT = ("wal-e-client-id", "wal-e-client-secret", "wal-e-refresh-token")
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 TOKENS = set()
 STATS = {"issued": 0, "refused": 0}
@@ -106,8 +108,8 @@ class Handler(BaseHTTPRequestHandler):
         now = time.time()
         if claims.get("iss") != EMAIL:
             return self.oauth_error("Invalid JWT: unknown issuer")
-        if claims.get("aud") != self.server.token_uri:
-            return self.oauth_error("Invalid JWT: aud must be %s" % self.server.token_uri)
+        if claims.get("aud") != GOOGLE_TOKEN_URI:
+            return self.oauth_error("Invalid JWT: aud must be %s" % GOOGLE_TOKEN_URI)
         if SCOPE not in str(claims.get("scope", "")).split():
             return self.oauth_error("Invalid JWT: scope")
         iat, exp = claims.get("iat", 0), claims.get("exp", 0)

@@ -18,7 +18,10 @@ struct GCSAuthenticator: Sendable {
         case .anonymous:
             return Expiring("", expiration: nil)
         case .serviceAccount(let email, let pem, let keyID, let tokenURI):
-            let assertion = try Self.assertion(email: email, pem: pem, keyID: keyID, audience: tokenURI, now: POSIX.now())
+            // The audience is always Google's token endpoint, whatever URI the assertion is posted
+            // to (Google's server-to-server OAuth2 rules; google-auth does the same).
+            let assertion = try Self.assertion(
+                email: email, pem: pem, keyID: keyID, audience: GCSConfiguration.defaultTokenURI, now: POSIX.now())
             return try await exchange(
                 tokenURI, form: [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion)],
                 who: "the service account \(email)")

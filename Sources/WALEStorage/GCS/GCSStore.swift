@@ -119,7 +119,10 @@ public struct GCSStore: PartedUploadTarget {
 
     // MARK: ObjectStore
 
-    public var storesLateMetadata: Bool { true }
+    /// Not for every object: a resumable upload's metadata is fixed when the session begins, so an
+    /// object above one chunk lacks the late metadata; the engine then decides a repeated push by
+    /// reading the object back. (A PATCH after the last chunk would add it: not built yet.)
+    public var storesLateMetadata: Bool { false }
 
     static func info(_ json: JSON, key: String) -> ObjectInfo {
         var meta: [String: String] = [:]
