@@ -143,18 +143,19 @@ start_swift() {
 }
 
 # start_gcs PORT: fake-gcs-server (GCS JSON API, no auth) on PORT and tests/servers/gcs_auth.py on
-# PORT+1 (OAuth2 token endpoint, metadata server, token-checking proxy). Exports WALE_TEST_GCS_*.
+# PORT+1 (OAuth2 token endpoint, metadata server, token-checking proxy) and PORT+2 (the same proxy,
+# no token check: the emulator endpoint). Exports WALE_TEST_GCS_*.
 start_gcs() {
   local port=$1 pids
   local dir=${OBJSTORE_DIR:-/tmp/wal-e-objstores}/fake-gcs-$port
   pids=$(OBJSTORE_DIR=${OBJSTORE_DIR:-/tmp/wal-e-objstores} bash "$WALE_DEPS_DIR/../../tests/servers/start-fake-gcs.sh" "$port")
   WALE_GCS_PIDS=$pids
-  export WALE_TEST_GCS_EMULATOR=http://127.0.0.1:$port
+  export WALE_TEST_GCS_EMULATOR=http://127.0.0.1:$((port + 2))
   export WALE_TEST_GCS_ENDPOINT=http://127.0.0.1:$((port + 1))
   export WALE_TEST_GCS_SERVICE_ACCOUNT=$dir/auth/service-account.json
   export WALE_TEST_GCS_AUTHORIZED_USER=$dir/auth/authorized-user.json
   trap 'kill -9 ${WALE_SEAWEEDFS_PID:-} ${WALE_AZBLOB_PID:-} ${WALE_KEYSTONE_PID:-} ${WALE_GCS_PIDS:-} 2>/dev/null; kill ${WALE_SWIFT_PID:-} 2>/dev/null || true' EXIT
-  echo ">> fake-gcs-server on 127.0.0.1:$port, OAuth2 + checking proxy on $((port + 1)), pids $pids" >&2
+  echo ">> fake-gcs-server on 127.0.0.1:$port, OAuth2 + checking proxy on $((port + 1)), open proxy on $((port + 2)), pids $pids" >&2
 }
 
 # gcs_create_bucket NAME: a bucket on the test GCS server.

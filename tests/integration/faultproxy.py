@@ -14,7 +14,9 @@ resets the connection half-way through the body of the first N PUT requests with
 64 KiB; `pass` only forwards. With FAULTPROXY_REWRITE=1 the upstream's address in response heads
 (Swift's X-Storage-Url) is replaced by the proxy's own, so the client stays behind the proxy. With FAULTPROXY_LOG=FILE every request line is
 appended to FILE (with the x-amz-security-token header's value, if any). Prints the port it
-listens on; runs until killed, for at most 10 minutes.
+listens on; runs until killed, for at most 10 minutes. Each connection carries one answer, then
+closes; an answer without a Connection header gets `Connection: close`, so the client does not
+reuse a connection the proxy is about to close.
 """
 import os
 import socket
@@ -160,6 +162,10 @@ def handle(conn):
                             conn.sendall(body[:len(body) // 2])
                             reset(conn)
                         return
+            head, sep, body = resp.partition(b"\r\n\r\n")
+            if b"\r\nconnection:" not in head.lower():
+                # This proxy closes after one answer: say so, or the client reuses a closed connection.
+                resp = head + b"\r\nConnection: close" + sep + body
             conn.sendall(resp)
             return
 

