@@ -41,35 +41,38 @@ public struct WALPush: Sendable {
     }
 
     /// Archives `path`; with `poolSize > 1` also archives the oldest other `.ready` segments in
-    /// parallel and marks each `.done` once its upload is durable. Only `path`'s result is returned:
-    /// a failed neighbour is logged and left `.ready` for PostgreSQL to retry.
+    /// parallel. Only `path`'s result is returned. `path` is checked first (a WAL file name, a
+    /// readable regular file, a valid header for a segment): a push that fails there touches no
+    /// neighbour. Neighbours are marked `.done` only once every upload has ended and `path`'s
+    /// succeeded, so a failed call leaves `archive_status` as it was (a neighbour uploaded by it is
+    /// found identical when PostgreSQL archives it itself). A failed neighbour is logged and stays
+    /// `.ready` for PostgreSQL to retry.
     public func run(path: String) async throws -> Outcome {
+        let own = try open(path: path)
         let neighbours = poolSize > 1 ? readyNeighbours(of: path, limit: poolSize - 1) : []
-        if neighbours.isEmpty { return try await push(path: path) }
+        if neighbours.isEmpty { return try await push(own) }
         let width = min(streams, 1 + neighbours.count)
         let directory = POSIX.dirname(path)
-        return try await withThrowingTaskGroup(of: Outcome?.self) { group in
+        let (main, archived) = try await withThrowingTaskGroup(of: (Outcome?, String?).self) { group in
             var queue = neighbours[...]
-            group.addTask { try await push(path: path) }
+            group.addTask { (try await push(own), nil) }
             for _ in 1..<width {
                 guard let name = queue.popFirst() else { break }
-                group.addTask {
-                    await pushNeighbour(directory: directory, name: name)
-                    return nil
-                }
+                group.addTask { (nil, await pushNeighbour(directory: directory, name: name)) }
             }
             var main: Outcome?
-            while let r = try await group.next() {
-                if let r { main = r }
-                if let name = queue.popFirst() {
-                    group.addTask {
-                        await pushNeighbour(directory: directory, name: name)
-                        return nil
-                    }
+            var archived: [String] = []
+            while let (outcome, name) = try await group.next() {
+                if let outcome { main = outcome }
+                if let name { archived.append(name) }
+                if let next = queue.popFirst() {
+                    group.addTask { (nil, await pushNeighbour(directory: directory, name: next)) }
                 }
             }
-            return main!
+            return (main!, archived)
         }
+        markDone(archived, in: directory + "/archive_status")
+        return main
     }
 
     /// The oldest `archive_status/<24 hex>.ready` segments other than `path`'s, sorted.
@@ -85,13 +88,11 @@ public struct WALPush: Sendable {
         return Array(ready.sorted().prefix(limit))
     }
 
-    private func pushNeighbour(directory: String, name: String) async {
-        let statusDir = directory + "/archive_status"
+    /// Uploads one `.ready` neighbour; its name when the upload is durable, nil (logged) if not.
+    private func pushNeighbour(directory: String, name: String) async -> String? {
         do {
             _ = try await push(path: directory + "/" + name)
-            // The upload is durable; only now may PostgreSQL forget the segment.
-            try POSIX.rename(statusDir + "/" + name + ".ready", statusDir + "/" + name + ".done")
-            try POSIX.fsyncDirectory(statusDir)
+            return name
         } catch let e as WALEError {
             logger.warning(
                 "could not archive a .ready segment in the background", detail: e.description,
@@ -99,10 +100,40 @@ public struct WALPush: Sendable {
         } catch {
             logger.warning("could not archive a .ready segment in the background", detail: "\(error)", ["seg": name])
         }
+        return nil
     }
 
-    /// Archives one file.
-    public func push(path: String) async throws -> Outcome {
+    /// Renames each archived neighbour's `.ready` to `.done` (only now may PostgreSQL forget it),
+    /// then makes the renames durable.
+    private func markDone(_ names: [String], in statusDir: String) {
+        guard !names.isEmpty else { return }
+        for name in names {
+            do {
+                try POSIX.rename(statusDir + "/" + name + ".ready", statusDir + "/" + name + ".done")
+            } catch {
+                logger.warning(
+                    "could not mark an archived segment .done", detail: "\(error)",
+                    hint: "PostgreSQL will archive \(name) again and find it identical", ["seg": name])
+            }
+        }
+        do { try POSIX.fsyncDirectory(statusDir) } catch {
+            logger.warning("could not sync archive_status", detail: "\(error)", hint: "a crash now may make PostgreSQL archive these segments again (harmlessly)")
+        }
+    }
+
+    /// A file checked and opened for archiving.
+    struct OpenedFile: @unchecked Sendable {
+        let path: String
+        let name: String
+        let source: LocalFileSource
+        let size: Int64
+        let mode: UInt32
+        let mtime: UInt64
+    }
+
+    /// Checks `path` before anything is sent: a WAL file name, a readable regular file, and for a
+    /// segment a valid first page header.
+    func open(path: String) throws -> OpenedFile {
         let name = POSIX.basename(path)
         guard let kind = WALFileName(name) else {
             throw WALEError(
@@ -122,11 +153,20 @@ public struct WALPush: Sendable {
             close(fd)
             throw WALEError(.notWAL, "refusing to archive \"\(path)\": not a regular file")
         }
-        let source = LocalFileSource(fd: fd, path: path)
+        let source = LocalFileSource(fd: fd, path: path)  // owns fd from here
         if let seg = kind.segmentFile {
             try checkHeader(fd: fd, path: path, size: UInt64(st.st_size), name: seg)
         }
+        return OpenedFile(path: path, name: name, source: source, size: Int64(st.st_size), mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec))
+    }
 
+    /// Archives one file.
+    public func push(path: String) async throws -> Outcome {
+        try await push(try open(path: path))
+    }
+
+    func push(_ file: OpenedFile) async throws -> Outcome {
+        let (path, name, source) = (file.path, file.name, file.source)
         let key = prefix.walKey(name, suffix: compression.suffix)
         let url = prefix.url(forKey: key)
         let fields = ["action": "push-wal", "key": url, "prefix": prefix.pathPrefix, "seg": name]
@@ -143,7 +183,7 @@ public struct WALPush: Sendable {
 
         var options = WriteOptions(ifAbsent: true)
         options.gate = WriteGate { try await check.value == nil }
-        options.sizeHint = Int64(st.st_size)
+        options.sizeHint = file.size
         let counted: any ByteSource & ByteCounting
         if store.storesLateMetadata {
             // The SHA-256 of the raw file rides along as object metadata, so a later push of the
@@ -157,7 +197,7 @@ public struct WALPush: Sendable {
             counted = CountingSource(source)
         }
         let encoded = TransformedSource(
-            counted, try GPG.sealing(compression.encoder(mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec)), keyID: gpgKeyID))
+            counted, try GPG.sealing(compression.encoder(mode: file.mode, mtime: file.mtime), keyID: gpgKeyID))
         let outcome = try await store.write(key, from: encoded, options: options)
         if outcome == .alreadyExists {
             // Found by the check (under any codec's name), or created by a racing pusher since

@@ -103,6 +103,74 @@ def test_pool_pushes_ready_neighbours_and_marks_them_done(make_cluster, wale, ar
         assert os.path.exists(os.path.join(status, s + ".ready"))
 
 
+def test_failing_pool_push_changes_nothing(make_cluster, wale, archive, scratch):
+    """A wal-push that fails leaves archive_status as it was (PostgreSQL skips a segment once it is
+    .done, so a neighbour marked by a failing call would never show in pg_stat_archiver); one
+    that fails on %p itself (missing, not a WAL name, bad header) uploads nothing either."""
+    prefix, adir = archive
+    c = make_cluster(15)
+    c.initdb(archive_mode="on", archive_command="'/bin/false'", wal_keep_size="'1GB'")
+    c.start()
+    c.pgbench("-i", "-s", "2", "-q")
+    for _ in range(3):
+        c.psql("SELECT pg_switch_wal()")
+        c.psql("CREATE TABLE IF NOT EXISTS t AS SELECT 1")
+    c.stop()  # its archiver renames nothing behind the test's back
+    pg_wal = os.path.join(c.data, "pg_wal")
+    status = os.path.join(pg_wal, "archive_status")
+    before = sorted(os.listdir(status))
+    assert sum(n.endswith(".ready") for n in before) >= 4, before
+
+    def stored():
+        d = os.path.join(adir, "wal_005")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    garbage = os.path.join(pg_wal, "0000000100000000000000F0")
+    with open(garbage, "wb") as f:
+        f.write(os.urandom(16 << 20))
+    not_wal = os.path.join(pg_wal, "not-a-wal-file")
+    with open(not_wal, "wb") as f:
+        f.write(b"x" * 8192)
+    chown_pg(garbage)
+    chown_pg(not_wal)
+    for path, text in ((os.path.join(pg_wal, "0000000100000000000000EE"), "could not find file"),
+                       (not_wal, "is not a WAL file name"),
+                       (garbage, "is not a valid WAL segment")):
+        p = wale("wal-push", "--pool-size", "8", path, prefix=prefix)
+        assert p.returncode != 0 and text in p.stderr.decode(), (path, p.returncode, p.stderr.decode())
+        assert "Traceback" not in p.stderr.decode()
+        assert sorted(os.listdir(status)) == before, path
+        assert stored() == [], (path, stored())
+    os.unlink(garbage)
+    os.unlink(not_wal)
+
+    # %p refused by the store (the archive holds other bytes under its name): neighbours may be
+    # uploaded (PostgreSQL will find them identical later) but none is marked .done.
+    first = sorted(n[:-6] for n in before if n.endswith(".ready"))[0]
+    other = os.path.join(scratch, "other")
+    os.makedirs(other)
+    shutil.copy(os.path.join(pg_wal, first), os.path.join(other, first))
+    with open(os.path.join(other, first), "r+b") as f:
+        f.seek(1 << 20)
+        f.write(b"a different cluster's bytes")
+    chown_pg(other)
+    chown_pg(os.path.join(other, first))
+    assert wale("wal-push", os.path.join(other, first), prefix=prefix).returncode == 0
+    archived = sha256_file(os.path.join(adir, "wal_005", first + ".lzo"))
+    p = wale("wal-push", "--pool-size", "8", os.path.join(pg_wal, first), prefix=prefix)
+    assert p.returncode != 0 and "refusing to overwrite" in p.stderr.decode(), p.stderr.decode()
+    assert sorted(os.listdir(status)) == before
+    assert sha256_file(os.path.join(adir, "wal_005", first + ".lzo")) == archived
+
+    # A pool whose %p succeeds marks the neighbours it archived .done; the refused one stays .ready.
+    ready = sorted(n[:-6] for n in before if n.endswith(".ready"))
+    p = wale("wal-push", "--pool-size", "3", os.path.join(pg_wal, ready[1]), prefix=prefix)
+    assert p.returncode == 0 and "could not archive a .ready segment" in p.stderr.decode(), p.stderr.decode()
+    assert os.path.exists(os.path.join(status, ready[0] + ".ready"))
+    assert os.path.exists(os.path.join(status, ready[2] + ".done"))
+    assert os.path.exists(os.path.join(status, ready[1] + ".ready"))  # %p's own: PostgreSQL's business
+
+
 def test_history_partial_and_backup_files_are_archived(wale, archive, scratch):
     prefix, adir = archive
     src = os.path.join(scratch, "pg_wal")
