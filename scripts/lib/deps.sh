@@ -53,6 +53,13 @@ ensure_wale_peer() {
     (cd "$site" && patch -s -p1 < "$WALE_DEPS_DIR/../../tests/peers/wale-pg15.patch")
     touch "$venv/.wal-e-ready"
   fi
+  # WAL-E's own extras for the other stores (setup.py's [swift] and [google]), for the interop
+  # tests on swift:// and gs://.
+  if [ ! -f "$venv/.wal-e-extras-ready" ]; then
+    echo ">> installing WAL-E's swift and google extras into $venv" >&2
+    "$venv/bin/pip" install -q 'python-swiftclient==4.11.0' 'python-keystoneclient==6.0.0' 'google-cloud-storage==3.17.1'
+    touch "$venv/.wal-e-extras-ready"
+  fi
   chmod -R a+rX "$venv"
 }
 

@@ -20,10 +20,24 @@ def peer():
 
 def peer_env(prefix):
     # WAL-E logs to syslog by default; there is no syslog daemon here.
+    base = {"WALE_LOG_DESTINATION": "stderr", "PATH": "/usr/bin:/bin"}
     if prefix.startswith("s3://"):
         from harness import s3_env
-        return {"WALE_S3_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr", "PATH": "/usr/bin:/bin", **s3_env()}
-    return {"WALE_FILE_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr", "PATH": "/usr/bin:/bin"}
+        return {**base, "WALE_S3_PREFIX": prefix, **s3_env()}
+    if prefix.startswith("swift://"):
+        # WAL-E's swiftclient with TempAuth (auth v1), as our own swift:// tests use by default.
+        from harness import swift_env
+        return {**base, "WALE_SWIFT_PREFIX": prefix, **swift_env("v1")}
+    if prefix.startswith("gs://"):
+        # WAL-E's google-cloud-storage finds the service account file as Google's libraries do
+        # (google.auth.default()) and sends its OAuth2 token to the token-checking proxy, which
+        # STORAGE_EMULATOR_HOST points it at (it would otherwise go to storage.googleapis.com).
+        from harness import gcs_env
+        e = gcs_env("service_account")
+        return {**base, "WALE_GS_PREFIX": prefix, "GOOGLE_APPLICATION_CREDENTIALS": e["GOOGLE_APPLICATION_CREDENTIALS"],
+                "STORAGE_EMULATOR_HOST": e["WALE_GS_ENDPOINT"], "GCE_METADATA_HOST": e["GCE_METADATA_HOST"],
+                "CLOUDSDK_CONFIG": e["CLOUDSDK_CONFIG"]}
+    return {**base, "WALE_FILE_PREFIX": prefix}
 
 
 def peer_line(peer, prefix, args):
@@ -103,35 +117,39 @@ def test_we_restore_what_wale_wrote_and_list_identically(make_cluster, wale, arc
         assert wale("backup-list", q, prefix=prefix).stdout == run([peer, "backup-list", q], user="postgres", env=peer_env(prefix)).stdout
 
 
-def test_wale_and_we_share_an_s3_archive(make_cluster, wale, s3_prefix, scratch, peer):
+@pytest.mark.parametrize("store", ["s3", "swift", "gcs"])
+def test_wale_and_we_share_an_object_store_archive(request, make_cluster, wale, store, scratch, peer):
+    """On each object store WAL-E 1.1.1 supports (with its own client libraries: boto, swiftclient,
+    google-cloud-storage), in both directions, and backup-list byte for byte."""
+    prefix = request.getfixturevalue(store + "_prefix")
     # WAL-E archives and takes a backup; we restore it and recover through our wal-fetch.
     c = make_cluster(15)
-    c.initdb(archive_mode="on", archive_command="'" + peer_line(peer, s3_prefix, "wal-push %p") + "'", wal_keep_size="'1GB'")
+    c.initdb(archive_mode="on", archive_command="'" + peer_line(peer, prefix, "wal-push %p") + "'", wal_keep_size="'1GB'")
     c.start()
     c.pgbench("-i", "-s", "2", "-q")
-    p = run([peer, "backup-push", c.data], user="postgres", env={**peer_env(s3_prefix), **c.env()}, check=False)
+    p = run([peer, "backup-push", c.data], user="postgres", env={**peer_env(prefix), **c.env()}, check=False)
     assert p.returncode == 0, p.stderr.decode()
     c.pgbench("-c", "2", "-T", "2", "-n")
     expected = c.table_checksums()
     c.wait_archived()
     target = os.path.join(scratch, "ours")
-    f = wale("backup-fetch", target, "LATEST", prefix=s3_prefix)
+    f = wale("backup-fetch", target, "LATEST", prefix=prefix)
     assert f.returncode == 0, f.stderr.decode()
-    recover(make_cluster, c, target, wale.command_line(s3_prefix, 'wal-fetch "%f" "%p"'), expected)
+    recover(make_cluster, c, target, wale.command_line(prefix, 'wal-fetch "%f" "%p"'), expected)
 
     # Now we archive and back up into the same prefix; WAL-E restores our backup and WAL.
-    c.psql("ALTER SYSTEM SET archive_command = '" + wale.command_line(s3_prefix, "wal-push %p").replace("'", "''") + "'")
+    c.psql("ALTER SYSTEM SET archive_command = '" + wale.command_line(prefix, "wal-push %p").replace("'", "''") + "'")
     c.psql("SELECT pg_reload_conf()")
-    name = backup_push(wale, c, s3_prefix, "--fast").stdout.decode().strip()
+    name = backup_push(wale, c, prefix, "--fast").stdout.decode().strip()
     c.pgbench("-c", "2", "-T", "2", "-n")
     expected = c.table_checksums()
     c.wait_archived()
     target = os.path.join(scratch, "theirs")
-    p = run([peer, "backup-fetch", target, name], user="postgres", env=peer_env(s3_prefix), check=False)
+    p = run([peer, "backup-fetch", target, name], user="postgres", env=peer_env(prefix), check=False)
     assert p.returncode == 0, p.stderr.decode()
-    recover(make_cluster, c, target, peer_line(peer, s3_prefix, 'wal-fetch -p 0 "%f" "%p"'), expected)
+    recover(make_cluster, c, target, peer_line(peer, prefix, 'wal-fetch -p 0 "%f" "%p"'), expected)
 
-    theirs = run([peer, "backup-list"], user="postgres", env=peer_env(s3_prefix)).stdout
-    ours = wale("backup-list", prefix=s3_prefix).stdout
+    theirs = run([peer, "backup-list"], user="postgres", env=peer_env(prefix)).stdout
+    ours = wale("backup-list", prefix=prefix).stdout
     assert theirs.count(b"\r\n") == 3
     assert ours == theirs

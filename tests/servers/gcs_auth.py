@@ -154,7 +154,9 @@ class Handler(BaseHTTPRequestHandler):
         if not ok:
             return self.answer(401, {"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}},
                                [("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')])
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")}
+        # Canonical names (Content-Range, not content-range as Python clients send it): the session
+        # logic below reads and replaces them by name.
+        headers = {k.title(): v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")}
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         uid = query.get("upload_id", [None])[0]
         if uid is not None and method in ("PUT", "DELETE"):
