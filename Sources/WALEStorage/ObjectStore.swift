@@ -89,8 +89,16 @@ public protocol ObjectStore: Sendable {
     func delete(_ keys: [String]) async throws
     /// Whether `WriteOptions.lateMetadata` is stored (and worth computing).
     var storesLateMetadata: Bool { get }
+    /// Removes what writes killed part way left under `prefix` that the store keeps (and bills)
+    /// but never lists as objects: S3 multipart uploads nobody completed or aborted, Swift
+    /// segments no manifest refers to. Only leftovers last touched more than `olderThan` seconds
+    /// before `now` (a running upload is younger). Returns how many uploads were removed.
+    func sweepAbandonedUploads(prefix: String, olderThan: Double, now: Double) async throws -> Int
 }
 
 extension ObjectStore {
     public var storesLateMetadata: Bool { false }
+    /// Nothing to sweep: file:// sweeps its temporaries at every write; Azure drops uncommitted
+    /// blocks and GCS abandoned resumable sessions by themselves after a week.
+    public func sweepAbandonedUploads(prefix: String, olderThan: Double, now: Double) async throws -> Int { 0 }
 }

@@ -54,6 +54,7 @@ struct BackupPushCommand: WALECommand {
         o.manifestChecksum = try ManifestChecksum.from(env: env)
         var push = BackupPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, env: env)
         push.gpgKeyID = try ctx.checkedGPGKey()
+        await AbandonedUploads.sweep(store: ctx.store, prefix: ctx.config.prefix, age: try AbandonedUploads.age(env: env), logger: ctx.logger)
         let name = try await push.run(clusterDirectory: pgClusterDirectory, options: o)
         writeStdout(name.description + "\n")
         return .success

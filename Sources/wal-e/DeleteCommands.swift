@@ -24,7 +24,10 @@ extension DeleteMode {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let d = Delete(store: ctx.store, prefix: ctx.config.prefix, logger: ctx.logger, now: Double(ts.tv_sec))
-        try await d.run(try target(), confirm: flags.confirm && !flags.dryRun)
+        let confirm = flags.confirm && !flags.dryRun
+        let age = try AbandonedUploads.age(env: Context.environment())
+        try await d.run(try target(), confirm: confirm)
+        if confirm { await AbandonedUploads.sweep(store: ctx.store, prefix: ctx.config.prefix, age: age, logger: ctx.logger) }
         return .success
     }
 }

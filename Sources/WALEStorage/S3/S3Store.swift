@@ -261,6 +261,33 @@ public struct S3Store: PartedUploadTarget {
         }
     }
 
+    /// Multipart uploads under `prefix` initiated before the cut-off (ListMultipartUploads, every
+    /// page), each aborted.
+    public func sweepAbandonedUploads(prefix: String, olderThan: Double, now: Double) async throws -> Int {
+        var stale: [(key: String, id: String)] = []
+        var marker: (key: String, id: String)?
+        repeat {
+            var q: [(String, String)] = [("uploads", ""), ("prefix", prefix)]
+            if let marker { q += [("key-marker", marker.key), ("upload-id-marker", marker.id)] }
+            let r = try await send(.GET, key: nil, query: q, what: "ListMultipartUploads \(prefix)")
+            guard r.status == 200 else { throw failure(r, "ListMultipartUploads \(prefix)", key: prefix) }
+            for u in xmlBlocks(r.body, "Upload") {
+                guard let key = xmlValues(u, "Key").first, let id = xmlValues(u, "UploadId").first,
+                    let initiated = xmlValues(u, "Initiated").first.flatMap(parseISO8601), initiated < now - olderThan
+                else { continue }
+                stale.append((key, id))
+            }
+            let next = (xmlValues(r.body, "NextKeyMarker").first, xmlValues(r.body, "NextUploadIdMarker").first)
+            marker = xmlValues(r.body, "IsTruncated").first == "true" ? next.0.map { ($0, next.1 ?? "") } : nil
+        } while marker != nil
+        for u in stale {
+            let what = "AbortMultipartUpload \(u.key)"
+            let r = try await send(.DELETE, key: u.key, query: [("uploadId", u.id)], what: what)
+            guard r.status / 100 == 2 || r.status == 404 else { throw failure(r, what, key: u.key) }
+        }
+        return stale.count
+    }
+
     public func delete(_ keys: [String]) async throws {
         var i = 0
         while i < keys.count {

@@ -226,6 +226,40 @@ public struct SwiftStore: PartedUploadTarget {
         }
     }
 
+    /// Segments under `prefix` (`KEY/UPLOAD/n` in the segment container) whose upload was last
+    /// written before the cut-off and that no manifest refers to (the manifest at KEY is missing,
+    /// or names another upload's segments), deleted.
+    public func sweepAbandonedUploads(prefix: String, olderThan: Double, now: Double) async throws -> Int {
+        var uploads: [String: (names: [String], newest: Double)] = [:]
+        for o in try await listNames(container: config.segmentContainer, prefix: prefix) {
+            guard let slash = o.key.lastIndex(of: "/") else { continue }
+            let upload = String(o.key[..<slash])
+            uploads[upload, default: ([], 0)].names.append(o.key)
+            uploads[upload]!.newest = max(uploads[upload]!.newest, o.lastModified)
+        }
+        var removed = 0
+        for (upload, u) in uploads.sorted(by: { $0.key < $1.key }) where u.newest < now - olderThan {
+            guard let slash = upload.lastIndex(of: "/") else { continue }
+            let key = String(upload[..<slash])
+            // Only a large object's manifest (small: a list of segment paths) is read; a plain
+            // object or none at all refers to no segment.
+            let head = try await send(.HEAD, name: SwiftConfiguration.objectName(key), what: "HEAD \(key)")
+            guard head.status / 100 == 2 || head.status == 404 else { throw failure(head, "HEAD \(key)", key: key) }
+            if head.status / 100 == 2 && head.headers.first(name: "x-static-large-object")?.lowercased() == "true" {
+                let what = "GET manifest \(key)"
+                let m = try await send(.GET, name: SwiftConfiguration.objectName(key), query: [("multipart-manifest", "get")], what: what)
+                guard m.status / 100 == 2 else { throw failure(m, what, key: key) }
+                if String(decoding: m.body, as: UTF8.self).contains("/\(config.segmentContainer)/\(upload)/") { continue }
+            }
+            try await deleteEach(u.names, service: "Swift") { name in
+                let r = try await send(.DELETE, container: config.segmentContainer, name: name, what: "DELETE segment \(name)")
+                return r.status / 100 == 2 || r.status == 404 ? nil : "HTTP \(r.status)"
+            }
+            removed += 1
+        }
+        return removed
+    }
+
     /// A container's objects whose names start with `prefix`, in name order, every page.
     func listNames(container: String? = nil, prefix: String) async throws -> [ObjectInfo] {
         let limit = config.listPageSize ?? 10_000
