@@ -109,3 +109,56 @@ def test_every_command_is_bounded_and_downloads_resume(stored, wale, scratch):
             assert not os.path.exists(dest)
         finally:
             p.kill()
+
+
+
+@pytest.mark.parametrize("store", ["s3", "wabs"])
+def test_resets_mid_upload_are_retried_and_nothing_half_written_is_visible(request, store, make_cluster, wale, scratch):
+    """A connection reset half-way through an upload's body (a whole object: S3 PUT / Azure Put
+    Blob; a part: UploadPart / Put Block): the request is retried on its own and what becomes
+    visible is whole. When every upload is reset: bounded time, exit 74, nothing visible."""
+    from test_abandoned_uploads import random_segment, stopped_cluster
+    prefix = request.getfixturevalue("s3_prefix" if store == "s3" else "wabs_prefix")
+    seg = os.path.join(scratch, "000000010000000000000031")
+    random_segment(seg, os.path.basename(seg))
+    c = stopped_cluster(make_cluster, mib=24)
+    pg = {"PATH": c.bindir + ":" + os.environ["PATH"]}
+
+    p, port = proxy(store, "reset-upload", 2)
+    try:
+        r, _ = timed(wale, "wal-push", seg, prefix=prefix, env={**through(store, port), **PATIENT})
+        assert r.returncode == 0 and "retrying" in r.stderr.decode(), r.stderr.decode()
+    finally:
+        p.kill()
+    back = os.path.join(scratch, "back")
+    r = wale("wal-fetch", "-p", "0", os.path.basename(seg), back, prefix=prefix, user=None)
+    assert r.returncode == 0 and sha256_file(back) == sha256_file(seg), r.stderr.decode()
+
+    p, port = proxy(store, "reset-upload", 3)
+    try:
+        r, _ = timed(wale, "backup-push", "--while-offline", c.data, prefix=prefix, env={**through(store, port), **PATIENT, **pg})
+        assert r.returncode == 0 and "retrying" in r.stderr.decode(), r.stderr.decode()
+    finally:
+        p.kill()
+    target = os.path.join(scratch, "restored")
+    f = wale("backup-fetch", target, "LATEST", prefix=prefix, user=None)
+    assert f.returncode == 0 and "every file matched the backup manifest" in f.stderr.decode(), f.stderr.decode()
+    assert sha256_file(os.path.join(target, "base", "random.bin")) == sha256_file(os.path.join(c.data, "base", "random.bin"))
+
+    # Every upload reset: each command gives up within the bound, and nothing half-written shows.
+    other = prefix + "-reset"
+    seg2 = os.path.join(scratch, "000000010000000000000032")
+    random_segment(seg2, os.path.basename(seg2))
+    p, port = proxy(store, "reset-upload", 1000)
+    try:
+        for args, env in ((("wal-push", seg2), {}), (("backup-push", "--while-offline", c.data), pg)):
+            r, elapsed = timed(wale, *args, prefix=other, env={**through(store, port), **env})
+            assert r.returncode == 74, (args[0], r.returncode, r.stderr.decode())
+            assert elapsed < BOUND, (args[0], elapsed)
+    finally:
+        p.kill()
+    r = wale("wal-fetch", "-p", "0", os.path.basename(seg2), os.path.join(scratch, "none"), prefix=other, user=None)
+    assert r.returncode == 1, r.stderr.decode()
+    assert not os.path.exists(os.path.join(scratch, "none"))
+    listed = wale("backup-list", prefix=other, user=None)
+    assert listed.returncode == 0 and listed.stdout.count(b"\r\n") == 1, listed.stdout
