@@ -5,6 +5,7 @@ import ArgumentParser
 import CWALESupport
 import WALECore
 import WALEEngine
+import WALEStorage
 
 /// Parses, runs, and turns every outcome into one of the exit codes in `WALEExitCode`.
 func runMain() async -> Int32 {
@@ -32,6 +33,7 @@ func runMain() async -> Int32 {
         }
     }
     let fetch = cmd as? WALFetchCommand
+    armFileWatchdog(fetch)
     do {
         return try await cmd.execute().rawValue
     } catch let e as WALEError {
@@ -44,6 +46,21 @@ func runMain() async -> Int32 {
         Context.bootstrapLogger(terse: false).log(
             .critical, "An unprocessed exception has avoided all error handling", detail: "\(error)")
         return WALEExitCode.usage.rawValue
+    }
+}
+
+/// A file:// operation stuck on a hung file system ends the command as a storage failure would
+/// (wal-fetch: the status its contract gives), since the blocked thread cannot be cancelled.
+func armFileWatchdog(_ fetch: WALFetchCommand?) {
+    let env = Context.environment()
+    func positive(_ name: String, _ fallback: Double) -> Double {
+        guard let v = env[name].flatMap(Double.init), v > 0, v.isFinite else { return fallback }
+        return v
+    }
+    FileWatchdog.shared.arm(stallSeconds: positive("WALE_STALL_TIMEOUT", 30), minRate: positive("WALE_STALL_MIN_RATE", 16384)) { e in
+        if let fetch { exit(fetch.report(failure: e)) }
+        Context.bootstrapLogger(terse: false).log(.error, e.message, detail: e.detail, hint: e.hint)
+        exit(e.exitCode.rawValue)
     }
 }
 

@@ -162,3 +162,65 @@ def test_resets_mid_upload_are_retried_and_nothing_half_written_is_visible(reque
     assert not os.path.exists(os.path.join(scratch, "none"))
     listed = wale("backup-list", prefix=other, user=None)
     assert listed.returncode == 0 and listed.stdout.count(b"\r\n") == 1, listed.stdout
+
+
+def test_a_hung_file_system_under_file_prefix_is_bounded(wale, archive, scratch):
+    """file:// has no request to time out: a read blocked in the kernel (a hung NFS mount) is
+    stood in for by a FIFO as the object, with no writer (open blocks), a writer that trickles a
+    byte a second, and one that writes a head and stops. Each ends within the stall rule with the
+    storage status of the command's contract; %p is never created."""
+    import threading
+    from test_bad_input import SEG, make_segment
+    prefix, adir = archive
+    seg = os.path.join(scratch, SEG)
+    make_segment(seg)
+    assert wale("wal-push", seg, prefix=prefix, user=None).returncode == 0
+    obj = os.path.join(adir, "wal_005", SEG + ".lzo")
+    real = open(obj, "rb").read()
+    os.unlink(obj)
+    os.mkfifo(obj)
+    quick = {"WALE_STALL_TIMEOUT": "3"}
+    out = os.path.join(scratch, "pg_wal")
+    os.makedirs(out)
+
+    def feed(how, stop):
+        def run_writer():
+            try:
+                with open(obj, "wb", buffering=0) as f:
+                    if how == "whole":
+                        f.write(real)
+                    elif how == "head":
+                        f.write(real[:1000])
+                        stop.wait(30)
+                    else:  # trickle
+                        for b in real[:30]:
+                            f.write(bytes([b]))
+                            if stop.wait(1):
+                                break
+            except BrokenPipeError:
+                pass  # the reader gave up, as it should
+        t = threading.Thread(target=run_writer, daemon=True)
+        t.start()
+        return t
+
+    for how, mode, status in ((None, "archive-recovery", 202), (None, "standby", 74), ("trickle", "archive-recovery", 202),
+                              ("head", "archive-recovery", 202)):
+        stop = threading.Event()
+        writer = feed(how, stop) if how else None
+        dest = os.path.join(out, f"{how}-{mode}")
+        t0 = time.time()
+        r = wale("wal-fetch", "--recovery-mode", mode, "-p", "0", SEG, dest, prefix=prefix, env=quick, user=None, timeout=120)
+        elapsed = time.time() - t0
+        assert r.returncode == status, (how, mode, r.returncode, r.stderr.decode())
+        assert elapsed < 15, (how, mode, elapsed)
+        assert "made no progress" in r.stderr.decode()
+        assert not os.path.exists(dest)
+        if writer:
+            stop.set()
+            writer.join(10)
+            assert not writer.is_alive()
+    # The rule does not fire on a file system that answers: the same FIFO fed promptly restores.
+    feed("whole", threading.Event())
+    dest = os.path.join(out, "whole")
+    r = wale("wal-fetch", "-p", "0", SEG, dest, prefix=prefix, env=quick, user=None)
+    assert r.returncode == 0 and sha256_file(dest) == sha256_file(seg), r.stderr.decode()

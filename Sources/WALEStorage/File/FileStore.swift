@@ -31,21 +31,25 @@ public struct FileStore: ObjectStore {
     func path(_ key: String) -> String { root + key }
 
     public func info(_ key: String) async throws -> ObjectInfo? {
-        guard let st = POSIX.stat(path(key)), st.st_mode & S_IFMT == S_IFREG else { return nil }
+        guard let st = FileWatchdog.shared.guarded("stat \(key)", { POSIX.stat(path(key)) }), st.st_mode & S_IFMT == S_IFREG else { return nil }
         return ObjectInfo(key: key, size: Int64(st.st_size), lastModified: POSIX.mtime(st))
     }
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
+        let watch = FileWatchdog.shared.begin("reading \(key)")
+        defer { FileWatchdog.shared.end(watch) }
         let source: LocalFileSource
         do {
             source = try LocalFileSource(path: path(key))
         } catch let e as WALEError where e.kind == .notFound {
             throw WALEError(.notFound, "object \(key) does not exist", detail: "no file \(path(key))")
         }
-        return try await body(source)
+        return try await body(WatchedSource(source, id: watch))
     }
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
+        let watch = FileWatchdog.shared.begin("writing \(key)")
+        defer { FileWatchdog.shared.end(watch) }
         let target = path(key)
         let dir = POSIX.dirname(target)
         let tmpdir = dir + "/" + Self.temporaryDirectory
@@ -69,8 +73,10 @@ public struct FileStore: ObjectStore {
             writer.abort()
             rmdir(tmpdir)  // only when empty: other writers' files keep it
         }
-        try await writer.write(from: source)
+        try await writer.write(from: PausingSource(source, id: watch))
+        FileWatchdog.shared.pause(watch)  // the gate may ask the store about other names
         if let gate = options.gate, try await !gate.mayProceed() { return .alreadyExists }
+        FileWatchdog.shared.resume(watch)
         if options.ifAbsent {
             return try writer.commitIfAbsent(durable: options.durable) ? .created : .alreadyExists
         }
@@ -92,11 +98,13 @@ public struct FileStore: ObjectStore {
         // Walk from the deepest directory the prefix names completely.
         let dirKey = prefix.contains("/") ? String(prefix[...prefix.lastIndex(of: "/")!]) : ""
         var out: [ObjectInfo] = []
-        try walk(dirKey, prefix: prefix, into: &out)
+        let watch = FileWatchdog.shared.begin("listing \(prefix)")
+        defer { FileWatchdog.shared.end(watch) }
+        try walk(dirKey, prefix: prefix, into: &out, watch: watch)
         return out
     }
 
-    private func walk(_ dirKey: String, prefix: String, into out: inout [ObjectInfo]) throws {
+    private func walk(_ dirKey: String, prefix: String, into out: inout [ObjectInfo], watch: Int) throws {
         let names: [String]
         do {
             names = try POSIX.listDirectory(path(dirKey).isEmpty ? "." : path(dirKey))
@@ -105,11 +113,12 @@ public struct FileStore: ObjectStore {
         }
         for name in names where !name.hasPrefix(Self.temporaryPrefix) {
             let key = dirKey + name
+            FileWatchdog.shared.progress(watch)
             guard let st = POSIX.lstat(path(key)) else { continue }
             let type = st.st_mode & S_IFMT
             if type == S_IFDIR {
                 let sub = key + "/"
-                if sub.hasPrefix(prefix) || prefix.hasPrefix(sub) { try walk(sub, prefix: prefix, into: &out) }
+                if sub.hasPrefix(prefix) || prefix.hasPrefix(sub) { try walk(sub, prefix: prefix, into: &out, watch: watch) }
             } else if type == S_IFREG && key.hasPrefix(prefix) {
                 out.append(ObjectInfo(key: key, size: Int64(st.st_size), lastModified: POSIX.mtime(st)))
             }
@@ -117,10 +126,13 @@ public struct FileStore: ObjectStore {
     }
 
     public func delete(_ keys: [String]) async throws {
+        let watch = FileWatchdog.shared.begin("deleting \(keys.first ?? "")…")
+        defer { FileWatchdog.shared.end(watch) }
         for key in keys {
             let p = path(key)
             try POSIX.unlinkIfPresent(p)
             pruneEmptyParents(of: p)
+            FileWatchdog.shared.progress(watch)
         }
     }
 

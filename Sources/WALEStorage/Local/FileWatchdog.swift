@@ -1,0 +1,151 @@
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+import WALECore
+
+/// The file:// store's answer to a hung file system. An HTTP store has requests to time out; a
+/// file store has system calls, and a read, write or fsync on an NFS or SMB mount whose server went
+/// away blocks in the kernel with nothing to cancel it. So the store's file operations report here
+/// (`begin`, `progress`, `pause`, `end`), and once armed a monitor thread applies the rule the HTTP
+/// stores apply to bodies: an operation that moved less than `minRate` bytes per second over a
+/// window of `stallSeconds` (or finished no step at all, for stat, list and unlink) ends the
+/// process with the command's storage status (`onStall`), since the blocked thread cannot be
+/// given back. Exiting works where the kernel lets a blocked thread be killed (NFS waits are
+/// killable since Linux 2.6.25); time spent waiting on the data source (`pause`) is not counted.
+public final class FileWatchdog: Sendable {
+    public static let shared = FileWatchdog()
+
+    struct Op {
+        var what: String
+        var windowStart: Double?  // nil while paused (waiting on the source, not on the store)
+        var bytes = 0
+        var stepped = false
+    }
+
+    struct Settings {
+        var stallSeconds: Double
+        var minRate: Double
+        var onStall: @Sendable (WALEError) -> Void
+    }
+
+    private let ops = Mutex<(table: [Int: Op], next: Int)>(([:], 0))
+    private let settings = Mutex<Settings?>(nil)
+
+    /// Starts the monitor (once); until then operations are tracked but never judged.
+    public func arm(stallSeconds: Double, minRate: Double, onStall: @escaping @Sendable (WALEError) -> Void) {
+        let first = settings.withLock { s in
+            defer { s = Settings(stallSeconds: stallSeconds, minRate: minRate, onStall: onStall) }
+            return s == nil
+        }
+        if first { DispatchQueue.global().async { self.monitor() } }
+    }
+
+    static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    public func begin(_ what: String) -> Int {
+        ops.withLock { o in
+            o.next += 1
+            o.table[o.next] = Op(what: what, windowStart: Self.monotonic())
+            return o.next
+        }
+    }
+
+    /// Bytes moved (a read or a write), or one step of an operation that moves none.
+    public func progress(_ id: Int, bytes: Int = 0) {
+        ops.withLock { o in
+            o.table[id]?.bytes += bytes
+            if bytes == 0 { o.table[id]?.stepped = true }
+            if o.table[id]?.windowStart == nil { o.table[id]?.windowStart = Self.monotonic() }
+        }
+    }
+
+    /// The operation waits for its source, not for the store: not judged until the next progress.
+    public func pause(_ id: Int) {
+        ops.withLock { o in
+            o.table[id]?.windowStart = nil
+            o.table[id]?.bytes = 0
+            o.table[id]?.stepped = false
+        }
+    }
+
+    /// The source answered: the store's own work is judged again from now.
+    public func resume(_ id: Int) {
+        ops.withLock { o in
+            o.table[id]?.windowStart = Self.monotonic()
+            o.table[id]?.bytes = 0
+            o.table[id]?.stepped = false
+        }
+    }
+
+    public func end(_ id: Int) { _ = ops.withLock { $0.table.removeValue(forKey: id) } }
+
+    /// Runs one blocking step (an open, a stat, an unlink) as its own operation.
+    public func guarded<T>(_ what: String, _ body: () throws -> T) rethrows -> T {
+        let id = begin(what)
+        defer { end(id) }
+        return try body()
+    }
+
+    private func monitor() {
+        while true {
+            usleep(250_000)
+            guard let s = settings.withLock({ $0 }) else { continue }
+            let now = Self.monotonic()
+            let stalled: Op? = ops.withLock { o in
+                for (id, op) in o.table {
+                    guard let start = op.windowStart, now - start >= s.stallSeconds else { continue }
+                    if !op.stepped && Double(op.bytes) < s.minRate * s.stallSeconds { return op }
+                    o.table[id]?.windowStart = now
+                    o.table[id]?.bytes = 0
+                    o.table[id]?.stepped = false
+                }
+                return nil
+            }
+            if let op = stalled {
+                s.onStall(
+                    WALEError(
+                        .io, "the file system under the file:// prefix made no progress on \(op.what) for \(Int(s.stallSeconds)) s",
+                        detail: "moved \(op.bytes) bytes in the last window; a hung network file system (NFS, SMB) or a dead disk",
+                        hint: "check the mount; WALE_STALL_TIMEOUT and WALE_STALL_MIN_RATE set this rule"))
+            }
+        }
+    }
+}
+
+/// A source read from the file store, reporting each chunk to the watchdog.
+final class WatchedSource: ByteSource {
+    let inner: any ByteSource
+    let id: Int
+    init(_ inner: any ByteSource, id: Int) {
+        self.inner = inner
+        self.id = id
+    }
+    func next() async throws -> [UInt8]? {
+        let chunk = try await inner.next()
+        FileWatchdog.shared.progress(id, bytes: chunk?.count ?? 0)
+        return chunk
+    }
+}
+
+/// A source written to the file store: the time spent waiting on it is not the store's.
+final class PausingSource: ByteSource {
+    let inner: any ByteSource
+    let id: Int
+    init(_ inner: any ByteSource, id: Int) {
+        self.inner = inner
+        self.id = id
+    }
+    /// Asked for more: the previous chunk is written; the wait for the next is the source's.
+    func next() async throws -> [UInt8]? {
+        FileWatchdog.shared.pause(id)
+        let chunk = try await inner.next()
+        FileWatchdog.shared.resume(id)
+        return chunk
+    }
+}
