@@ -9,7 +9,8 @@ flips one byte in the middle of the body of the first N PUT requests and forward
 seconds, for the first N responses that have a body (N = 0: every response; one without a body then has
 its head trickled); `stall-body N` sends the head and then nothing (N = 0: a head without a body
 stops before its end); `reset-body N` sends the head and half the body, then resets;
-`unauthorized N` answers the first N requests under /v1/ (Swift's API) with 401; `reset-upload N`
+`expired-token N` answers the first N requests with S3's 400 ExpiredToken (a session token
+past its expiry); `unauthorized N` answers the first N requests under /v1/ (Swift's API) with 401; `reset-upload N`
 resets the connection half-way through the body of the first N PUT requests with a body over
 64 KiB; `pass` only forwards. With FAULTPROXY_REWRITE=1 the upstream's address in response heads
 (Swift's X-Storage-Url) is replaced by the proxy's own, so the client stays behind the proxy. With FAULTPROXY_LOG=FILE every request line is
@@ -122,6 +123,10 @@ def handle(conn):
                     body = b"<html><h1>Unauthorized</h1></html>"
                     conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                     continue
+            if mode == "expired-token" and n <= count:
+                body = b"<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>"
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))
+                continue
             if mode == "errors" and n <= count:
                 body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
                 conn.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))

@@ -288,3 +288,42 @@ def test_parallel_multipart_uploads_share_a_small_memory_budget(wale, s3_prefix,
         assert wale("wal-fetch", "-p", "0", n, dest, prefix=s3_prefix, user=None).returncode == 0
         assert sha256_file(dest) == sha256_file(path)
     assert pending_uploads(s3_prefix) == 0
+
+
+def test_expired_session_token(wale, s3_prefix, scratch):
+    """S3 says ExpiredToken. Keys from the instance metadata service are fetched again and the
+    request succeeds; a session token given in the environment cannot renew itself: a credentials
+    error at once (no retries), fatal for PostgreSQL's recovery (129), named with its fix."""
+    src = segment_file(scratch)
+    assert wale("wal-push", src, prefix=s3_prefix, user=None).returncode == 0
+    seg = os.path.basename(src)
+    imds, port, log = start_imds(scratch, 3600, keys(1))
+    try:
+        # wal-fetch: its GET's answer says expired: keys fetched again (twice in the process).
+        # wal-push: its HEADs' answers (no body, no code; the codecs' names are asked at once),
+        # then the one-byte GET that asks why: a refused HEAD is not the end of the push.
+        for args, expired, fetched in ((("wal-fetch", "-p", "0", seg, os.path.join(scratch, "back")), 1, 2), (("wal-push", src), 4, None)):
+            proxy, env, _ = logged_proxy(scratch, "expired-token", expired)
+            try:
+                env.update(NO_KEYS, AWS_INSTANCE_PROFILE="true", AWS_EC2_METADATA_SERVICE_ENDPOINT=f"http://127.0.0.1:{port}")
+                f = wale(*args, prefix=s3_prefix, env=env, user=None)
+                assert f.returncode == 0, err(f)
+                assert fetched is None or len(fetches(log)) == fetched, (fetches(log), err(f))
+            finally:
+                proxy.kill()
+        assert sha256_file(os.path.join(scratch, "back")) == sha256_file(src)
+    finally:
+        imds.kill()
+    proxy, env, _ = logged_proxy(scratch, "expired-token", 1000)
+    try:
+        env["AWS_SESSION_TOKEN"] = "FwoGZXIvYXdzEXPIRED"
+        t0 = time.time()
+        f = wale("wal-fetch", "-p", "0", seg, os.path.join(scratch, "never"), prefix=s3_prefix, env=env, user=None)
+        assert f.returncode == 129, err(f)
+        assert "session token has expired" in err(f) and "FwoGZXIvYXdzEXPIRED" not in err(f)
+        assert time.time() - t0 < 20
+        assert not os.path.exists(os.path.join(scratch, "never"))
+        p = wale("wal-push", src, prefix=s3_prefix, env=env, user=None)
+        assert p.returncode == 1 and "session token has expired" in err(p), err(p)
+    finally:
+        proxy.kill()

@@ -132,7 +132,15 @@ public struct S3Store: PartedUploadTarget {
     public var storesLateMetadata: Bool { true }
 
     public func info(_ key: String) async throws -> ObjectInfo? {
-        let r = try await send(.HEAD, key: key, what: "HEAD \(key)")
+        var r = try await send(.HEAD, key: key, what: "HEAD \(key)")
+        if r.status == 400 || r.status == 403 {
+            // A HEAD answer has no body, so no error code says why (an expired session token, a
+            // wrong secret, a denied key): a one-byte GET of the same key asks. Its check renews
+            // instance-profile keys S3 calls expired; if it then succeeds, HEAD again.
+            let probe = try await send(.GET, key: key, headers: [("range", "bytes=0-0")], what: "GET \(key) (why HEAD was refused)")
+            if probe.status >= 400 && probe.status != 404 && probe.status != 416 { throw failure(probe, "HEAD \(key)", key: key) }
+            r = try await send(.HEAD, key: key, what: "HEAD \(key)")
+        }
         if r.status == 404 { return nil }
         guard r.status == 200 else { throw failure(r, "HEAD \(key)", key: key) }
         var meta: [String: String] = [:]
