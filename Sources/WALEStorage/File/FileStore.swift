@@ -44,7 +44,7 @@ public struct FileStore: ObjectStore {
         } catch let e as WALEError where e.kind == .notFound {
             throw WALEError(.notFound, "object \(key) does not exist", detail: "no file \(path(key))")
         }
-        return try await body(WatchedSource(source, id: watch))
+        return try await body(WatchedSource(source, id: watch, side: .reading))
     }
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
@@ -73,7 +73,7 @@ public struct FileStore: ObjectStore {
             writer.abort()
             rmdir(tmpdir)  // only when empty: other writers' files keep it
         }
-        try await writer.write(from: PausingSource(source, id: watch))
+        try await writer.write(from: WatchedSource(source, id: watch, side: .writing))
         FileWatchdog.shared.pause(watch)  // the gate may ask the store about other names
         if let gate = options.gate, try await !gate.mayProceed() { return .alreadyExists }
         FileWatchdog.shared.resume(watch)

@@ -118,34 +118,23 @@ public final class FileWatchdog: Sendable {
     }
 }
 
-/// A source read from the file store, reporting each chunk to the watchdog.
+/// A source seen by the watchdog. Read from the store (`.reading`): each chunk is progress.
+/// Written to the store (`.writing`): asking for the next chunk means the previous one is written,
+/// and the wait for the source is not the store's.
 final class WatchedSource: ByteSource {
+    enum Side { case reading, writing }
     let inner: any ByteSource
     let id: Int
-    init(_ inner: any ByteSource, id: Int) {
+    let side: Side
+    init(_ inner: any ByteSource, id: Int, side: Side) {
         self.inner = inner
         self.id = id
+        self.side = side
     }
     func next() async throws -> [UInt8]? {
+        if side == .writing { FileWatchdog.shared.pause(id) }
         let chunk = try await inner.next()
-        FileWatchdog.shared.progress(id, bytes: chunk?.count ?? 0)
-        return chunk
-    }
-}
-
-/// A source written to the file store: the time spent waiting on it is not the store's.
-final class PausingSource: ByteSource {
-    let inner: any ByteSource
-    let id: Int
-    init(_ inner: any ByteSource, id: Int) {
-        self.inner = inner
-        self.id = id
-    }
-    /// Asked for more: the previous chunk is written; the wait for the next is the source's.
-    func next() async throws -> [UInt8]? {
-        FileWatchdog.shared.pause(id)
-        let chunk = try await inner.next()
-        FileWatchdog.shared.resume(id)
+        if side == .writing { FileWatchdog.shared.resume(id) } else { FileWatchdog.shared.progress(id, bytes: chunk?.count ?? 0) }
         return chunk
     }
 }
