@@ -91,6 +91,13 @@ def test_uploads_killed_part_way_are_swept_when_old(request, make_cluster, wale,
     others = [x for x in leftovers(store, prefix) if x.startswith("other/")]
     assert others
 
+    # Another tool's segments in the same container (python-swiftclient's naming) are never judged.
+    foreign = []
+    if store == "swift":
+        container = prefix.split("/")[2]
+        foreign = ["pg/other-tool/slo/1700000000.000000/10/10/00000000"]
+        status, _ = swift_request("PUT", f"/{container}_segments/{foreign[0]}", data=b"0123456789")
+        assert status == 201, status
     # Young: kept (it may be an upload still running elsewhere).
     r = wale("delete", "--confirm", "retain", "1", prefix=prefix, user=None)
     assert r.returncode == 0, r.stderr.decode()
@@ -103,6 +110,7 @@ def test_uploads_killed_part_way_are_swept_when_old(request, make_cluster, wale,
     assert not set(left) & set(now), now
     assert set(others) <= set(now)
     assert set(complete) <= set(now)
+    assert set(foreign) <= set(now)
     # The complete backup still restores, byte for byte.
     target = os.path.join(scratch, "restored")
     r = wale("backup-fetch", target, name, prefix=prefix, user=None)

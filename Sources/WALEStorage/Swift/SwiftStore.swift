@@ -232,7 +232,13 @@ public struct SwiftStore: PartedUploadTarget {
     public func sweepAbandonedUploads(prefix: String, olderThan: Double, now: Double) async throws -> Int {
         var uploads: [String: (names: [String], newest: Double)] = [:]
         for o in try await listNames(container: config.segmentContainer, prefix: prefix) {
-            guard let slash = o.key.lastIndex(of: "/") else { continue }
+            // Only segments named as wal-e names them (`KEY/<16 hex>/<8 digits>`): another tool's
+            // segments in the same container (swiftclient's `NAME/slo/...`) are not ours to judge.
+            let parts = o.key.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count >= 3, let n = parts.last, n.count == 8, n.allSatisfy(\.isNumber),
+                parts[parts.count - 2].count == 16, parts[parts.count - 2].allSatisfy(\.isHexDigit),
+                let slash = o.key.lastIndex(of: "/")
+            else { continue }
             let upload = String(o.key[..<slash])
             uploads[upload, default: ([], 0)].names.append(o.key)
             uploads[upload]!.newest = max(uploads[upload]!.newest, o.lastModified)
