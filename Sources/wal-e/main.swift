@@ -52,12 +52,10 @@ func runMain() async -> Int32 {
 /// A file:// operation stuck on a hung file system ends the command as a storage failure would
 /// (wal-fetch: the status its contract gives), since the blocked thread cannot be cancelled.
 func armFileWatchdog(_ fetch: WALFetchCommand?) {
-    let env = Context.environment()
-    func positive(_ name: String, _ fallback: Double) -> Double {
-        guard let v = env[name].flatMap(Double.init), v > 0, v.isFinite else { return fallback }
-        return v
-    }
-    FileWatchdog.shared.arm(stallSeconds: positive("WALE_STALL_TIMEOUT", 30), minRate: positive("WALE_STALL_MIN_RATE", 16384)) { e in
+    // The HTTP stores' own reading of WALE_STALL_*; a malformed value is reported by them, and
+    // file:// keeps the defaults.
+    let limits = (try? TransferLimits.resolve(env: Context.environment(), timeoutVariable: "WALE_STALL_TIMEOUT")) ?? TransferLimits()
+    FileWatchdog.shared.arm(stallSeconds: limits.stallSeconds, minRate: limits.minRate) { e in
         if let fetch { exit(fetch.report(failure: e)) }
         Context.bootstrapLogger(terse: false).log(.error, e.message, detail: e.detail, hint: e.hint)
         exit(e.exitCode.rawValue)

@@ -33,13 +33,21 @@ public final class FileWatchdog: Sendable {
     private let ops = Mutex<(table: [Int: Op], next: Int)>(([:], 0))
     private let settings = Mutex<Settings?>(nil)
 
-    /// Starts the monitor (once); until then operations are tracked but never judged.
+    private let monitoring = Mutex(false)
+
+    /// Sets the rule; the monitor thread starts with the first file operation after it (a command
+    /// on another store never starts it). Until armed, operations are tracked but never judged.
     public func arm(stallSeconds: Double, minRate: Double, onStall: @escaping @Sendable (WALEError) -> Void) {
-        let first = settings.withLock { s in
-            defer { s = Settings(stallSeconds: stallSeconds, minRate: minRate, onStall: onStall) }
-            return s == nil
+        settings.withLock { $0 = Settings(stallSeconds: stallSeconds, minRate: minRate, onStall: onStall) }
+    }
+
+    private func startMonitorOnce() {
+        guard settings.withLock({ $0 != nil }) else { return }
+        let start = monitoring.withLock { started in
+            defer { started = true }
+            return !started
         }
-        if first { DispatchQueue.global().async { self.monitor() } }
+        if start { DispatchQueue.global().async { self.monitor() } }
     }
 
     static func monotonic() -> Double {
@@ -49,7 +57,8 @@ public final class FileWatchdog: Sendable {
     }
 
     public func begin(_ what: String) -> Int {
-        ops.withLock { o in
+        startMonitorOnce()
+        return ops.withLock { o in
             o.next += 1
             o.table[o.next] = Op(what: what, windowStart: Self.monotonic())
             return o.next

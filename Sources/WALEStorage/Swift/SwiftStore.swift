@@ -219,10 +219,15 @@ public struct SwiftStore: PartedUploadTarget {
         /// Deletes this upload's segments.
         func abort() async {
             guard let names = try? await store.listNames(container: store.config.segmentContainer, prefix: segmentPrefix) else { return }
-            try? await deleteEach(names.map(\.key), service: "Swift") { name in
-                let r = try await store.send(.DELETE, container: store.config.segmentContainer, name: name, what: "DELETE segment \(name)")
-                return r.status / 100 == 2 || r.status == 404 ? nil : "HTTP \(r.status)"
-            }
+            try? await store.deleteSegments(names.map(\.key))
+        }
+    }
+
+    /// Deletes segments from the segment container (gone already is fine).
+    func deleteSegments(_ names: [String]) async throws {
+        try await deleteEach(names, service: "Swift") { name in
+            let r = try await send(.DELETE, container: config.segmentContainer, name: name, what: "DELETE segment \(name)")
+            return r.status / 100 == 2 || r.status == 404 ? nil : "HTTP \(r.status)"
         }
     }
 
@@ -257,10 +262,7 @@ public struct SwiftStore: PartedUploadTarget {
                 guard m.status / 100 == 2 else { throw failure(m, what, key: key) }
                 if String(decoding: m.body, as: UTF8.self).contains("/\(config.segmentContainer)/\(upload)/") { continue }
             }
-            try await deleteEach(u.names, service: "Swift") { name in
-                let r = try await send(.DELETE, container: config.segmentContainer, name: name, what: "DELETE segment \(name)")
-                return r.status / 100 == 2 || r.status == 404 ? nil : "HTTP \(r.status)"
-            }
+            try await deleteSegments(u.names)
             removed += 1
         }
         return removed
