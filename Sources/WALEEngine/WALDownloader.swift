@@ -40,6 +40,37 @@ public struct WALDownloader: Sendable {
         throw WALEError(.notFound, "\(name) is not in the archive", detail: "no object \(prefix.walKey(name, suffix: ".*"))")
     }
 
+    /// Reads the object `key` holding `name`, decoded and checked as `download` checks it, and
+    /// writes nothing (verify, wal-verify --integrity).
+    public func check(key: String, name: String) async throws {
+        try await store.read(key) { src in
+            let decoded = TransformedSource(src, AutoDecoder(name: key))
+            var head: [UInt8] = []
+            var size: UInt64 = 0
+            while let chunk = try await decoded.next() {
+                if head.count < WALPageHeader.length { head += chunk.prefix(WALPageHeader.length - head.count) }
+                size += UInt64(chunk.count)
+            }
+            _ = try checkedSegmentSize(head, fileSize: size, name: name, key: key)
+        }
+    }
+
+    /// The key under which `name` is archived (the preferred codec's first), nil when none is.
+    public func locate(_ name: String) async throws -> String? {
+        try await WALPush.firstExisting(candidateSuffixes.map { prefix.walKey(name, suffix: $0) }, in: store)?.key
+    }
+
+    /// For a segment file, its size from its page header, which must be valid for its name.
+    private func checkedSegmentSize(_ head: [UInt8], fileSize: UInt64, name: String, key: String) throws -> WALSegmentSize? {
+        guard let seg = WALFileName(name)?.segmentFile else { return nil }
+        switch WALPageHeader.validate(head, fileSize: fileSize, name: seg) {
+        case .failure(let p):
+            throw WALEError(.corrupt, "archived object \(key) does not hold the WAL segment \(name)", detail: p.description)
+        case .success(let h):
+            return h.segmentSize
+        }
+    }
+
     private func write(
         _ decoded: any ByteSource, name: String, key: String, to target: String, durable: Bool
     ) async throws -> WALSegmentSize? {
@@ -55,15 +86,7 @@ public struct WALDownloader: Sendable {
             if head.count < WALPageHeader.length { head += chunk.prefix(WALPageHeader.length - head.count) }
             do { try writer.write(chunk) } catch let e as WALEError { throw WALEError(.io, e.message) }
         }
-        var size: WALSegmentSize?
-        if let seg = WALFileName(name)?.segmentFile {
-            switch WALPageHeader.validate(head, fileSize: UInt64(writer.bytesWritten), name: seg) {
-            case .failure(let p):
-                throw WALEError(.corrupt, "archived object \(key) does not hold the WAL segment \(name)", detail: p.description)
-            case .success(let h):
-                size = h.segmentSize
-            }
-        }
+        let size = try checkedSegmentSize(head, fileSize: UInt64(writer.bytesWritten), name: name, key: key)
         do { try writer.commit(durable: durable) } catch let e as WALEError { throw WALEError(.io, e.message) }
         return size
     }

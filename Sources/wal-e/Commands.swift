@@ -54,7 +54,8 @@ struct Root: ParsableCommand {
             + "WALE_*_PREFIX environment variables. Secrets are read only from the environment.",
         subcommands: [
             Version.self, BackupPushCommand.self, BackupFetchCommand.self, BackupListCommand.self, BackupMarkCommand.self,
-            WALPushCommand.self, WALFetchCommand.self, WALPrefetchCommand.self, DeleteCommand.self,
+            WALPushCommand.self, WALFetchCommand.self, WALPrefetchCommand.self, DeleteCommand.self, VerifyCommand.self,
+            WALVerifyCommand.self,
         ])
     @OptionGroup var global: GlobalOptions
 }

@@ -104,6 +104,15 @@ def test_encrypted_archive_backup_and_point_in_time_restore(make_cluster, wale, 
     assert f.returncode == 129 and "gpg decryption of" in f.stderr.decode(), f.stderr.decode()
     assert not os.path.exists(seg)
 
+    # verify: with the secret key the backup (partitions, manifests, WAL) is proven; without it,
+    # the same clear error as backup-fetch's, not a report of damage.
+    v = wale("verify", name, "--json", prefix=prefix, env={"GNUPGHOME": home})
+    assert v.returncode == 0, v.stdout.decode() + v.stderr.decode()
+    [rep] = json.loads(v.stdout)
+    assert rep["ok"] and rep["file_checksums"] and rep["wal_segments"] >= 1
+    v = wale("verify", name, prefix=prefix, env={"GNUPGHOME": empty})
+    assert v.returncode == 1 and "gpg decryption of" in v.stderr.decode() and "secret key" in v.stderr.decode(), v.stderr.decode()
+
     # With it (no key ID needed to read, as with WAL-E the keyring decides): restore and PITR.
     target = os.path.join(scratch, "restored")
     r = make_cluster(15, "restored")

@@ -9,6 +9,14 @@ public struct BackupInfo: Sendable {
     public var lastModified: String
     public var lastModifiedEpoch: Double
     public var sentinel: Sentinel?
+
+    public init(name: BackupName, sentinelKey: String, lastModified: String, lastModifiedEpoch: Double, sentinel: Sentinel?) {
+        self.name = name
+        self.sentinelKey = sentinelKey
+        self.lastModified = lastModified
+        self.lastModifiedEpoch = lastModifiedEpoch
+        self.sentinel = sentinel
+    }
 }
 
 /// Finds backups the way WAL-E does: a key counts only if it sits directly under

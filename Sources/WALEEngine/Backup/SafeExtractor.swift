@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Crypto
 import WALECodec
 import WALECore
 import WALEStorage
@@ -13,16 +12,13 @@ public final class SafeExtractor: TarSink {
     let root: String
     let allowedRoots: [String]
     let partition: String
-    let expected: [String: ManifestEntry]?
+    /// The partition's manifest, when the backup has one.
+    let matcher: ManifestMatcher?
     private var fd: Int32 = -1
     private var path = ""
     private var entry: TarEntry?
-    /// The checksummer of the file being written, of the algorithm its manifest entry names.
-    private var hasher: FileChecksummer?
-    private var hashing = false
     private var written: Int64 = 0
     private var writeBehind = WriteBehind()
-    private(set) var seen: Set<String> = []
     public private(set) var files = 0
     public private(set) var bytes: Int64 = 0
 
@@ -37,7 +33,7 @@ public final class SafeExtractor: TarSink {
         self.root = root
         self.allowedRoots = [root] + allowedRoots
         self.partition = partition
-        self.expected = expected.map { Dictionary($0.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a }) }
+        self.matcher = expected.map { ManifestMatcher($0, partition: partition) }
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -46,17 +42,27 @@ public final class SafeExtractor: TarSink {
         WALEError(.corrupt, "refusing to extract \"\(name)\" from \(partition): \(why)", hint: "the archive may be damaged or hostile; nothing outside the restore directory was written")
     }
 
-    /// Normalises a member name to components below the root ([] = the root itself).
     func components(_ name: String) throws -> [String] {
-        if name == "/" || name == "." || name == "./" || name.isEmpty { return [] }
-        if name.hasPrefix("/") { throw refuse("absolute path", name) }
+        switch Self.memberComponents(name) {
+        case .success(let parts): return parts
+        case .failure(let why): throw refuse(why.reason, name)
+        }
+    }
+
+    struct Refusal: Error { let reason: String }
+
+    /// Normalises a member name to components below the root ([] = the root itself); an absolute
+    /// name or one with `..` is refused (verify reports the same names as damage).
+    static func memberComponents(_ name: String) -> Result<[String], Refusal> {
+        if name == "/" || name == "." || name == "./" || name.isEmpty { return .success([]) }
+        if name.hasPrefix("/") { return .failure(Refusal(reason: "absolute path")) }
         var parts: [String] = []
         for c in name.split(separator: "/", omittingEmptySubsequences: true) {
             if c == "." { continue }
-            if c == ".." { throw refuse("path contains ..", name) }
+            if c == ".." { return .failure(Refusal(reason: "path contains ..")) }
             parts.append(String(c))
         }
-        return parts
+        return .success(parts)
     }
 
     func isAllowed(_ real: String) -> Bool {
@@ -105,9 +111,7 @@ public final class SafeExtractor: TarSink {
             }
             fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600, what: "create")
             // Only files the manifest lists are hashed (WAL-E's backups have no manifest).
-            let listed = expected?[parts.joined(separator: "/")]
-            hashing = listed != nil
-            if let listed, hasher?.kind != listed.algorithm { hasher = FileChecksummer(listed.algorithm) }
+            matcher?.begin(file: parts.joined(separator: "/"), mode: e.mode)
             written = 0
             writeBehind = WriteBehind()
         case .symlink(let target):
@@ -146,7 +150,7 @@ public final class SafeExtractor: TarSink {
             }
             done += n
         }
-        if hashing { hasher?.update(copying: b) }
+        matcher?.update(b)
         written += Int64(b.count)
         writeBehind.wrote(fd: fd, upTo: written)
     }
@@ -163,26 +167,11 @@ public final class SafeExtractor: TarSink {
         if rc != 0 { throw WALEError(.io, "could not close \"\(path)\": \(POSIX.errorText())") }
         files += 1
         bytes += written
-        if let expected {
-            let name = (try? components(e.name))?.joined(separator: "/") ?? e.name
-            guard let m = expected[name], hashing else { return }
-            seen.insert(name)
-            let digest = hasher?.finalizeAndReset() ?? ""
-            if m.size != written || m.checksum != digest {
-                let alg = m.algorithm.rawValue
-                throw WALEError(
-                    .corrupt, "\(name) in \(partition) does not match the backup manifest",
-                    detail: "manifest: \(m.size) bytes, \(alg) \(m.checksum); restored: \(written) bytes, \(alg) \(digest)")
-            }
-        }
+        try matcher?.end()
     }
 
     /// After the whole partition: every file the manifest lists must have been restored.
     public func checkComplete() throws {
-        guard let expected else { return }
-        let missing = expected.keys.filter { !seen.contains($0) }.sorted()
-        if !missing.isEmpty {
-            throw WALEError(.corrupt, "\(partition) lacks \(missing.count) files listed in the backup manifest", detail: missing.prefix(5).joined(separator: ", "))
-        }
+        try matcher?.checkComplete()
     }
 }
