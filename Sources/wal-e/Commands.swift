@@ -55,7 +55,7 @@ struct Root: ParsableCommand {
         subcommands: [
             Version.self, BackupPushCommand.self, BackupFetchCommand.self, BackupListCommand.self, BackupMarkCommand.self,
             WALPushCommand.self, WALFetchCommand.self, WALPrefetchCommand.self, DeleteCommand.self, VerifyCommand.self,
-            WALVerifyCommand.self,
+            WALVerifyCommand.self, StatusCommand.self,
         ])
     @OptionGroup var global: GlobalOptions
 }

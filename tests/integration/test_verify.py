@@ -246,3 +246,76 @@ def test_wal_verify_finds_the_gap_across_a_promotion(make_cluster, wale, archive
     assert p.returncode == 65 and f"wal_005/{gone}" in p.stdout.decode(), p.stdout.decode() + p.stderr.decode()
     # Without --integrity only presence is checked.
     assert wale("wal-verify", prefix=prefix).returncode == 0
+
+
+def prometheus_samples(path):
+    """{metric name: value} read by the official parser (all samples carry the prefix label)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {}
+    for family in text_string_to_metric_families(open(path).read()):
+        for s in family.samples:
+            out[s.name] = (s.value, s.labels)
+    return out
+
+
+def test_status_and_prometheus_metrics_match_the_archive(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    c, first = backup_with_wal(make_cluster, wale, prefix)
+    c.psql("INSERT INTO t SELECT generate_series(1, 1000)")
+    second = backup_push(wale, c, prefix, "--fast", "--permanent").stdout.decode().strip()
+    for _ in range(3):
+        c.psql("INSERT INTO t SELECT generate_series(1, 1000)")
+        c.psql("SELECT pg_switch_wal()")
+    c.wait_archived()
+    c.stop()
+    metrics = os.path.join(scratch, "wal_e.prom")
+    open(metrics, "w").close()
+    os.chmod(metrics, 0o666)
+    os.chmod(scratch, 0o777)
+
+    p = wale("status", "--json", "--prometheus", metrics, prefix=prefix)
+    assert p.returncode == 0, p.stderr.decode()
+    st = json.loads(p.stdout)
+    assert st["backups"]["count"] == 2 and st["backups"]["permanent"] == 1
+    assert st["backups"]["newest"]["name"] == second and st["backups"]["oldest"]["name"] == first
+    sentinel = json.load(open(os.path.join(adir, "basebackups_005", second + "_backup_stop_sentinel.json")))
+    assert st["backups"]["newest"]["expanded_size_bytes"] == sentinel["expanded_size_bytes"]
+    assert st["wal"]["ok"] and st["wal"]["timelines"][0]["gaps"] == []
+
+    m = prometheus_samples(metrics)
+    assert m["wal_e_backup_count"][0] == 2 and m["wal_e_backup_permanent_count"][0] == 1
+    assert m["wal_e_backup_count"][1] == {"prefix": prefix}
+    assert m["wal_e_backup_last_size_bytes"][0] == sentinel["expanded_size_bytes"]
+    sentinel_mtime = os.stat(os.path.join(adir, "basebackups_005", second + "_backup_stop_sentinel.json")).st_mtime
+    assert abs(m["wal_e_backup_last_completion_timestamp_seconds"][0] - sentinel_mtime) < 1
+    wal = [os.path.join(adir, "wal_005", n) for n in os.listdir(os.path.join(adir, "wal_005")) if len(n) == 28]
+    newest = max(wal)
+    assert abs(m["wal_e_wal_last_archived_timestamp_seconds"][0] - os.stat(newest).st_mtime) < 1
+    assert m["wal_e_wal_gaps"][0] == 0 and m["wal_e_wal_missing_segments"][0] == 0
+    assert m["wal_e_backup_last_recoverable"][0] == 1
+
+    # A segment after the newest backup's start removed: one gap, the newest backup cut off.
+    after = sorted(w for w in wal if os.path.basename(w)[:24] > second[5:29])
+    os.rename(after[0], after[0] + ".away")
+    p = wale("status", "--prometheus", metrics, prefix=prefix)
+    assert p.returncode == 0 and "1 segments missing" in p.stdout.decode(), p.stdout.decode()
+    m = prometheus_samples(metrics)
+    assert m["wal_e_wal_gaps"][0] == 1 and m["wal_e_wal_missing_segments"][0] == 1 and m["wal_e_backup_last_recoverable"][0] == 0
+    os.rename(after[0] + ".away", after[0])
+
+    # verify --prometheus: a success time, carried forward when a later run fails.
+    vm = os.path.join(scratch, "wal_e_verify.prom")
+    open(vm, "w").close()
+    os.chmod(vm, 0o666)
+    assert wale("verify", "--all", "--prometheus", vm, prefix=prefix).returncode == 0
+    ok = prometheus_samples(vm)
+    assert ok["wal_e_verify_last_ok"][0] == 1
+    os.rename(os.path.join(adir, "basebackups_005", first, "extended_version.txt"), os.path.join(scratch, "v"))
+    assert wale("verify", "--all", "--prometheus", vm, prefix=prefix).returncode == 1
+    bad = prometheus_samples(vm)
+    assert bad["wal_e_verify_last_ok"][0] == 0
+    assert bad["wal_e_verify_last_success_timestamp_seconds"][0] == ok["wal_e_verify_last_success_timestamp_seconds"][0]
+    assert bad["wal_e_verify_last_run_timestamp_seconds"][0] >= ok["wal_e_verify_last_run_timestamp_seconds"][0]
+    # An unwritable metrics path: a clear error, not a crash.
+    p = wale("status", "--prometheus", "/nonexistent/dir/x.prom", prefix=prefix)
+    assert p.returncode == 74 and "cannot write the metrics file" in p.stderr.decode(), p.stderr.decode()

@@ -9,6 +9,8 @@ public struct BackupInfo: Sendable {
     public var lastModified: String
     public var lastModifiedEpoch: Double
     public var sentinel: Sentinel?
+    /// Its permanent marker (`backup-mark`) was in the same listing.
+    public var permanent = false
 
     public init(name: BackupName, sentinelKey: String, lastModified: String, lastModifiedEpoch: Double, sentinel: Sentinel?) {
         self.name = name
@@ -36,8 +38,10 @@ public struct BackupCatalog: Sendable {
     public func list() async throws -> [BackupInfo] {
         let dir = prefix.baseBackupsDirectory
         var out: [BackupInfo] = []
+        var marked: Set<String> = []
         for o in try await store.list(prefix: dir) {
             let rel = o.key.dropFirst(dir.count)
+            if rel.hasSuffix("/" + Delete.permanentMarker) { marked.insert(String(rel.prefix { $0 != "/" })) }
             guard !rel.contains("/"), rel.hasSuffix(Self.sentinelSuffix),
                 let name = BackupName(rel.dropLast(Self.sentinelSuffix.count))
             else { continue }
@@ -47,6 +51,7 @@ public struct BackupCatalog: Sendable {
                     lastModified: prefix.scheme == .s3 ? (o.lastModifiedText ?? formatLastModified(o.lastModified)) : formatLastModified(o.lastModified),
                     lastModifiedEpoch: o.lastModified, sentinel: nil))
         }
+        for i in out.indices { out[i].permanent = marked.contains(out[i].name.description) }
         return out
     }
 

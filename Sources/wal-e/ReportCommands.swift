@@ -23,6 +23,8 @@ struct VerifyCommand: WALECommand {
     var all = false
     @Flag(name: .customLong("json"), help: "Print a JSON array with one report per backup instead of text.")
     var json = false
+    @Option(name: .customLong("prometheus"), help: "Also write the outcome as node_exporter textfile metrics to this file (wal_e_verify_*).")
+    var prometheus: String?
     @Argument(help: "A backup name or LATEST (the default).") var backupName: String?
 
     func validate() throws {
@@ -76,8 +78,24 @@ struct VerifyCommand: WALECommand {
             }
         }
         if json { writeStdout(JSON.array(reports.map { $0.json() }).serialized() + "\n") }
+        let ok = reports.allSatisfy { $0.problems.isEmpty }
+        if let prometheus { try writeMetricsFile(prometheus, Self.metrics(prefix: prefix.raw, ok: ok, previous: prometheus)) }
         if reports.contains(where: { $0.exitCode == .corruptObject }) { return .corruptObject }
-        return reports.contains(where: { $0.exitCode != .success }) ? .userError : .success
+        return ok ? .success : .userError
+    }
+
+    /// The outcome as metrics; the last success is carried forward from the previous file when
+    /// this run failed, so an alert can say since when backups have not verified.
+    static func metrics(prefix: String, ok: Bool, previous path: String) -> String {
+        let now = POSIX.now()
+        let lastSuccess = ok ? now : POSIX.readSmallFile(path).flatMap { PrometheusText.value(of: "wal_e_verify_last_success_timestamp_seconds", in: $0) }
+        var p = PrometheusText(labels: [("prefix", prefix)])
+        p.gauge("wal_e_verify_last_run_timestamp_seconds", "When wal-e verify last ran.", now)
+        p.gauge("wal_e_verify_last_ok", "1 when the last wal-e verify found every backup it checked intact.", ok ? 1 : 0)
+        if let lastSuccess {
+            p.gauge("wal_e_verify_last_success_timestamp_seconds", "When wal-e verify last found every backup it checked intact.", lastSuccess)
+        }
+        return p.render()
     }
 }
 
@@ -110,5 +128,44 @@ struct WALVerifyCommand: WALECommand {
         let r = try await v.run(integrity: integrity, poolSize: poolSize)
         writeStdout(json ? r.json().serialized() + "\n" : r.text())
         return r.exitCode
+    }
+}
+
+struct StatusCommand: WALECommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the archive on one screen: backups, WAL, gaps, and how old each is.",
+        discussion: """
+            Backups: how many, the newest and oldest with their age and size, the permanent ones. WAL: the newest \
+            segment and its age (the recovery point objective as it stands), the gaps on each timeline and whether each \
+            backup can be recovered to the end of the archive (wal-verify's report, without downloading segments). \
+            --prometheus FILE also writes the node_exporter textfile-collector format to FILE, atomically (metrics \
+            named wal_e_*, each labelled with the prefix), so that a cron line feeds monitoring with no exporter to \
+            run. Exit status 0 whenever the archive could be read: status reports, wal-verify judges.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .customLong("json"), help: "Print the report as a JSON object instead of text.")
+    var json = false
+    @Option(name: .customLong("prometheus"), help: "Also write the metrics to this file (for node_exporter's textfile collector; name it *.prom).")
+    var prometheus: String?
+
+    func execute() async throws -> WALEExitCode {
+        let ctx = try Context.make(global.flags, loggerName: "wal_e.operator.status")
+        let v = WALVerify(store: ctx.store, prefix: ctx.config.prefix, logger: ctx.logger, retry: ctx.retry, preferred: ctx.compression)
+        let r = try await ArchiveStatus(verify: v).run()
+        if let prometheus { try writeMetricsFile(prometheus, r.prometheus()) }
+        writeStdout(json ? r.json().serialized() + "\n" : r.text())
+        return .success
+    }
+}
+
+/// Replaces `path` in one rename, so a collector never reads half a file (the temporary's name
+/// does not end in .prom: node_exporter skips it).
+func writeMetricsFile(_ path: String, _ text: String) throws {
+    do {
+        let w = try AtomicFileWriter(path: path, mode: 0o644)
+        try w.write(Array(text.utf8))
+        try w.commit(durable: true)
+    } catch let e as WALEError {
+        throw WALEError(.io, "cannot write the metrics file \(path)", detail: e.message, hint: "the directory must exist and be writable by this user")
     }
 }
