@@ -85,6 +85,7 @@ let package = Package(
         .testTarget(name: "WALECoreTests", dependencies: ["WALECore"], swiftSettings: swift6),
         .testTarget(name: "WALECodecTests", dependencies: ["WALECodec", "CLZO", "CWALESupport"], swiftSettings: swift6),
         .testTarget(name: "WALEPostgresTests", dependencies: ["WALEPostgres"], swiftSettings: swift6),
+        .testTarget(name: "WALEEngineTests", dependencies: ["WALEEngine", "WALEStorage", "WALECore"], swiftSettings: swift6),
         .testTarget(
             name: "WALEStorageTests",
             dependencies: [

@@ -55,7 +55,7 @@ struct Root: ParsableCommand {
         subcommands: [
             Version.self, BackupPushCommand.self, BackupFetchCommand.self, BackupListCommand.self, BackupMarkCommand.self,
             WALPushCommand.self, WALFetchCommand.self, WALPrefetchCommand.self, DeleteCommand.self, VerifyCommand.self,
-            WALVerifyCommand.self, StatusCommand.self,
+            WALVerifyCommand.self, StatusCommand.self, CheckCommand.self,
         ])
     @OptionGroup var global: GlobalOptions
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import WALECodec
 import WALECore
 import WALEEngine
+import WALEPostgres
 import WALEStorage
 
 struct VerifyCommand: WALECommand {
@@ -167,5 +168,53 @@ func writeMetricsFile(_ path: String, _ text: String) throws {
         try w.commit(durable: true)
     } catch let e as WALEError {
         throw WALEError(.io, "cannot write the metrics file \(path)", detail: e.message, hint: "the directory must exist and be writable by this user")
+    }
+}
+
+struct CheckCommand: WALECommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check", abstract: "Check that the store and PostgreSQL are set up for archiving, and say how to fix what is not.",
+        discussion: """
+            The store, with these credentials: listing, a probe object written, read back and deleted (under \
+            <prefix>/wal_e_check/, outside wal_005/ and basebackups_005/), and the clock against the store's. \
+            PostgreSQL, when reachable through the libpq environment (PGHOST, PGPORT, PGUSER, ...): wal_level, \
+            archive_mode, whether archive_command runs wal-e wal-push to this prefix, the archiver (running, failing, \
+            the last segment it archived present in this archive), and with --switch-wal a forced segment switch \
+            that must reach the archive within --archive-timeout seconds. One line per check: ok, warning or error \
+            with the fix. Exit status 1 when any check is an error.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .customLong("json"), help: "Print a JSON array of the checks instead of text.")
+    var json = false
+    @Flag(name: .customLong("switch-wal"), help: "Force a WAL segment switch and wait for the segment to reach the archive.")
+    var switchWAL = false
+    @Option(name: .customLong("archive-timeout"), help: "Seconds --switch-wal waits for the segment.")
+    var archiveTimeout: Double = 60
+    @Flag(name: .customLong("no-postgres"), help: "Check the store only.")
+    var noPostgres = false
+
+    func execute() async throws -> WALEExitCode {
+        let ctx = try Context.make(global.flags, loggerName: "wal_e.operator.check")
+        let check = Check(store: ctx.store, prefix: ctx.config.prefix, preferred: ctx.compression)
+        var results = await check.storeChecks()
+        if !noPostgres {
+            do {
+                let session = try await PostgresSession.connect(env: Context.environment())
+                results += await check.postgresChecks(session, switchTimeout: switchWAL ? archiveTimeout : nil)
+                await session.close()
+            } catch {
+                var r = Check.failure("postgresql", error, fix: "set PGHOST, PGPORT, PGUSER (and PGPASSWORD or ~/.pgpass) for the server that archives here, or pass --no-postgres")
+                r.status = switchWAL ? .error : .warning
+                results.append(r)
+            }
+        }
+        if json {
+            writeStdout(JSON.array(results.map { $0.json() }).serialized() + "\n")
+        } else {
+            for r in results {
+                writeStdout("\(r.status.rawValue)\t\(r.name)\t\(r.detail)" + (r.status == .ok ? "" : r.fix.map { "\tfix: \($0)" } ?? "") + "\n")
+            }
+        }
+        return results.contains { $0.status == .error } ? .userError : .success
     }
 }

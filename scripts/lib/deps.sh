@@ -101,6 +101,9 @@ start_seaweedfs() {
   # self-signed certificate (CA bundle tests), and virtual-host addressing as BUCKET.localhost.
   export WALE_TEST_S3_ACCESS_KEY2=AKIAI44QH8DHBEXAMPLE
   export WALE_TEST_S3_SECRET_KEY2=je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY
+  # A third with read and list rights only (check's read-only credentials test).
+  export WALE_TEST_S3_RO_ACCESS_KEY=AKIAREADONLYEXAMPLE1
+  export WALE_TEST_S3_RO_SECRET_KEY=readonlyReadonlyReadonlyReadonlyEXAMPLE1
   export WALE_TEST_S3_HTTPS_ENDPOINT=https+path://127.0.0.1:$((port + 8))
   export WALE_TEST_S3_CA=${OBJSTORE_DIR:-/tmp/wal-e-objstores}/seaweedfs-$port/tls/ca.pem
   export WALE_TEST_S3_VHOST_ENDPOINT=http+virtualhost://localhost:$port

@@ -21,6 +21,8 @@ AK=${SEAWEED_ACCESS_KEY:-AKIAIOSFODNN7EXAMPLE}
 SK=${SEAWEED_SECRET_KEY:-wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY}
 AK2=${SEAWEED_ACCESS_KEY2:-AKIAI44QH8DHBEXAMPLE}
 SK2=${SEAWEED_SECRET_KEY2:-je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY}
+AK_RO=${SEAWEED_ACCESS_KEY_RO:-AKIAREADONLYEXAMPLE1}
+SK_RO=${SEAWEED_SECRET_KEY_RO:-readonlyReadonlyReadonlyReadonlyEXAMPLE1}
 SEAWEED_VERSION=${SEAWEED_VERSION:-4.48}
 
 if [ ! -x "$VENV/bin/weed" ]; then
@@ -41,7 +43,9 @@ cat > "$DIR/s3.json" <<EOF
 {"identities":[{"name":"wale","credentials":[{"accessKey":"$AK","secretKey":"$SK"}],
   "actions":["Admin","Read","List","Tagging","Write"]},
   {"name":"wale2","credentials":[{"accessKey":"$AK2","secretKey":"$SK2"}],
-  "actions":["Admin","Read","List","Tagging","Write"]}]}
+  "actions":["Admin","Read","List","Tagging","Write"]},
+  {"name":"wale-readonly","credentials":[{"accessKey":"$AK_RO","secretKey":"$SK_RO"}],
+  "actions":["Read","List"]}]}
 EOF
 # TMPDIR keeps weed's unix sockets and glog files out of /tmp
 TMPDIR="$DIR/tmp" setsid nohup "$VENV/bin/weed" -logdir="$DIR/log" server -dir="$DIR/data" \
