@@ -23,7 +23,7 @@ public struct Delete: Sendable {
     public static let batchSize = 1000
 
     @discardableResult
-    public func run(_ target: DeletionTarget, confirm: Bool) async throws -> DeletionPlan {
+    public func run(_ target: DeletionTarget, confirm: Bool, showProgress: Bool = false) async throws -> DeletionPlan {
         let state = try await gather(includeObsolete: target == .oldVersions)
         let plan = try DeletionPlanner(now: now).plan(target, state)
         logger.info(confirm ? "deleting data in the store" : "performing dry run of data deletion")
@@ -38,10 +38,15 @@ public struct Delete: Sendable {
                 hint: confirm ? nil : "This is only a dry run -- no actual data is being deleted")
         }
         if confirm {
+            let progress = Progress(label: "delete", unitName: "objects")
+            progress.setTotal(units: plan.deletions.count)
+            progress.start(show: showProgress)
+            defer { progress.finish() }
             var i = 0
             while i < plan.deletions.count {
                 let batch = plan.deletions[i..<min(i + Self.batchSize, plan.deletions.count)].map(\.key)
                 try await store.delete(batch)
+                progress.unitDone(batch.count)
                 i += Self.batchSize
             }
         }
@@ -147,5 +152,19 @@ public struct Delete: Sendable {
             try await store.delete([key])
             logger.info("\(b.name) is no longer permanent")
         }
+    }
+}
+
+extension DeletionPlan {
+    /// delete --json: what was (or, in a dry run, would be) deleted and kept.
+    public func json(confirmed: Bool, prefix: StoragePrefix) -> JSON {
+        .object([
+            ("confirmed", .bool(confirmed)),
+            ("backups_deleted", .array(deletedBackups.map { .string($0.description) })),
+            ("backups_kept", .array(keptBackups.map { .string($0.description) })),
+            ("backups_in_progress", .array(inProgress.map { .string($0.description) })),
+            ("object_count", .int(Int64(deletions.count))),
+            ("objects", .array(deletions.map { .object([("kind", .string($0.kind.rawValue)), ("key", .string(prefix.url(forKey: $0.key)))]) })),
+        ])
     }
 }

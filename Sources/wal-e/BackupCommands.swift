@@ -30,6 +30,7 @@ struct BackupPushCommand: WALECommand {
     var partitionSize: Int64 = 128 << 20
     @Option(name: .customLong("archive-timeout"), help: "seconds to wait for the backup's last WAL file to reach the archive")
     var archiveTimeout: Double = 300
+    @OptionGroup var progressOptions: ProgressOptions
     @Argument(help: "the data directory") var pgClusterDirectory: String
 
     func validate() throws {
@@ -50,6 +51,7 @@ struct BackupPushCommand: WALECommand {
         o.permanent = permanent
         o.partitionBytes = partitionSize
         o.archiveTimeout = archiveTimeout
+        o.showProgress = progressOptions.show(terse: ctx.config.terse)
         let env = Context.environment()
         o.manifestChecksum = try ManifestChecksum.from(env: env)
         var push = BackupPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, env: env)
@@ -85,6 +87,7 @@ struct BackupFetchCommand: WALECommand {
     @Option(name: .customLong("recovery-target-name")) var recoveryTargetName: String?
     @Option(name: .customLong("recovery-target-action"), help: "pause (PostgreSQL's default), promote or shutdown")
     var recoveryTargetAction: String?
+    @OptionGroup var progressOptions: ProgressOptions
     @Argument(help: "the directory to restore into") var pgClusterDirectory: String
     @Argument(help: "a backup name or LATEST") var backupName: String
 
@@ -94,6 +97,7 @@ struct BackupFetchCommand: WALECommand {
         o.poolSize = max(1, poolSize)
         o.blindRestore = blindRestore
         o.restoreSpec = restoreSpec
+        o.showProgress = progressOptions.show(terse: ctx.config.terse)
         if prepareRecovery || recoveryTargetTime != nil || recoveryTargetLSN != nil || recoveryTargetName != nil || restoreCommand != nil {
             let exe = executablePath()
             let p = ctx.config.prefix

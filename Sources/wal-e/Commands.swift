@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import WALECodec
 import WALECore
 import WALEEngine
@@ -40,6 +43,17 @@ struct GlobalOptions: ParsableArguments {
         return f
     }
 }
+
+/// `--progress` / `--no-progress` of the long commands; by default the line is drawn when stderr
+/// is a terminal and --terse is not given.
+struct ProgressOptions: ParsableArguments {
+    @Flag(inversion: .prefixedNo, help: "Show (or hide) the updating progress line on stderr; shown by default on a terminal without --terse.")
+    var progress: Bool?
+
+    func show(terse: Bool) -> Bool { progressShown(progress, terse: terse) }
+}
+
+func progressShown(_ flag: Bool?, terse: Bool) -> Bool { flag ?? (isatty(2) != 0 && !terse) }
 
 protocol WALECommand: ParsableCommand {
     var global: GlobalOptions { get }

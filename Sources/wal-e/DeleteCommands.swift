@@ -11,6 +11,10 @@ struct DeleteFlags: ParsableArguments {
     var dryRun = false
     @Flag(name: .customLong("confirm"), help: "really delete (ignored with --dry-run)")
     var confirm = false
+    @Flag(name: .customLong("json"), help: "Also print the plan as a JSON object on stdout (the dry run's and the confirmed run's alike).")
+    var json = false
+    @Flag(inversion: .prefixedNo, help: "Show (or hide) the updating progress line of a confirmed run on stderr; shown by default on a terminal without --terse.")
+    var progress: Bool?
 }
 
 protocol DeleteMode: WALECommand {
@@ -26,7 +30,8 @@ extension DeleteMode {
         let d = Delete(store: ctx.store, prefix: ctx.config.prefix, logger: ctx.logger, now: Double(ts.tv_sec))
         let confirm = flags.confirm && !flags.dryRun
         let age = try AbandonedUploads.age(env: Context.environment())
-        try await d.run(try target(), confirm: confirm)
+        let plan = try await d.run(try target(), confirm: confirm, showProgress: progressShown(flags.progress, terse: ctx.config.terse))
+        if flags.json { writeStdout(plan.json(confirmed: confirm, prefix: ctx.config.prefix).serialized() + "\n") }
         if confirm { await AbandonedUploads.sweep(store: ctx.store, prefix: ctx.config.prefix, age: age, logger: ctx.logger) }
         return .success
     }

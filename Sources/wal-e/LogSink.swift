@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import WALECore
+import WALEEngine
 import WALEStorage
 
 /// Sends log records to stderr and/or syslog in WAL-E's shape.
@@ -12,7 +13,10 @@ enum LogSink {
         if toSyslog { openlog("wal-e", LOG_PID, facility) }
         return { record in
             let (time, pid) = (UTCTime(epochSeconds: POSIX.now()), getpid())
-            if toStderr { writeStderr(record.formatted(time: time, pid: pid) + "\n") }
+            if toStderr {
+                Progress.clearLine()
+                writeStderr(record.formatted(time: time, pid: pid) + "\n")
+            }
             if toSyslog {
                 let line = record.logger + " " + record.body(time: time, pid: pid)
                 let priority: Int32

@@ -24,6 +24,7 @@ struct VerifyCommand: WALECommand {
     var all = false
     @Flag(name: .customLong("json"), help: "Print a JSON array with one report per backup instead of text.")
     var json = false
+    @OptionGroup var progressOptions: ProgressOptions
     @Option(name: .customLong("prometheus"), help: "Also write the outcome as node_exporter textfile metrics to this file (wal_e_verify_*).")
     var prometheus: String?
     @Argument(help: "A backup name or LATEST (the default).") var backupName: String?
@@ -60,14 +61,16 @@ struct VerifyCommand: WALECommand {
         let verify = BackupVerify(reader: reader, preferred: ctx.compression)
         var reports: [BackupVerify.Report] = []
         for b in targets {
-            let started = POSIX.monotonic()
-            let r = try await verify.run(b, poolSize: poolSize)
+            let progress = Progress(label: "verify \(b.name)")
+            progress.start(show: progressOptions.show(terse: ctx.config.terse))
+            let r = try await verify.run(b, poolSize: poolSize, progress: progress)
+            progress.finish()
             reports.append(r)
             for p in r.problems { ctx.logger.error("\(r.name): \(p.kind.rawValue) object \(p.key)", detail: p.message) }
             let what = "\(r.partitions) partitions, \(r.files) files, \(r.bytes) bytes"
                 + (r.fileChecksums ? "" : " (a WAL-E backup: no manifest, file checksums not available)")
                 + (r.online ? ", \(r.walSegments) WAL segments" : ", offline (needs no WAL)")
-                + String(format: " in %.1f s", POSIX.monotonic() - started)
+                + "; " + progress.summary(stored: false)
             if r.problems.isEmpty {
                 ctx.logger.info("verified \(r.name): it restores", detail: what, ["action": "verify"])
             } else {

@@ -22,6 +22,8 @@ public struct BackupFetch: Sendable {
         /// A JSON file path, or `SOURCE`.
         public var restoreSpec: String?
         public var recovery: RecoverySettings?
+        /// Draw the progress line on stderr.
+        public var showProgress = false
         public init() {}
     }
 
@@ -29,6 +31,8 @@ public struct BackupFetch: Sendable {
     public let prefix: StoragePrefix
     public let logger: Logger
     public let retry: RetryPolicy
+    /// Bytes restored and partitions done: the progress line and the summary.
+    public let progress = Progress(label: "backup-fetch")
 
     public init(store: any ObjectStore, prefix: StoragePrefix, logger: Logger, retry: RetryPolicy) {
         self.store = store
@@ -54,6 +58,10 @@ public struct BackupFetch: Sendable {
         logger.info("restoring \(backup.name) into \(root)", ["action": "backup-fetch", "backup": backup.name.description])
 
         let partitions = try await reader.partitions(backup.name) { logger.warning("skipping a key that is not a tar partition", detail: $0) }
+        progress.setTotal(bytes: sentinel.expandedSizeBytes)
+        progress.setTotal(units: partitions.count)
+        progress.start(show: options.showProgress)
+        defer { progress.finish() }
         guard !partitions.isEmpty else { throw WALEError(.corrupt, "backup \(backup.name) has no tar partitions") }
         let manifests = try await !reader.manifestKeys(backup.name).isEmpty
         // The directory's own pg_control (an earlier restore's) goes first: until the last step
@@ -73,7 +81,7 @@ public struct BackupFetch: Sendable {
         try placeControlFile(root: root)
         logger.info(
             "restored \(backup.name)", detail: "\(files) files, \(bytes) bytes from \(partitions.count) partitions"
-                + (manifests ? "; every file matched the backup manifest" : ""))
+                + (manifests ? "; every file matched the backup manifest" : "") + "; " + progress.summary(read: "restored", stored: false))
         return backup.name
     }
 
@@ -98,8 +106,9 @@ public struct BackupFetch: Sendable {
         let expected = manifest ? try await reader.manifest(backup, p.0) : nil
         let partition = prefix.url(forKey: p.1)
         let sink = try await reader.read(partition: p.1, what: "the restore of \(p.1)") {
-            SafeExtractor(root: root, allowedRoots: allowed, partition: partition, expected: expected)
+            SafeExtractor(root: root, allowedRoots: allowed, partition: partition, expected: expected, progress: progress)
         }
+        progress.unitDone()
         try sink.checkComplete()
         logger.info("restored a partition", detail: "\(partition): \(sink.files) files", ["action": "fetch-partition"])
         return (sink.files, sink.bytes)

@@ -22,9 +22,13 @@ public struct BackupPush: Sendable {
         public var archiveTimeout: Double = 300
         /// How the manifest checksums each file (`WALE_MANIFEST_CHECKSUM`).
         public var manifestChecksum = ManifestChecksum.crc32c
+        /// Draw the progress line on stderr.
+        public var showProgress = false
         public init() {}
     }
 
+    /// Bytes read and stored, partitions done: the progress line and the summary.
+    public let progress = Progress(label: "backup-push")
     public let store: any ObjectStore
     public let prefix: StoragePrefix
     public let compression: Compression
@@ -46,6 +50,8 @@ public struct BackupPush: Sendable {
         guard let real = POSIX.realPath(clusterDirectory), POSIX.isDirectory(real) else {
             throw WALEError(.user, "PG_CLUSTER_DIRECTORY \"\(clusterDirectory)\" is not a directory")
         }
+        progress.start(show: options.showProgress)
+        defer { progress.finish() }
         if options.whileOffline {
             return try await offline(real, options)
         }
@@ -103,7 +109,8 @@ public struct BackupPush: Sendable {
                 partitionCount: count + 1, startTime: startTime, stopTime: isoNow(), online: true, permanent: options.permanent))
         if options.permanent { try await put(name.directory(prefix) + Delete.permanentMarker, Array("{}".utf8), contentType: "application/json") }
         try await put(name.sentinelKey(prefix), Array(sentinel.storedText().utf8), contentType: "application/json")
-        logger.info("base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes, \(count + 1) partitions")
+        logger.info(
+            "base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes, \(count + 1) partitions; \(progress.summary())")
         return name
     }
 
@@ -182,7 +189,7 @@ public struct BackupPush: Sendable {
                 partitionCount: count, startTime: startTime, stopTime: isoNow(), online: false, permanent: options.permanent))
         if options.permanent { try await put(name.directory(prefix) + Delete.permanentMarker, Array("{}".utf8), contentType: "application/json") }
         try await put(name.sentinelKey(prefix), Array(sentinel.storedText().utf8), contentType: "application/json")
-        logger.info("offline base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes")
+        logger.info("offline base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes; \(progress.summary())")
         return name
     }
 
@@ -222,9 +229,12 @@ public struct BackupPush: Sendable {
         _ members: [PlannedMember], number: Int, name: BackupName, limiter: RateLimiter?, checksum: ManifestChecksum
     ) async throws {
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
-        let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger, checksum: checksum)
+        let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger, checksum: checksum, progress: progress)
         let started = POSIX.monotonic()
-        _ = try await store.write(key, from: TransformedSource(tar, try GPG.sealing(compression.encoder(), keyID: gpgKeyID)), options: WriteOptions())
+        let stored = CountingSource(TransformedSource(tar, try GPG.sealing(compression.encoder(), keyID: gpgKeyID)))
+        _ = try await store.write(key, from: stored, options: WriteOptions())
+        progress.add(stored: stored.byteCount)
+        progress.unitDone()
         try await writeManifest(tar.manifest, number: number, name: name)
         let bytes = members.reduce(Int64(0)) { $0 + $1.entry.size }
         logger.info(

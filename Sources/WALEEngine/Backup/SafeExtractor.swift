@@ -29,7 +29,10 @@ public final class SafeExtractor: TarSink {
     /// PostgreSQL refuses to start, never one it would start on and silently corrupt.
     public static let heldBackControlFile = "global/pg_control.wal-e-restoring"
 
-    public init(root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?) {
+    let progress: Progress?
+
+    public init(root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?, progress: Progress? = nil) {
+        self.progress = progress
         self.root = root
         self.allowedRoots = [root] + allowedRoots
         self.partition = partition
@@ -151,6 +154,7 @@ public final class SafeExtractor: TarSink {
             done += n
         }
         matcher?.update(b)
+        progress?.add(bytes: b.count)
         written += Int64(b.count)
         writeBehind.wrote(fd: fd, upTo: written)
     }

@@ -41,8 +41,11 @@ public final class TarPartitionSource: ByteSource {
     private var finished = false
     public private(set) var manifest: [ManifestEntry] = []
 
-    public init(members: [PlannedMember], limiter: RateLimiter?, logger: Logger, checksum: ManifestChecksum = .crc32c) {
+    let progress: Progress?
+
+    public init(members: [PlannedMember], limiter: RateLimiter?, logger: Logger, checksum: ManifestChecksum = .crc32c, progress: Progress? = nil) {
         hasher = FileChecksummer(checksum)
+        self.progress = progress
         self.members = members
         self.limiter = limiter
         self.logger = logger
@@ -96,6 +99,7 @@ public final class TarPartitionSource: ByteSource {
                 piece = [UInt8](repeating: 0, count: want)
             }
             hasher.update(piece)
+            progress?.add(bytes: piece.count)
             out += piece
             remaining -= Int64(piece.count)
             return

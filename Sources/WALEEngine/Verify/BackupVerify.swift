@@ -55,7 +55,7 @@ public struct BackupVerify: Sendable {
     var prefix: StoragePrefix { reader.prefix }
     var store: any ObjectStore { reader.store }
 
-    public func run(_ backup: BackupInfo, poolSize: Int) async throws -> Report {
+    public func run(_ backup: BackupInfo, poolSize: Int, progress: Progress? = nil) async throws -> Report {
         let name = backup.name
         var report = Report(name: name)
         func problem(_ kind: Problem.Kind, _ key: String, _ message: String) {
@@ -101,6 +101,8 @@ public struct BackupVerify: Sendable {
         // manifest when the backup has manifests (our backups).
         let partitions = try await reader.partitions(name) { report.problems.append(Problem(kind: .corrupt, key: prefix.url(forKey: $0), message: "not a tar partition")) }
         report.partitions = partitions.count
+        progress?.setTotal(bytes: sentinel?.expandedSizeBytes ?? 0)
+        progress?.setTotal(units: partitions.count)
         let numbers = Set(partitions.map(\.0))
         let expectedCount = max(sentinel?.extra?.partitionCount ?? 0, (partitions.last?.0).map { $0 + 1 } ?? 0)
         for n in 0..<expectedCount where !numbers.contains(n) {
@@ -119,7 +121,7 @@ public struct BackupVerify: Sendable {
 
         let withManifests = report.fileChecksums
         let checked = try await boundedConcurrently(partitions, width: poolSize) { p in
-            try await checkPartition(p, backup: name, withManifest: withManifests && manifestKeys.contains(name.manifestKey(prefix, p.0)))
+            try await checkPartition(p, backup: name, withManifest: withManifests && manifestKeys.contains(name.manifestKey(prefix, p.0)), progress: progress)
         }
         for c in checked {
             report.files += c.files
@@ -171,7 +173,8 @@ public struct BackupVerify: Sendable {
         var problems: [Problem] = []
     }
 
-    private func checkPartition(_ p: (Int, String), backup: BackupName, withManifest: Bool) async throws -> PartitionResult {
+    private func checkPartition(_ p: (Int, String), backup: BackupName, withManifest: Bool, progress: Progress?) async throws -> PartitionResult {
+        defer { progress?.unitDone() }
         let url = prefix.url(forKey: p.1)
         var result = PartitionResult()
         var expected: [ManifestEntry]?
@@ -184,7 +187,7 @@ public struct BackupVerify: Sendable {
             }
         }
         do {
-            let sink = try await reader.read(partition: p.1, what: "the check of \(p.1)") { VerifySink(partition: url, expected: expected) }
+            let sink = try await reader.read(partition: p.1, what: "the check of \(p.1)") { VerifySink(partition: url, expected: expected, progress: progress) }
             result.files = sink.files
             result.bytes = sink.bytes
             result.sawControlFile = sink.sawControlFile
@@ -215,8 +218,11 @@ final class VerifySink: TarSink {
     private(set) var sawControlFile = false
     private var inFile = false
 
-    init(partition: String, expected: [ManifestEntry]?) {
+    let progress: Progress?
+
+    init(partition: String, expected: [ManifestEntry]?, progress: Progress?) {
         self.partition = partition
+        self.progress = progress
         matcher = expected.map { ManifestMatcher($0, partition: partition) }
     }
 
@@ -237,6 +243,7 @@ final class VerifySink: TarSink {
     func data(_ b: UnsafeRawBufferPointer) throws {
         guard inFile else { return }
         matcher?.update(b)
+        progress?.add(bytes: b.count)
         bytes += Int64(b.count)
     }
 
