@@ -15,3 +15,16 @@ if [ -z "$wale" ]; then
 fi
 .build/debug/generate-manual "$wale" --date "$MANUAL_DATE" --authors "wal-e developers" -o - > "${MANUAL_OUT:-docs/man/wal-e.1}"
 echo "wrote ${MANUAL_OUT:-docs/man/wal-e.1}" >&2
+
+# Help snapshots: every command's --help at a fixed width, so a changed help text shows in review
+# and a stale snapshot fails tests/integration/test_cli_docs.py (HELP_OUT=DIR writes elsewhere).
+help_dir=${HELP_OUT:-docs/help}
+mkdir -p "$help_dir"
+rm -f "$help_dir"/*.txt
+export COLUMNS=100
+"$wale" --help > "$help_dir/wal-e.txt"
+for c in $("$wale" --help | awk '/^SUBCOMMANDS:/ {f = 1; next} f && /^  [a-z]/ {print $1}'); do
+  "$wale" "$c" --help > "$help_dir/$c.txt"
+done
+for m in before retain old-versions everything; do "$wale" delete "$m" --help > "$help_dir/delete-$m.txt"; done
+echo "wrote $help_dir/*.txt" >&2

@@ -16,22 +16,22 @@ struct BackupPushCommand: WALECommand {
             and, last, the sentinel; prints the backup's name on stdout.
             """)
     @OptionGroup var global: GlobalOptions
-    @Option(name: [.customShort("p"), .customLong("pool-size")], help: "partitions uploaded in parallel")
+    @Option(name: [.customShort("p"), .customLong("pool-size")], help: "Partitions uploaded in parallel.")
     var poolSize: Int = 4
-    @Option(name: .customLong("cluster-read-rate-limit"), help: "limit on reading the cluster, bytes per second in total")
+    @Option(name: .customLong("cluster-read-rate-limit"), help: "Limit on reading the cluster, bytes per second in total.")
     var clusterReadRateLimit: Int64?
-    @Flag(name: .customLong("while-offline"), help: "back up a stopped cluster (named from pg_control)")
+    @Flag(name: .customLong("while-offline"), help: "Back up a stopped cluster (named from pg_control).")
     var whileOffline = false
-    @Flag(name: .customLong("fast"), help: "ask for an immediate checkpoint instead of a spread one")
+    @Flag(name: .customLong("fast"), help: "Ask for an immediate checkpoint instead of a spread one.")
     var fast = false
-    @Flag(name: .customLong("permanent"), help: "mark the backup permanent (kept by every retention rule)")
+    @Flag(name: .customLong("permanent"), help: "Mark the backup permanent (kept by every retention rule).")
     var permanent = false
-    @Option(name: .customLong("partition-size"), help: "cut tar partitions at this many bytes of data (default 128 MiB; at most WAL-E's 1.5 GiB)")
+    @Option(name: .customLong("partition-size"), help: "Cut tar partitions at this many bytes of data (default 128 MiB; at most WAL-E's 1.5 GiB).")
     var partitionSize: Int64 = 128 << 20
-    @Option(name: .customLong("archive-timeout"), help: "seconds to wait for the backup's last WAL file to reach the archive")
+    @Option(name: .customLong("archive-timeout"), help: "Seconds to wait for the backup's last WAL file to reach the archive.")
     var archiveTimeout: Double = 300
     @OptionGroup var progressOptions: ProgressOptions
-    @Argument(help: "the data directory") var pgClusterDirectory: String
+    @Argument(help: "The data directory.") var pgClusterDirectory: String
 
     func validate() throws {
         guard poolSize >= 1 else { throw ValidationError("--pool-size must be at least 1") }
@@ -72,24 +72,27 @@ struct BackupFetchCommand: WALECommand {
             writes recovery.signal and a restore_command using wal-fetch into postgresql.auto.conf.
             """)
     @OptionGroup var global: GlobalOptions
-    @Option(name: [.customShort("p"), .customLong("pool-size")], help: "partitions restored in parallel")
+    @Option(name: [.customShort("p"), .customLong("pool-size")], help: "Partitions restored in parallel.")
     var poolSize: Int = 4
-    @Flag(name: .customLong("blind-restore"), help: "do not require tablespace links; restore tablespaces into pg_tblspc")
+    @Flag(name: .customLong("blind-restore"), help: "Do not require tablespace links; restore tablespaces into pg_tblspc.")
     var blindRestore = false
-    @Option(name: .customLong("restore-spec"), help: "tablespace restore spec: a JSON file, or SOURCE for the original locations")
+    @Option(name: .customLong("restore-spec"), help: "Tablespace restore spec: a JSON file, or SOURCE for the original locations.")
     var restoreSpec: String?
-    @Flag(name: .customLong("prepare-recovery"), help: "write recovery.signal and restore_command")
+    @Flag(name: .customLong("prepare-recovery"), help: "Write recovery.signal and restore_command.")
     var prepareRecovery = false
-    @Option(name: .customLong("restore-command"), help: "restore_command to write (default: this wal-e with the current prefix)")
+    @Option(name: .customLong("restore-command"), help: "Restore_command to write (default: this wal-e with the current prefix).")
     var restoreCommand: String?
-    @Option(name: .customLong("recovery-target-time")) var recoveryTargetTime: String?
-    @Option(name: .customLong("recovery-target-lsn")) var recoveryTargetLSN: String?
-    @Option(name: .customLong("recovery-target-name")) var recoveryTargetName: String?
-    @Option(name: .customLong("recovery-target-action"), help: "pause (PostgreSQL's default), promote or shutdown")
+    @Option(name: .customLong("recovery-target-time"), help: "Recover up to this time (PostgreSQL's recovery_target_time).")
+    var recoveryTargetTime: String?
+    @Option(name: .customLong("recovery-target-lsn"), help: "Recover up to this WAL position (recovery_target_lsn).")
+    var recoveryTargetLSN: String?
+    @Option(name: .customLong("recovery-target-name"), help: "Recover up to this restore point (recovery_target_name).")
+    var recoveryTargetName: String?
+    @Option(name: .customLong("recovery-target-action"), help: "Pause (PostgreSQL's default), promote or shutdown.")
     var recoveryTargetAction: String?
     @OptionGroup var progressOptions: ProgressOptions
-    @Argument(help: "the directory to restore into") var pgClusterDirectory: String
-    @Argument(help: "a backup name or LATEST") var backupName: String
+    @Argument(help: "The directory to restore into.") var pgClusterDirectory: String
+    @Argument(help: "A backup name or LATEST.") var backupName: String
 
     func execute() async throws -> WALEExitCode {
         let ctx = try Context.make(global.flags, loggerName: "wal_e.operator.backup")
@@ -123,11 +126,11 @@ struct BackupListCommand: WALECommand {
         commandName: "backup-list", abstract: "List base backups (tab-separated, as WAL-E prints them).",
         discussion: "QUERY is LATEST or a backup name. --detail reads each sentinel to fill the size and stop columns.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .customLong("detail"), help: "fill expanded_size_bytes and the stop position from each sentinel")
+    @Flag(name: .customLong("detail"), help: "Fill expanded_size_bytes and the stop position from each sentinel.")
     var detail = false
-    @Flag(name: .customLong("json"), help: "print a JSON array (with every sentinel field) instead")
+    @Flag(name: .customLong("json"), help: "Print a JSON array (with every sentinel field) instead.")
     var json = false
-    @Argument(help: "LATEST or a backup name") var query: String?
+    @Argument(help: "LATEST or a backup name.") var query: String?
 
     func execute() async throws -> WALEExitCode {
         let ctx = try Context.make(global.flags, loggerName: "wal_e.operator.backup")

@@ -10,27 +10,27 @@ import WALEStorage
 
 /// WAL-E's global options; they may appear before or after the subcommand name.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: [.customShort("k"), .customLong("aws-access-key-id")], help: "public AWS access key (the secret comes only from AWS_SECRET_ACCESS_KEY)")
+    @Option(name: [.customShort("k"), .customLong("aws-access-key-id")], help: "Public AWS access key (the secret comes only from AWS_SECRET_ACCESS_KEY).")
     var awsAccessKeyID: String?
-    @Flag(name: .customLong("aws-instance-profile"), help: "use the EC2 instance profile for credentials")
+    @Flag(name: .customLong("aws-instance-profile"), help: "Use the EC2 instance profile for credentials.")
     var awsInstanceProfile = false
-    @Option(name: .customLong("gs-access-key-id"), help: "accepted for WAL-E compatibility; unused")
+    @Option(name: .customLong("gs-access-key-id"), help: "Accepted for WAL-E compatibility; unused.")
     var gsAccessKeyID: String?
-    @Option(name: [.customShort("a"), .customLong("wabs-account-name")], help: "Azure storage account name")
+    @Option(name: [.customShort("a"), .customLong("wabs-account-name")], help: "Azure storage account name.")
     var wabsAccountName: String?
-    @Option(name: .customLong("s3-prefix"), help: "storage prefix, e.g. s3://bucket/path (or WALE_S3_PREFIX)")
+    @Option(name: .customLong("s3-prefix"), help: "Storage prefix, e.g. s3://bucket/path (or WALE_S3_PREFIX).")
     var s3Prefix: String?
-    @Option(name: .customLong("wabs-prefix"), help: "storage prefix, e.g. wabs://container/path (or WALE_WABS_PREFIX)")
+    @Option(name: .customLong("wabs-prefix"), help: "Storage prefix, e.g. wabs://container/path (or WALE_WABS_PREFIX).")
     var wabsPrefix: String?
-    @Option(name: .customLong("gs-prefix"), help: "storage prefix, e.g. gs://bucket/path (or WALE_GS_PREFIX)")
+    @Option(name: .customLong("gs-prefix"), help: "Storage prefix, e.g. gs://bucket/path (or WALE_GS_PREFIX).")
     var gsPrefix: String?
-    @Option(name: .customLong("file-prefix"), help: "storage prefix, e.g. file://localhost/var/backups/pg (or WALE_FILE_PREFIX)")
+    @Option(name: .customLong("file-prefix"), help: "Storage prefix, e.g. file://localhost/var/backups/pg (or WALE_FILE_PREFIX).")
     var filePrefix: String?
-    @Option(name: .customLong("gpg-key-id"), help: "gpg key to encrypt new objects to, as WAL-E does (or WALE_GPG_KEY_ID); encrypted objects are decrypted on reading either way")
+    @Option(name: .customLong("gpg-key-id"), help: "The gpg key to encrypt new objects to, as WAL-E does (or WALE_GPG_KEY_ID); encrypted objects are decrypted on reading either way.")
     var gpgKeyID: String?
-    @Flag(name: .customLong("terse"), help: "only log warnings and errors")
+    @Flag(name: .customLong("terse"), help: "Only log warnings and errors.")
     var terse = false
-    @Option(name: .customLong("compression"), help: "codec for new objects: lzop (default, WAL-E compatible), zstd or lz4 (or WALE_COMPRESSION)")
+    @Option(name: .customLong("compression"), help: "Codec for new objects: lzop (default, WAL-E compatible), zstd or lz4 (or WALE_COMPRESSION).")
     var compression: String?
 
     var flags: GlobalFlags {
@@ -90,9 +90,9 @@ struct WALPushCommand: WALECommand {
             + "archive_status/*.ready segments are uploaded in parallel too and marked .done once durable. An archived "
             + "file is never overwritten: identical content succeeds, different content fails with exit 3.")
     @OptionGroup var global: GlobalOptions
-    @Option(name: [.customShort("p"), .customLong("pool-size")], help: "uploads in flight at once")
+    @Option(name: [.customShort("p"), .customLong("pool-size")], help: "Uploads in flight at once.")
     var poolSize: Int = 8
-    @Argument(help: "path of the WAL file (%p)")
+    @Argument(help: "Path of the WAL file (%p).")
     var walSegment: String
 
     func validate() throws {
@@ -123,15 +123,15 @@ struct WALFetchCommand: WALECommand {
             retrying. Following segments are prefetched into <dir of WAL_DESTINATION>/.wal-e/prefetch/.
             """)
     @OptionGroup var global: GlobalOptions
-    @Option(name: [.customShort("p"), .customLong("prefetch")], help: "segments to prefetch (0 disables)")
+    @Option(name: [.customShort("p"), .customLong("prefetch")], help: "Segments to prefetch (0 disables).")
     var prefetch: Int = 8
     @Option(
         name: .customLong("recovery-mode"),
-        help: "auto (default: standby when the working directory, PostgreSQL's data directory, holds standby.signal), standby or archive-recovery")
+        help: "Auto (default: standby when the working directory, PostgreSQL's data directory, holds standby.signal), standby or archive-recovery.")
     var recoveryMode: String = "auto"
-    @Argument(help: "name of the WAL file (%f)")
+    @Argument(help: "Name of the WAL file (%f).")
     var walSegment: String
-    @Argument(help: "where to write it (%p)")
+    @Argument(help: "Where to write it (%p).")
     var walDestination: String
 
     func validate() throws {
@@ -207,10 +207,10 @@ struct WALPrefetchCommand: WALECommand {
         commandName: "wal-prefetch", abstract: "Internal: download segments into a prefetch directory.",
         shouldDisplay: false)
     @OptionGroup var global: GlobalOptions
-    @Option(help: "the storage prefix URL to read from") var prefix: String
-    @Option(help: "download concurrency") var concurrency: Int = 2
-    @Argument(help: "the directory holding .wal-e/prefetch") var baseDirectory: String
-    @Argument(help: "segment names") var segments: [String]
+    @Option(help: "The storage prefix URL to read from.") var prefix: String
+    @Option(help: "Download concurrency.") var concurrency: Int = 2
+    @Argument(help: "The directory holding .wal-e/prefetch.") var baseDirectory: String
+    @Argument(help: "Segment names.") var segments: [String]
 
     func execute() async throws -> WALEExitCode {
         // Only the prefix handed over by wal-fetch: the scheme of a --file-prefix value picks the backend.

@@ -7,9 +7,9 @@ import WALEEngine
 
 /// `--dry-run` / `--confirm`, accepted before or after the delete mode.
 struct DeleteFlags: ParsableArguments {
-    @Flag(name: [.customShort("n"), .customLong("dry-run")], help: "only show what would be deleted (the default)")
+    @Flag(name: [.customShort("n"), .customLong("dry-run")], help: "Only show what would be deleted (the default).")
     var dryRun = false
-    @Flag(name: .customLong("confirm"), help: "really delete (ignored with --dry-run)")
+    @Flag(name: .customLong("confirm"), help: "Really delete (ignored with --dry-run).")
     var confirm = false
     @Flag(name: .customLong("json"), help: "Also print the plan as a JSON object on stdout (the dry run's and the confirmed run's alike).")
     var json = false
@@ -61,7 +61,7 @@ struct DeleteBefore: DeleteMode {
         abstract: "Delete backups older than a backup, a WAL segment or a time, and WAL no kept backup needs.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var flags: DeleteFlags
-    @Argument(help: "a backup name, a WAL segment name, or an ISO 8601 time (UTC unless an offset is given)")
+    @Argument(help: "A backup name, a WAL segment name, or an ISO 8601 time (UTC unless an offset is given).")
     var beforeSegmentExclusive: String
 
     func target() throws -> DeletionTarget {
@@ -80,9 +80,9 @@ struct DeleteRetain: DeleteMode {
         commandName: "retain", abstract: "Keep the newest N backups (by start time and position), delete older ones.")
     @OptionGroup var global: GlobalOptions
     @OptionGroup var flags: DeleteFlags
-    @Option(name: .customLong("min-age"), help: "also keep every backup younger than this (e.g. 7d, 12h, 3600)")
+    @Option(name: .customLong("min-age"), help: "Also keep every backup younger than this (e.g. 7d, 12h, 3600).")
     var minAge: String?
-    @Argument(help: "how many backups to keep (permanent ones are kept besides)") var numToRetain: Int
+    @Argument(help: "How many backups to keep (permanent ones are kept besides).") var numToRetain: Int
 
     func target() throws -> DeletionTarget {
         var age: Double?
@@ -114,8 +114,8 @@ struct BackupMarkCommand: WALECommand {
     static let configuration = CommandConfiguration(
         commandName: "backup-mark", abstract: "Mark a backup permanent (kept by every delete), or unmark it.")
     @OptionGroup var global: GlobalOptions
-    @Flag(name: .customLong("unmark"), help: "remove the permanent mark") var unmark = false
-    @Argument(help: "a backup name or LATEST") var backupName: String
+    @Flag(name: .customLong("unmark"), help: "Remove the permanent mark.") var unmark = false
+    @Argument(help: "A backup name or LATEST.") var backupName: String
 
     func execute() async throws -> WALEExitCode {
         let ctx = try Context.make(global.flags, loggerName: "wal_e.main")
