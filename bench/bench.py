@@ -280,6 +280,13 @@ def backups_and_restores(main, base_bytes):
         record(f"backup-fetch / restore ({store})", tool, wall=f["wall"], mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"],
                rss_mib=f["rss_mib"], restored_mb=restored / 1e6)
     shutil.rmtree(f"{ROOT}/restore", ignore_errors=True)
+    # verify reads what backup-fetch reads and writes nothing: it must be at least as fast, in the
+    # same memory (its speed-up cell is backup-fetch's time over verify's: below 1, verify is faster).
+    for store in ("file", "s3"):
+        drop_caches()
+        f = timed(wale_cmd("verify", "LATEST"), env=wale_env(store))
+        record(f"backup-fetch / restore ({store})", "wal-e verify (checks every object, writes nothing)", wall=f["wall"],
+               mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"], rss_mib=f["rss_mib"])
 
 
 def single_pushes(walsrc):

@@ -127,6 +127,10 @@ def handle(conn):
                 body = b"<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>"
                 conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))
                 continue
+            if mode == "sse-500" and b"\r\nx-amz-server-side-encryption:" in raw.partition(b"\r\n\r\n")[0].lower():
+                body = b"<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>"
+                conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))
+                continue
             if mode == "errors" and n <= count:
                 body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
                 conn.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))

@@ -92,3 +92,24 @@ def test_check_postgres_misconfigurations(make_cluster, wale, archive, scratch):
     assert p.returncode == 0 and "warning\tpostgresql" in p.stdout.decode(), p.stdout.decode()
     p = wale("check", "--switch-wal", prefix=prefix, env=env)
     assert p.returncode == 1 and "error\tpostgresql" in p.stdout.decode(), p.stdout.decode()
+
+
+def test_a_store_refusing_server_side_encryption_names_the_fix(wale, s3_prefix, scratch):
+    """An S3-compatible server without a key service answers WAL-E's default AES256 header with 500
+    (SeaweedFS, MinIO): wal-push and check both say to set WALE_S3_SSE=none, and that works."""
+    from test_s3 import segment_file, start_proxy
+    src = segment_file(scratch)
+    proxy, port = start_proxy("sse-500")
+    try:
+        env = {"WALE_S3_ENDPOINT": f"http+path://127.0.0.1:{port}", "WALE_RETRIES": "2"}
+        p = wale("wal-push", src, prefix=s3_prefix, env=env, user=None)
+        assert p.returncode == 74 and "WALE_S3_SSE=none" in p.stderr.decode(), p.stderr.decode()
+        p = wale("check", "--no-postgres", "--json", prefix=s3_prefix, env=env, user=None)
+        c = checks(p)
+        assert p.returncode == 1 and c["store write"][0] == "error" and "WALE_S3_SSE=none" in c["store write"][1], c
+        env["WALE_S3_SSE"] = "none"
+        assert wale("check", "--no-postgres", prefix=s3_prefix, env=env, user=None).returncode == 0
+        p = wale("wal-push", src, prefix=s3_prefix, env=env, user=None)
+        assert p.returncode == 0, p.stderr.decode()
+    finally:
+        proxy.kill()

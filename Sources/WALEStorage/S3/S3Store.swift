@@ -102,7 +102,16 @@ public struct S3Store: PartedUploadTarget {
     }
 
     func transientError(_ r: Response, _ what: String) -> WALEError {
-        WALEError(.io, "S3 answered \(r.status) \(s3Code(r.body) ?? "") to \(what)", detail: s3Message(r.body))
+        WALEError(.io, "S3 answered \(r.status) \(s3Code(r.body) ?? "") to \(what)", detail: s3Message(r.body), hint: sseHint(r, what))
+    }
+
+    /// S3-compatible servers without a key service (SeaweedFS, MinIO) answer a write that asks for
+    /// server-side encryption (WAL-E's default, AES256) with 500 or 501: the error says what to set.
+    func sseHint(_ r: Response, _ what: String) -> String? {
+        guard config.serverSideEncryption != nil, r.status == 500 || r.status == 501,
+            what.hasPrefix("PUT") || what.contains("Upload")
+        else { return nil }
+        return "if this S3-compatible server has no server-side encryption (SeaweedFS or MinIO without a key service), set WALE_S3_SSE=none"
     }
 
     /// A clear error for a failed answer: names the bucket and key, never a secret or signature.
@@ -123,7 +132,7 @@ public struct S3Store: PartedUploadTarget {
         case "ExpiredToken", "TokenRefreshRequired":
             return WALEError(.user, "the AWS session token has expired", detail: what, hint: "refresh AWS_SESSION_TOKEN")
         default:
-            return WALEError(.io, "S3 refused \(what) on \(target): \(code)", detail: s3Message(r.body))
+            return WALEError(.io, "S3 refused \(what) on \(target): \(code)", detail: s3Message(r.body), hint: sseHint(r, what))
         }
     }
 
