@@ -30,14 +30,31 @@ public struct BackupName: Hashable, Sendable, Comparable, CustomStringConvertibl
 
     public static func < (a: BackupName, b: BackupName) -> Bool { a.description < b.description }
 
+    // The backup layout, in one place: every key a backup is made of.
+
+    /// Completes the backup's name in `basebackups_005/` (written last).
+    public static let sentinelSuffix = "_backup_stop_sentinel.json"
+    /// The object under the backup's directory that marks it permanent (WAL-E never lists it).
+    public static let permanentMarkerName = "wal_e_permanent"
+
+    /// The backup a sentinel's name (relative to `basebackups_005/`) completes, if it is one.
+    public static func completed(bySentinel rel: some StringProtocol) -> BackupName? {
+        guard !rel.contains("/"), rel.hasSuffix(sentinelSuffix) else { return nil }
+        return BackupName(rel.dropLast(sentinelSuffix.count))
+    }
+
     /// The sentinel key for this backup under a prefix.
-    public func sentinelKey(_ p: StoragePrefix) -> String { p.baseBackupsDirectory + description + "_backup_stop_sentinel.json" }
+    public func sentinelKey(_ p: StoragePrefix) -> String { p.baseBackupsDirectory + description + Self.sentinelSuffix }
+    public func versionKey(_ p: StoragePrefix) -> String { directory(p) + "extended_version.txt" }
+    public func permanentMarkerKey(_ p: StoragePrefix) -> String { directory(p) + Self.permanentMarkerName }
+    public func partitionsDirectory(_ p: StoragePrefix) -> String { directory(p) + "tar_partitions/" }
+    public func manifestsDirectory(_ p: StoragePrefix) -> String { directory(p) + "wal_e_manifest/" }
     /// The backup's directory (ends with `/`).
     public func directory(_ p: StoragePrefix) -> String { p.baseBackupsDirectory + description + "/" }
     public func partitionKey(_ p: StoragePrefix, _ n: Int, suffix: String) -> String {
-        directory(p) + "tar_partitions/part_" + pad8(n) + ".tar" + suffix
+        partitionsDirectory(p) + "part_" + pad8(n) + ".tar" + suffix
     }
-    public func manifestKey(_ p: StoragePrefix, _ n: Int) -> String { directory(p) + "wal_e_manifest/part_" + pad8(n) + ".json" }
+    public func manifestKey(_ p: StoragePrefix, _ n: Int) -> String { manifestsDirectory(p) + "part_" + pad8(n) + ".json" }
 }
 
 func pad8(_ n: Int) -> String {

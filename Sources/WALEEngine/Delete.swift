@@ -17,8 +17,6 @@ public struct Delete: Sendable {
         self.now = now
     }
 
-    public static let permanentMarker = "wal_e_permanent"
-    static let sentinelSuffix = "_backup_stop_sentinel.json"
     /// Keys per delete request (S3's DeleteObjects limit).
     public static let batchSize = 1000
 
@@ -66,8 +64,8 @@ public struct Delete: Sendable {
             let rel = String(o.key.dropFirst(dir.count))
             let name: BackupName?
             var isSentinel = false
-            if !rel.contains("/"), rel.hasSuffix(Self.sentinelSuffix) {
-                name = BackupName(rel.dropLast(Self.sentinelSuffix.count))
+            if let completed = BackupName.completed(bySentinel: rel) {
+                name = completed
                 isSentinel = true
             } else if let slash = rel.firstIndex(of: "/") {
                 name = BackupName(rel[..<slash])
@@ -81,7 +79,7 @@ public struct Delete: Sendable {
             var e = byName[name] ?? ([], nil, o.lastModified, o.lastModified, false)
             e.keys.append(o.key)
             if isSentinel { e.sentinel = o }
-            if rel.hasSuffix("/" + Self.permanentMarker) { e.marker = true }
+            if rel.hasSuffix("/" + BackupName.permanentMarkerName) { e.marker = true }
             e.oldest = min(e.oldest, o.lastModified)
             e.newest = max(e.newest, o.lastModified)
             byName[name] = e
@@ -144,7 +142,7 @@ public struct Delete: Sendable {
     public func mark(_ nameText: String, permanent: Bool) async throws {
         let catalog = BackupCatalog(store: store, prefix: prefix)
         let b = try catalog.resolve(nameText, in: try await catalog.list())
-        let key = b.name.directory(prefix) + Self.permanentMarker
+        let key = b.name.permanentMarkerKey(prefix)
         if permanent {
             _ = try await store.write(key, from: BytesSource(Array("{}".utf8)), options: WriteOptions(contentType: "application/json"))
             logger.info("marked \(b.name) permanent: no retention rule deletes it or the WAL it needs")

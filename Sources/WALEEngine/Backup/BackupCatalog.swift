@@ -32,7 +32,6 @@ public struct BackupCatalog: Sendable {
         self.prefix = prefix
     }
 
-    static let sentinelSuffix = "_backup_stop_sentinel.json"
 
     /// Complete backups in listing (key) order.
     public func list() async throws -> [BackupInfo] {
@@ -41,10 +40,8 @@ public struct BackupCatalog: Sendable {
         var marked: Set<String> = []
         for o in try await store.list(prefix: dir) {
             let rel = o.key.dropFirst(dir.count)
-            if rel.hasSuffix("/" + Delete.permanentMarker) { marked.insert(String(rel.prefix { $0 != "/" })) }
-            guard !rel.contains("/"), rel.hasSuffix(Self.sentinelSuffix),
-                let name = BackupName(rel.dropLast(Self.sentinelSuffix.count))
-            else { continue }
+            if rel.hasSuffix("/" + BackupName.permanentMarkerName) { marked.insert(String(rel.prefix { $0 != "/" })) }
+            guard let name = BackupName.completed(bySentinel: rel) else { continue }
             out.append(
                 BackupInfo(
                     name: name, sentinelKey: o.key,

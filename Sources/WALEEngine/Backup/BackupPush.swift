@@ -86,7 +86,7 @@ public struct BackupPush: Sendable {
         try await refuseExisting(name)
         logger.info("base backup \(name) started", detail: "start LSN \(start.lsn) on timeline \(start.timeline)")
 
-        try await put(name.directory(prefix) + "extended_version.txt", Array(server.versionString.utf8), contentType: "text/plain")
+        try await put(name.versionKey(prefix), Array(server.versionString.utf8), contentType: "text/plain")
         let walker = ClusterWalker(root: dir, logger: logger)
         let partitioner = Partitioner(walker: walker, targetBytes: options.partitionBytes)
         let count = try await uploadPartitions(partitioner, name: name, options: options)
@@ -107,7 +107,7 @@ public struct BackupPush: Sendable {
                 postgresVersionNumber: server.versionNumber, segmentSize: server.segmentSize.bytes,
                 compression: compression.rawValue, fileCount: partitioner.fileCount + labelFiles.count,
                 partitionCount: count + 1, startTime: startTime, stopTime: isoNow(), online: true, permanent: options.permanent))
-        if options.permanent { try await put(name.directory(prefix) + Delete.permanentMarker, Array("{}".utf8), contentType: "application/json") }
+        if options.permanent { try await put(name.permanentMarkerKey(prefix), Array("{}".utf8), contentType: "application/json") }
         try await put(name.sentinelKey(prefix), Array(sentinel.storedText().utf8), contentType: "application/json")
         logger.info(
             "base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes, \(count + 1) partitions; \(progress.summary())")
@@ -175,7 +175,7 @@ public struct BackupPush: Sendable {
         let name = BackupName(segment: seg, offsetText: BackupName.offsetText(control.redo.offset(in: control.segmentSize)))
         try await refuseExisting(name)
         let startTime = isoNow()
-        try await put(name.directory(prefix) + "extended_version.txt", Array(control.versionLine.utf8), contentType: "text/plain")
+        try await put(name.versionKey(prefix), Array(control.versionLine.utf8), contentType: "text/plain")
         let walker = ClusterWalker(root: dir, logger: logger)
         let partitioner = Partitioner(walker: walker, targetBytes: options.partitionBytes)
         let count = try await uploadPartitions(partitioner, name: name, options: options)
@@ -187,7 +187,7 @@ public struct BackupPush: Sendable {
                 systemIdentifier: control.systemIdentifier, postgresVersion: control.versionLine, postgresVersionNumber: 0,
                 segmentSize: control.segmentSize.bytes, compression: compression.rawValue, fileCount: partitioner.fileCount,
                 partitionCount: count, startTime: startTime, stopTime: isoNow(), online: false, permanent: options.permanent))
-        if options.permanent { try await put(name.directory(prefix) + Delete.permanentMarker, Array("{}".utf8), contentType: "application/json") }
+        if options.permanent { try await put(name.permanentMarkerKey(prefix), Array("{}".utf8), contentType: "application/json") }
         try await put(name.sentinelKey(prefix), Array(sentinel.storedText().utf8), contentType: "application/json")
         logger.info("offline base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes; \(progress.summary())")
         return name
@@ -268,13 +268,7 @@ public struct BackupPush: Sendable {
     }
 
     private func writeManifest(_ entries: [ManifestEntry], number: Int, name: BackupName) async throws {
-        let json = JSON.object([
-            ("partition", .int(Int64(number))),
-            ("files", .array(entries.map {
-                .object([("path", .string($0.path)), ("size", .int($0.size)), ("mode", .int(Int64($0.mode))), ($0.algorithm.field, .string($0.checksum))])
-            })),
-        ])
-        let bytes = Array(json.serialized().utf8)
+        let bytes = ManifestFormat.encode(entries, partition: number)
         guard let gpgKeyID else {
             return try await put(name.manifestKey(prefix, number), bytes, contentType: "application/json")
         }

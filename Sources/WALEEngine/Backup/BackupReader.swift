@@ -24,7 +24,7 @@ public struct BackupReader: Sendable {
     /// (number, key) of every partition, numerically ordered (any padding; any of our codecs).
     /// Keys under `tar_partitions/` that are no partition are passed to `stray`.
     public func partitions(_ name: BackupName, stray: (String) -> Void = { _ in }) async throws -> [(Int, String)] {
-        let dir = name.directory(prefix) + "tar_partitions/"
+        let dir = name.partitionsDirectory(prefix)
         var out: [(Int, String)] = []
         for o in try await store.list(prefix: dir) {
             let base = String(o.key.dropFirst(dir.count))
@@ -42,7 +42,7 @@ public struct BackupReader: Sendable {
 
     /// The keys under the backup's `wal_e_manifest/` (empty for WAL-E's backups).
     public func manifestKeys(_ name: BackupName) async throws -> [String] {
-        try await store.list(prefix: name.directory(prefix) + "wal_e_manifest/").map(\.key)
+        try await store.list(prefix: name.manifestsDirectory(prefix)).map(\.key)
     }
 
     /// Partition `n`'s manifest: every regular file with its size and checksum.
@@ -57,21 +57,7 @@ public struct BackupReader: Sendable {
         if Compression.sniff(bytes) == .openPGP {  // a backup made with WALE_GPG_KEY_ID
             bytes = try await TransformedSource(BytesSource(bytes), try GPG.decryptor(name: key)).collect(limit: 64 << 20)
         }
-        guard let json = try? JSON.parse(String(decoding: bytes, as: UTF8.self)), let files = json["files"]?.array,
-            json["partition"]?.int.map({ $0 == n }) ?? true
-        else {
-            throw WALEError(.corrupt, "the manifest \(key) is not valid")
-        }
-        // Each entry carries its checksum under its algorithm's name (crc32c; sha256 in backups
-        // made before CRC-32C became the default, or with WALE_MANIFEST_CHECKSUM=sha256).
-        var out: [ManifestEntry] = []
-        for f in files {
-            guard let p = f["path"]?.string, let s = f["size"]?.int, let mode = f["mode"]?.int.flatMap({ UInt32(exactly: $0) }),
-                let (kind, h) = ManifestChecksum.allCases.lazy.compactMap({ k in f[k.field]?.string.map { (k, $0) } }).first
-            else { throw WALEError(.corrupt, "the manifest \(key) has an entry without a path, size, mode or checksum") }
-            out.append(ManifestEntry(path: p, size: s, mode: mode, checksum: h, algorithm: kind))
-        }
-        return out
+        return try ManifestFormat.decode(bytes, key: key, partition: n)
     }
 
     /// Streams the partition at `key` (decoded by whichever codec wrote it, gpg included) through

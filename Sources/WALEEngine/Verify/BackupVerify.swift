@@ -84,7 +84,7 @@ public struct BackupVerify: Sendable {
         }
         report.online = sentinel?.extra?.online ?? true
 
-        let versionKey = name.directory(prefix) + "extended_version.txt"
+        let versionKey = name.versionKey(prefix)
         do {
             let text = try await store.read(versionKey) { try await $0.collect(limit: 1 << 20) }
             let version = String(decoding: text, as: UTF8.self)
@@ -110,7 +110,7 @@ public struct BackupVerify: Sendable {
             let suffix = Compression(name: sentinel?.extra?.compression ?? "lzop")?.suffix ?? ".*"
             problem(.missing, name.partitionKey(prefix, n, suffix: suffix), "partition \(n) is missing")
         }
-        if expectedCount == 0 { problem(.missing, name.directory(prefix) + "tar_partitions/", "the backup has no tar partitions") }
+        if expectedCount == 0 { problem(.missing, name.partitionsDirectory(prefix), "the backup has no tar partitions") }
         let manifestKeys = Set(try await reader.manifestKeys(name))
         report.fileChecksums = !manifestKeys.isEmpty || sentinel?.extra != nil
         if report.fileChecksums {
@@ -129,7 +129,7 @@ public struct BackupVerify: Sendable {
             report.problems += c.problems
         }
         if !checked.contains(where: \.sawControlFile) && report.problems.isEmpty {
-            problem(.corrupt, name.directory(prefix) + "tar_partitions/", "no partition holds global/pg_control: the restored directory could not start")
+            problem(.corrupt, name.partitionsDirectory(prefix), "no partition holds global/pg_control: the restored directory could not start")
         }
         if let x = sentinel?.extra, checked.count == x.partitionCount, checked.allSatisfy({ $0.problems.isEmpty }), report.files != x.fileCount {
             problem(.corrupt, backup.sentinelKey, "the sentinel counts \(x.fileCount) files, the partitions hold \(report.files)")

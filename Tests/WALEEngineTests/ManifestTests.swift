@@ -1,0 +1,52 @@
+import Testing
+import WALECore
+@testable import WALEEngine
+
+@Suite struct ManifestTests {
+    let entries = [
+        ManifestEntry(path: "base/1/1234", size: 5, mode: 0o600, checksum: FileChecksummer.checksum(Array("hello".utf8), .crc32c), algorithm: .crc32c),
+        ManifestEntry(path: "global/pg_control", size: 3, mode: 0o600, checksum: FileChecksummer.checksum([1, 2, 3], .sha256), algorithm: .sha256),
+    ]
+
+    @Test func roundTripsAndRefusesDamage() throws {
+        let bytes = ManifestFormat.encode(entries, partition: 7)
+        #expect(try ManifestFormat.decode(bytes, key: "k", partition: 7) == entries)
+        #expect(throws: WALEError.self) { try ManifestFormat.decode(bytes, key: "k", partition: 8) }  // another partition's
+        let text = String(decoding: bytes, as: UTF8.self)
+        for damaged in [text.replacingOccurrences("\"mode\"", "\"mude\""), text.replacingOccurrences("\"size\"", "\"sise\""), String(text.dropLast())] {
+            #expect(throws: WALEError.self) { try ManifestFormat.decode(Array(damaged.utf8), key: "k", partition: 7) }
+        }
+    }
+
+    func feed(_ m: ManifestMatcher, _ path: String, _ data: [UInt8], mode: UInt32 = 0o600) throws {
+        m.begin(file: path, mode: mode)
+        data.withUnsafeBytes { m.update($0) }
+        try m.end()
+    }
+
+    @Test func matcherChecksSizeModeAndChecksumAndCompleteness() throws {
+        let m = ManifestMatcher(entries, partition: "p")
+        try feed(m, "base/1/1234", Array("hello".utf8))
+        #expect(throws: WALEError.self) { try feed(m, "global/pg_control", [1, 2, 4]) }  // checksum
+        #expect(m.missing.isEmpty)
+        #expect(throws: WALEError.self) { try feed(ManifestMatcher(entries, partition: "p"), "base/1/1234", Array("hell".utf8)) }  // size
+        #expect(throws: WALEError.self) { try feed(ManifestMatcher(entries, partition: "p"), "base/1/1234", Array("hello".utf8), mode: 0o644) }  // mode
+        let partial = ManifestMatcher(entries, partition: "p")
+        try feed(partial, "base/1/1234", Array("hello".utf8))
+        try feed(partial, "base/1/9999", [0])  // not listed: noted, not checked
+        #expect(partial.unlisted == ["base/1/9999"] && partial.missing == ["global/pg_control"])
+        #expect(throws: WALEError.self) { try partial.checkComplete() }
+    }
+}
+
+extension String {
+    fileprivate func replacingOccurrences(_ a: String, _ b: String) -> String {
+        var out = ""
+        var rest = self[...]
+        while let r = rest.range(of: a) {
+            out += rest[..<r.lowerBound] + b
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
+    }
+}
