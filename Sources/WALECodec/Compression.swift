@@ -39,6 +39,7 @@ public enum Compression: String, Sendable, CaseIterable {
         if head.starts(with: Lzop.magic) { return .compressed(.lzop) }
         if head.starts(with: [0x28, 0xB5, 0x2F, 0xFD]) { return .compressed(.zstd) }
         if head.starts(with: [0x04, 0x22, 0x4D, 0x18]) { return .compressed(.lz4) }
+        if head.starts(with: NativeEncryption.magic) { return .native }
         if let first = head.first, first & 0x80 != 0 {
             // OpenPGP packet tag: old format (bits 5-2) or new format (bits 5-0).
             let tag = first & 0x40 != 0 ? first & 0x3F : (first >> 2) & 0x0F
@@ -50,6 +51,8 @@ public enum Compression: String, Sendable, CaseIterable {
     public enum Sniffed: Equatable, Sendable {
         case compressed(Compression)
         case openPGP
+        /// wal-e's native encryption (`NativeEncryption`).
+        case native
         case unknown
     }
 }
@@ -91,6 +94,8 @@ public final class AutoDecoder: ByteTransform {
             // WAL-E's gpg layer over the compressed stream: decrypt, then sniff again. As with
             // WAL-E, the keyring decides; unlike WAL-E, no key ID has to be set to read.
             d = ChainedTransform(try GPG.decryptor(name: name), AutoDecoder(name: name + " (decrypted)"))
+        case .native:
+            d = ChainedTransform(NativeDecryptor(name: name), AutoDecoder(name: name + " (decrypted)"))
         case .unknown:
             throw WALEError(
                 .corrupt, "\(name) is not in any format wal-e knows",

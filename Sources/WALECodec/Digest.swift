@@ -19,8 +19,16 @@ public final class DigestingSource: ByteSource, ByteCounting {
         return c
     }
 
-    /// Lower-case hex SHA-256 of everything read so far (call once, at the end).
-    public func hexDigest() -> String { hasher.finalizeAndReset() }
+    private var digest: String?
+
+    /// Lower-case hex SHA-256 of the whole stream (once it has been read to the end; the same
+    /// answer on every call).
+    public func hexDigest() -> String {
+        if let digest { return digest }
+        let d = hasher.finalizeAndReset()
+        digest = d
+        return d
+    }
 
     /// Reads the rest of the stream and returns (SHA-256 hex, length).
     public func drain() async throws -> (String, Int64) {

@@ -53,3 +53,22 @@ public final class CountingSource: ByteSource, ByteCounting {
         return c
     }
 }
+
+/// `head`, then the rest of `upstream` (a source whose first chunk was already read to look at).
+public final class PrefixedSource: ByteSource {
+    private var head: [UInt8]?
+    private let upstream: any ByteSource
+
+    public init(_ head: [UInt8], _ upstream: any ByteSource) {
+        self.head = head.isEmpty ? nil : head
+        self.upstream = upstream
+    }
+
+    public func next() async throws -> [UInt8]? {
+        if let h = head {
+            head = nil
+            return h
+        }
+        return try await upstream.next()
+    }
+}

@@ -20,7 +20,8 @@ public struct WALPush: Sendable {
     /// and the disk's, and more streams would only hold more buffers.
     public let streams: Int
     /// Encrypts new objects to this gpg key (WAL-E's `WALE_GPG_KEY_ID`).
-    public var gpgKeyID: String?
+    /// Encryption of new objects (gpg or native); clear by default.
+    public var sealing = Sealing.clear
 
     public init(store: any ObjectStore, prefix: StoragePrefix, compression: Compression, logger: Logger, poolSize: Int, streams: Int? = nil) {
         self.store = store
@@ -185,19 +186,28 @@ public struct WALPush: Sendable {
         options.gate = WriteGate { try await check.value == nil }
         options.sizeHint = file.size
         let counted: any ByteSource & ByteCounting
+        var digesting: DigestingSource?
         if store.storesLateMetadata {
             // The SHA-256 of the raw file rides along as object metadata, so a later push of the
             // same name is decided with one HEAD instead of a download.
-            let digesting = DigestingSource(source)
+            let d = DigestingSource(source)
             options.lateMetadata = LateMetadata {
-                [Self.digestMetadataKey: digesting.hexDigest(), Self.sizeMetadataKey: String(digesting.byteCount)]
+                [Self.digestMetadataKey: d.hexDigest(), Self.sizeMetadataKey: String(d.byteCount)]
             }
-            counted = digesting
+            digesting = d
+            counted = d
+        } else if case .native = sealing {
+            // The raw content's digest goes into the object's trailer: a re-push is then compared
+            // without the private key, which the database host does not hold.
+            let d = DigestingSource(source)
+            digesting = d
+            counted = d
         } else {
             counted = CountingSource(source)
         }
+        let digestOfContent = digesting.map { d in { (d.hexDigest(), d.byteCount) } }
         let encoded = TransformedSource(
-            counted, try GPG.sealing(compression.encoder(mode: file.mode, mtime: file.mtime), keyID: gpgKeyID))
+            counted, try sealing.seal(compression.encoder(mode: file.mode, mtime: file.mtime), contentDigest: digestOfContent))
         let outcome = try await store.write(key, from: encoded, options: options)
         if outcome == .alreadyExists {
             // Found by the check (under any codec's name), or created by a racing pusher since
@@ -270,10 +280,18 @@ public struct WALPush: Sendable {
     }
 
     /// SHA-256 and length of an archived object's decoded content (objects without our metadata:
-    /// written by WAL-E or by a store that keeps none).
+    /// written by WAL-E or by a store that keeps none). A natively encrypted object says them in
+    /// its trailer, read without the private key.
     private func readArchived(_ key: String) async throws -> (String, Int64) {
         try await store.read(key) { src in
-            try await DigestingSource(TransformedSource(src, AutoDecoder(name: key))).drain()
+            let first = try await src.next() ?? []
+            if Compression.sniff(first) == .native {
+                var tail = first
+                while let c = try await src.next() { tail = Array((tail + c).suffix(64)) }
+                if let d = NativeEncryption.contentDigest(head: first, tail: tail) { return d }
+                return try await store.read(key) { again in try await DigestingSource(TransformedSource(again, AutoDecoder(name: key))).drain() }
+            }
+            return try await DigestingSource(TransformedSource(PrefixedSource(first, src), AutoDecoder(name: key))).drain()
         }
     }
 

@@ -55,7 +55,7 @@ struct BackupPushCommand: WALECommand {
         let env = Context.environment()
         o.manifestChecksum = try ManifestChecksum.from(env: env)
         var push = BackupPush(store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, env: env)
-        push.gpgKeyID = try ctx.checkedGPGKey()
+        push.sealing = try ctx.sealing()
         await AbandonedUploads.sweep(store: ctx.store, prefix: ctx.config.prefix, age: try AbandonedUploads.age(env: env), logger: ctx.logger)
         let name = try await push.run(clusterDirectory: pgClusterDirectory, options: o)
         writeStdout(name.description + "\n")

@@ -69,7 +69,7 @@ struct Root: ParsableCommand {
         subcommands: [
             Version.self, BackupPushCommand.self, BackupFetchCommand.self, BackupListCommand.self, BackupMarkCommand.self,
             WALPushCommand.self, WALFetchCommand.self, WALPrefetchCommand.self, DeleteCommand.self, VerifyCommand.self,
-            WALVerifyCommand.self, StatusCommand.self, CheckCommand.self,
+            WALVerifyCommand.self, StatusCommand.self, CheckCommand.self, KeyCommand.self,
         ])
     @OptionGroup var global: GlobalOptions
 }
@@ -104,7 +104,7 @@ struct WALPushCommand: WALECommand {
         var push = WALPush(
             store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, poolSize: poolSize,
             streams: ctx.config.prefix.scheme == .file ? WALPush.localStreams : nil)
-        push.gpgKeyID = try ctx.checkedGPGKey()
+        push.sealing = try ctx.sealing()
         _ = try await push.run(path: walSegment)
         return .success
     }

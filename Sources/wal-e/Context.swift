@@ -45,11 +45,20 @@ struct Context {
             retry: RetryPolicy(attempts: config.retryAttempts))
     }
 
-    /// The gpg key new objects are encrypted to, once gpg has shown it can encrypt to it (before
-    /// anything is written); nil without WALE_GPG_KEY_ID.
-    func checkedGPGKey() throws -> String? {
-        guard let key = config.gpgKeyID else { return nil }
-        try GPG.checkEncryptionKey(key)
-        return key
+    /// How new objects are encrypted: to the gpg key once gpg has shown it can encrypt to it, or
+    /// natively to the public keys of WALE_ENCRYPTION_PUBLIC_KEYS (each file read and checked),
+    /// before anything is written; clear without either. Both at once is refused.
+    func sealing() throws -> Sealing {
+        let recipients = try EncryptionKeys.recipients(env: Context.environment())
+        if let key = config.gpgKeyID {
+            guard recipients.isEmpty else {
+                throw WALEError(
+                    .user, "both WALE_GPG_KEY_ID and \(EncryptionKeys.publicKeysVariable) are set",
+                    hint: "choose one encryption for new objects (objects of either kind are read whatever is set)")
+            }
+            try GPG.checkEncryptionKey(key)
+            return .gpg(keyID: key)
+        }
+        return recipients.isEmpty ? .clear : .native(recipients)
     }
 }

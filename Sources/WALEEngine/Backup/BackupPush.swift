@@ -34,8 +34,8 @@ public struct BackupPush: Sendable {
     public let compression: Compression
     public let logger: Logger
     public let env: [String: String]
-    /// Encrypts partitions and manifests to this gpg key (WAL-E's `WALE_GPG_KEY_ID`).
-    public var gpgKeyID: String?
+    /// Encrypts partitions and manifests (gpg, WAL-E's `WALE_GPG_KEY_ID`, or native); clear by default.
+    public var sealing = Sealing.clear
 
     public init(store: any ObjectStore, prefix: StoragePrefix, compression: Compression, logger: Logger, env: [String: String]) {
         self.store = store
@@ -231,7 +231,7 @@ public struct BackupPush: Sendable {
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
         let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger, checksum: checksum, progress: progress)
         let started = POSIX.monotonic()
-        let stored = CountingSource(TransformedSource(tar, try GPG.sealing(compression.encoder(), keyID: gpgKeyID)))
+        let stored = CountingSource(TransformedSource(tar, try sealing.seal(compression.encoder())))
         _ = try await store.write(key, from: stored, options: WriteOptions())
         progress.add(stored: stored.byteCount)
         progress.unitDone()
@@ -263,18 +263,18 @@ public struct BackupPush: Sendable {
         tar += TarFormat.trailer(after: Int64(tar.count))
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
         _ = try await store.write(
-            key, from: TransformedSource(BytesSource(tar), try GPG.sealing(compression.encoder(), keyID: gpgKeyID)), options: WriteOptions())
+            key, from: TransformedSource(BytesSource(tar), try sealing.seal(compression.encoder())), options: WriteOptions())
         try await writeManifest(manifest, number: number, name: name)
     }
 
     private func writeManifest(_ entries: [ManifestEntry], number: Int, name: BackupName) async throws {
         let bytes = ManifestFormat.encode(entries, partition: number)
-        guard let gpgKeyID else {
+        guard let encryptor = try sealing.encryptor() else {
             return try await put(name.manifestKey(prefix, number), bytes, contentType: "application/json")
         }
         // Paths, sizes and checksums of the files are kept as secret as their contents.
-        let sealed = try await TransformedSource(BytesSource(bytes), try GPG.encryptor(keyID: gpgKeyID)).collect()
-        try await put(name.manifestKey(prefix, number), sealed, contentType: "application/pgp-encrypted")
+        let sealed = try await TransformedSource(BytesSource(bytes), encryptor).collect()
+        try await put(name.manifestKey(prefix, number), sealed, contentType: sealing.contentType)
     }
 
     private func put(_ key: String, _ bytes: [UInt8], contentType: String) async throws {

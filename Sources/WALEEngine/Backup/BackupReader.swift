@@ -54,8 +54,10 @@ public struct BackupReader: Sendable {
         } catch let e as WALEError where e.kind == .notFound {
             throw WALEError(.corrupt, "the manifest of partition \(n) is missing", detail: key)
         }
-        if Compression.sniff(bytes) == .openPGP {  // a backup made with WALE_GPG_KEY_ID
-            bytes = try await TransformedSource(BytesSource(bytes), try GPG.decryptor(name: key)).collect(limit: 64 << 20)
+        switch Compression.sniff(bytes) {  // a backup made with WALE_GPG_KEY_ID or native encryption
+        case .openPGP: bytes = try await TransformedSource(BytesSource(bytes), try GPG.decryptor(name: key)).collect(limit: 64 << 20)
+        case .native: bytes = try await TransformedSource(BytesSource(bytes), NativeDecryptor(name: key)).collect(limit: 64 << 20)
+        default: break
         }
         return try ManifestFormat.decode(bytes, key: key, partition: n)
     }

@@ -1,0 +1,250 @@
+import Crypto
+import WALECore
+
+/// wal-e's native encryption: a stage after compression (where gpg sits), recognised on reading
+/// by its first bytes, so clear, gpg and native objects share one archive.
+///
+///     header:  "WALEENC" 0x01 (magic and format version) | chunk size log2 (u8) | flags (u8)
+///              | recipient count (u8) | per recipient: key id (8) | ephemeral X25519 public key (32)
+///              | data key wrapped (32 + 16 tag)
+///     body:    chunks of AES-256-GCM: up to 2^log2 bytes of ciphertext + 16-byte tag each
+///     trailer: (flag 1) SHA-256 of the object's raw content + its length (u64 BE), in clear
+///
+/// Each object has its own random 256-bit data key, wrapped for every recipient: the shared secret
+/// of a fresh ephemeral X25519 key with the recipient's public key, through HKDF-SHA256 (salt:
+/// ephemeral ‖ recipient public key), seals the data key with AES-256-GCM. Only a private key can
+/// unwrap it: the database host, holding public keys, cannot read its own archive.
+/// Chunk `i`'s nonce is `i` (big-endian, 11 bytes) followed by 1 for the final chunk, 0 otherwise
+/// (the STREAM construction): reordered, dropped, truncated or spliced chunks fail their tag. Each
+/// chunk also authenticates the fixed header fields. The recipients are not authenticated by the
+/// chunks on purpose: rewrapping to a new key replaces them without touching the body; a changed
+/// stanza unwraps to no key or a wrong one, and the first chunk then fails.
+/// The trailer (wal-push only) lets a re-push be compared with the archived segment without the
+/// private key; the final chunk authenticates it (it is part of that chunk's associated data).
+public enum NativeEncryption {
+    public static let magic: [UInt8] = Array("WALEENC".utf8) + [1]
+    static let chunkLog2: UInt8 = 16
+    static var chunkSize: Int { 1 << Int(chunkLog2) }
+    static let tagSize = 16
+    static let stanzaSize = 8 + 32 + 48
+    static let trailerSize = 32 + 8
+    static let flagDigestTrailer: UInt8 = 1
+    static let wrapInfo = Array("wal-e native encryption v1 key wrap".utf8)
+
+    static func nonce(_ index: UInt64, final: Bool) -> AES.GCM.Nonce {
+        var b = [UInt8](repeating: 0, count: 12)
+        for i in 0..<8 { b[3 + i] = UInt8(truncatingIfNeeded: index >> (56 - 8 * UInt64(i))) }
+        b[11] = final ? 1 : 0
+        return try! AES.GCM.Nonce(data: b)
+    }
+
+    static func wrapKey(shared: SharedSecret, ephemeral: [UInt8], recipient: [UInt8]) -> SymmetricKey {
+        shared.hkdfDerivedSymmetricKey(using: SHA256.self, salt: ephemeral + recipient, sharedInfo: wrapInfo, outputByteCount: 32)
+    }
+
+    /// The data key wrapped for one recipient: id, ephemeral public key, sealed key.
+    static func stanza(dataKey: SymmetricKey, to r: EncryptionPublicKey) throws -> [UInt8] {
+        let eph = Curve25519.KeyAgreement.PrivateKey()
+        let ephPub = Array(eph.publicKey.rawRepresentation)
+        let kek = wrapKey(shared: try eph.sharedSecretFromKeyAgreement(with: r.key), ephemeral: ephPub, recipient: r.raw)
+        let sealed = try AES.GCM.seal(dataKey.withUnsafeBytes { Array($0) }, using: kek, nonce: nonce(0, final: true), authenticating: r.id)
+        return r.id + ephPub + Array(sealed.ciphertext) + Array(sealed.tag)
+    }
+
+    /// The data key from a stanza for `key` (nil if it was not wrapped for it or does not unwrap).
+    static func unwrap(_ s: ArraySlice<UInt8>, with key: EncryptionPrivateKey) -> SymmetricKey? {
+        let s = Array(s)
+        guard Array(s[0..<8]) == key.id, let eph = try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: s[8..<40]),
+            let shared = try? key.key.sharedSecretFromKeyAgreement(with: eph)
+        else { return nil }
+        let kek = wrapKey(shared: shared, ephemeral: Array(s[8..<40]), recipient: key.publicKey.raw)
+        guard let box = try? AES.GCM.SealedBox(nonce: nonce(0, final: true), ciphertext: s[40..<72], tag: s[72..<88]),
+            let raw = try? AES.GCM.open(box, using: kek, authenticating: key.id)
+        else { return nil }
+        return SymmetricKey(data: raw)
+    }
+
+    /// The key ids an object is encrypted to, from its header (nil: not a native object).
+    public static func recipients(ofHeader head: [UInt8]) -> [String]? {
+        guard head.starts(with: magic), head.count >= 11 else { return nil }
+        let n = Int(head[10])
+        guard head.count >= 11 + n * stanzaSize else { return nil }
+        return (0..<n).map { i in hexString(head[(11 + i * stanzaSize)..<(19 + i * stanzaSize)]) }
+    }
+
+    /// The raw content's SHA-256 (hex) and length from a native object's trailer, read without
+    /// any key (nil when the object has no trailer).
+    public static func contentDigest(head: [UInt8], tail: [UInt8]) -> (String, Int64)? {
+        guard head.starts(with: magic), head.count > 9, head[9] & flagDigestTrailer != 0, tail.count >= trailerSize else { return nil }
+        let t = Array(tail.suffix(trailerSize))
+        let n = t[32..<40].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return (hexString(t[0..<32]), Int64(n))
+    }
+}
+
+/// Encrypts a stream to the recipients (see `NativeEncryption`).
+public final class NativeEncryptor: ByteTransform {
+    private let key = SymmetricKey(size: .bits256)
+    private var header: [UInt8]
+    private var aad: [UInt8]
+    private var input = InputBuffer()
+    private var output: [UInt8] = []
+    private var index: UInt64 = 0
+    private var finished = false
+    /// The raw content's digest and length, asked for at the end (wal-push's trailer).
+    private let contentDigest: (() -> (String, Int64))?
+
+    /// `contentDigest`: (hex SHA-256, length) of the raw content, asked for at the end.
+    public init(recipients: [EncryptionPublicKey], contentDigest: (() -> (String, Int64))? = nil) throws {
+        guard !recipients.isEmpty, recipients.count < 256 else { throw WALEError(.user, "native encryption needs 1 to 255 public keys") }
+        self.contentDigest = contentDigest
+        aad = NativeEncryption.magic + [NativeEncryption.chunkLog2, contentDigest == nil ? 0 : NativeEncryption.flagDigestTrailer]
+        header = aad + [UInt8(recipients.count)]
+        for r in recipients { header += try NativeEncryption.stanza(dataKey: key, to: r) }
+        output = header
+    }
+
+    public func push(_ bytes: [UInt8]) throws {
+        input.append(bytes)
+        // A full chunk is sealed as not final only once a byte after it has arrived.
+        while input.count > NativeEncryption.chunkSize { try seal(NativeEncryption.chunkSize, final: false) }
+    }
+
+    private func seal(_ n: Int, final: Bool, trailer: [UInt8] = []) throws {
+        let box = try input.withUnconsumed { p in
+            try AES.GCM.seal(
+                UnsafeRawBufferPointer(rebasing: p[0..<n]), using: key, nonce: NativeEncryption.nonce(index, final: final), authenticating: aad + trailer)
+        }
+        input.consume(n)
+        output += box.ciphertext
+        output += box.tag
+        index += 1
+    }
+
+    public func finish() throws {
+        guard !finished else { return }
+        finished = true
+        var trailer: [UInt8] = []
+        if let contentDigest {
+            let (hex, n) = contentDigest()
+            trailer = (EncryptionKeys.hexBytes(hex) ?? []) + (0..<8).map { UInt8(truncatingIfNeeded: UInt64(n) >> (56 - 8 * UInt64($0))) }
+        }
+        try seal(input.count, final: true, trailer: trailer)
+        output += trailer
+    }
+
+    public func pull(limit: Int) throws -> [UInt8] {
+        guard !output.isEmpty else { return [] }
+        if output.count <= limit {
+            defer { output = [] }
+            return output
+        }
+        let out = Array(output[0..<limit])
+        output.removeFirst(limit)
+        return out
+    }
+}
+
+/// Decrypts a native object with whichever of the private keys it was wrapped for.
+public final class NativeDecryptor: ByteTransform {
+    private let name: String
+    private let keys: () throws -> [EncryptionPrivateKey]
+    private var input = InputBuffer()
+    private var output: [UInt8] = []
+    private var key: SymmetricKey?
+    private var aad: [UInt8] = []
+    private var trailer = false
+    private var index: UInt64 = 0
+
+    public init(name: String, keys: @escaping () throws -> [EncryptionPrivateKey] = EncryptionKeys.privateKeysFromEnvironment) {
+        self.name = name
+        self.keys = keys
+    }
+
+    func corrupt(_ why: String) -> WALEError {
+        WALEError(.corrupt, "\(name) fails its encryption check: \(why)", hint: "the object is damaged or was tampered with")
+    }
+
+    private func readHeader() throws -> Bool {
+        guard input.count >= 11 else { return false }
+        let fixed = Array(input.slice(0, 11))
+        guard fixed.starts(with: NativeEncryption.magic) else { throw corrupt("unknown format version") }
+        guard fixed[8] >= 10 && fixed[8] <= 24 else { throw corrupt("bad chunk size") }
+        let n = Int(fixed[10])
+        guard input.count >= 11 + n * NativeEncryption.stanzaSize else { return false }
+        let stanzas = Array(input.slice(11, n * NativeEncryption.stanzaSize))
+        let mine = try keys()
+        let ids = (0..<n).map { hexString(stanzas[($0 * NativeEncryption.stanzaSize)..<($0 * NativeEncryption.stanzaSize + 8)]) }
+        guard !mine.isEmpty else {
+            throw WALEError(
+                .user, "\(name) is encrypted (wal-e native encryption, key ids \(ids.joined(separator: ", "))) and no private key is given",
+                hint: "set \(EncryptionKeys.privateKeysVariable) to the private key file (only where the archive is read: restores)")
+        }
+        for i in 0..<n {
+            let s = stanzas[(i * NativeEncryption.stanzaSize)..<((i + 1) * NativeEncryption.stanzaSize)]
+            if let k = mine.lazy.compactMap({ NativeEncryption.unwrap(s, with: $0) }).first {
+                key = k
+                break
+            }
+        }
+        guard key != nil else {
+            throw WALEError(
+                .user, "\(name) is encrypted to key ids \(ids.joined(separator: ", ")); none of \(EncryptionKeys.privateKeysVariable) unwraps it",
+                detail: "given: " + mine.map(\.publicKey.idText).joined(separator: ", "),
+                hint: "add the private key of one of those ids to \(EncryptionKeys.privateKeysVariable)")
+        }
+        chunk = 1 << Int(fixed[8])
+        trailer = fixed[9] & NativeEncryption.flagDigestTrailer != 0
+        aad = Array(fixed[0..<10])
+        input.consume(11 + n * NativeEncryption.stanzaSize)
+        return true
+    }
+
+    private var chunk = 0
+
+    private func open(_ n: Int, final: Bool, trailer: [UInt8] = []) throws {
+        guard n >= NativeEncryption.tagSize else { throw corrupt("truncated") }
+        let plain: [UInt8]
+        do {
+            let box = try AES.GCM.SealedBox(
+                nonce: NativeEncryption.nonce(index, final: final), ciphertext: input.slice(0, n - NativeEncryption.tagSize),
+                tag: input.slice(n - NativeEncryption.tagSize, NativeEncryption.tagSize))
+            plain = Array(try AES.GCM.open(box, using: key!, authenticating: aad + trailer))
+        } catch {
+            throw corrupt(final ? "the last chunk (\(index)) does not authenticate: truncated, reordered or altered" : "chunk \(index) does not authenticate")
+        }
+        input.consume(n)
+        output += plain
+        index += 1
+    }
+
+    public func push(_ bytes: [UInt8]) throws {
+        input.append(bytes)
+        if key == nil, try !readHeader() { return }
+        // Keep what may be the final chunk (and the trailer) until the end of the stream.
+        let reserve = chunk + NativeEncryption.tagSize + (trailer ? NativeEncryption.trailerSize : 0)
+        while input.count > reserve { try open(chunk + NativeEncryption.tagSize, final: false) }
+    }
+
+    public func finish() throws {
+        if key == nil, try !readHeader() { throw corrupt("truncated in its header") }
+        let reserve = chunk + NativeEncryption.tagSize + (trailer ? NativeEncryption.trailerSize : 0)
+        while input.count > reserve { try open(chunk + NativeEncryption.tagSize, final: false) }
+        let rest = input.count - (trailer ? NativeEncryption.trailerSize : 0)
+        guard rest >= NativeEncryption.tagSize else { throw corrupt("truncated") }
+        let t = trailer ? Array(input.slice(rest, NativeEncryption.trailerSize)) : []
+        try open(rest, final: true, trailer: t)
+        input.consume(t.count)
+    }
+
+    public func pull(limit: Int) throws -> [UInt8] {
+        guard !output.isEmpty else { return [] }
+        if output.count <= limit {
+            defer { output = [] }
+            return output
+        }
+        let out = Array(output[0..<limit])
+        output.removeFirst(limit)
+        return out
+    }
+}

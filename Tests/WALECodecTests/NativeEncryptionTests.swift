@@ -1,0 +1,138 @@
+import Testing
+import WALECore
+@testable import WALECodec
+
+@Suite struct NativeEncryptionTests {
+    let alice = EncryptionPrivateKey.generate()
+    let escrow = EncryptionPrivateKey.generate()
+    let mallory = EncryptionPrivateKey.generate()
+    var chunk: Int { NativeEncryption.chunkSize }
+
+    func encrypt(_ plain: [UInt8], to keys: [EncryptionPublicKey], digest: (String, Int64)? = nil) async throws -> [UInt8] {
+        try await run(try NativeEncryptor(recipients: keys, contentDigest: digest.map { d in { d } }), plain, feed: 10_000)
+    }
+
+    func decrypt(_ sealed: [UInt8], with keys: [EncryptionPrivateKey]) async throws -> [UInt8] {
+        try await run(NativeDecryptor(name: "obj", keys: { keys }), sealed, feed: 7_777)
+    }
+
+    @Test func roundTripsEmptyOneAndManyChunks() async throws {
+        for n in [0, 1, chunk - 1, chunk, chunk + 1, 5 * chunk, 5 * chunk + 123] {
+            let plain = random(n)
+            let sealed = try await encrypt(plain, to: [alice.publicKey, escrow.publicKey])
+            #expect(Compression.sniff(sealed) == .native)
+            #expect(try await decrypt(sealed, with: [alice]) == plain, "\(n)")
+            #expect(try await decrypt(sealed, with: [mallory, escrow]) == plain, "\(n) escrow")  // any listed key
+            #expect(NativeEncryption.recipients(ofHeader: sealed) == [alice.publicKey.idText, escrow.publicKey.idText])
+        }
+    }
+
+    func expectCorrupt(_ sealed: [UInt8], _ what: String) async {
+        await #expect(throws: WALEError.self, "\(what)") {
+            do { _ = try await decrypt(sealed, with: [alice]) } catch let e as WALEError {
+                #expect(e.kind == .corrupt, "\(what): \(e.message)")
+                throw e
+            }
+        }
+    }
+
+    @Test func everyTamperingIsDetected() async throws {
+        let plain = random(3 * chunk + 500)
+        let sealed = try await encrypt(plain, to: [alice.publicKey])
+        let header = 11 + NativeEncryption.stanzaSize
+        let framed = chunk + NativeEncryption.tagSize
+        // A flipped bit in each chunk (first byte, middle, tag) and in the fixed header fields.
+        for at in [header, header + framed / 2, header + framed - 1, header + framed + 3, header + 3 * framed + 10, sealed.count - 1, 8, 9] {
+            var t = sealed
+            t[at] ^= 0x01
+            await expectCorrupt(t, "bit flipped at \(at)")
+        }
+        // The final chunk dropped (the stream then ends on a chunk sealed as not final), or cut.
+        await expectCorrupt(Array(sealed.prefix(header + 3 * framed)), "final chunk dropped")
+        await expectCorrupt(Array(sealed.prefix(sealed.count - 5)), "truncated")
+        await expectCorrupt(Array(sealed.prefix(header + 2)), "truncated in the body")
+        // Two chunks swapped.
+        var swapped = Array(sealed.prefix(header))
+        let second = Array(sealed[(header + framed)..<(header + 2 * framed)])
+        let first = Array(sealed[header..<(header + framed)])
+        swapped += second
+        swapped += first
+        swapped += Array(sealed[(header + 2 * framed)...])
+        await expectCorrupt(swapped, "chunks reordered")
+        // A chunk spliced in from another object encrypted to the same key.
+        let other = try await encrypt(random(3 * chunk + 500), to: [alice.publicKey])
+        var spliced = sealed
+        spliced.replaceSubrange((header + framed)..<(header + 2 * framed), with: other[(header + framed)..<(header + 2 * framed)])
+        await expectCorrupt(spliced, "chunk from another object")
+        // Another object's header (another data key) over this body.
+        var reheaded = sealed
+        reheaded.replaceSubrange(0..<header, with: other[0..<header])
+        await expectCorrupt(reheaded, "another object's header")
+    }
+
+    @Test func aHeaderForAnotherKeyIsAClearUserError() async throws {
+        let sealed = try await encrypt(random(1000), to: [mallory.publicKey])
+        await #expect(throws: WALEError.self) {
+            do { _ = try await decrypt(sealed, with: [alice]) } catch let e as WALEError {
+                #expect(e.kind == .user && e.message.contains(mallory.publicKey.idText))
+                throw e
+            }
+        }
+        await #expect(throws: WALEError.self) {
+            do { _ = try await decrypt(sealed, with: []) } catch let e as WALEError {
+                #expect(e.kind == .user && e.hint?.contains("WALE_ENCRYPTION_PRIVATE_KEYS") == true)
+                throw e
+            }
+        }
+    }
+
+    @Test func trailerCarriesTheContentDigestAuthenticated() async throws {
+        let digest = (String(repeating: "ab", count: 32), Int64(16 << 20))
+        let sealed = try await encrypt(random(2 * chunk), to: [alice.publicKey], digest: digest)
+        let d = NativeEncryption.contentDigest(head: Array(sealed.prefix(16)), tail: Array(sealed.suffix(64)))
+        #expect(d?.0 == digest.0 && d?.1 == digest.1)
+        _ = try await decrypt(sealed, with: [alice])
+        var t = sealed
+        t[t.count - 1] ^= 1  // the length in the trailer
+        await expectCorrupt(t, "trailer altered")
+        #expect(NativeEncryption.contentDigest(head: Array(sealed.prefix(16)), tail: []) == nil)
+    }
+
+    @Test func keyFilesRoundTripAndRefuseDamage() throws {
+        let dir = "/tmp/wal-e-keytest-\(getpid())"
+        _ = try? POSIXTest.mkdir(dir)
+        let priv = dir + "/k", pub = dir + "/k.pub"
+        try POSIXTest.write(priv, alice.text(), mode: 0o600)
+        try POSIXTest.write(pub, alice.publicKey.text(), mode: 0o644)
+        #expect(try EncryptionKeys.publicKey(path: pub) == alice.publicKey)
+        #expect(try EncryptionKeys.privateKey(path: priv).publicKey == alice.publicKey)
+        #expect(throws: WALEError.self) { try EncryptionKeys.publicKey(path: priv) }  // a private file is not a public one
+        try POSIXTest.write(priv, alice.text(), mode: 0o644)
+        #expect(throws: WALEError.self) { try EncryptionKeys.privateKey(path: priv) }  // readable by others
+        try POSIXTest.write(pub, alice.publicKey.text().replacingFirst("wal-e-public-key v1 ", "wal-e-public-key v1 00"), mode: 0o644)
+        #expect(throws: WALEError.self) { try EncryptionKeys.publicKey(path: pub) }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum POSIXTest {
+    static func mkdir(_ p: String) throws { _ = Glibc.mkdir(p, 0o700) }
+    static func write(_ p: String, _ text: String, mode: mode_t) throws {
+        unlink(p)
+        let fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        precondition(fd >= 0)
+        fchmod(fd, mode)
+        _ = text.utf8CString.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count - 1) }
+        close(fd)
+    }
+}
+
+extension String {
+    fileprivate func replacingFirst(_ a: String, _ b: String) -> String {
+        guard let r = range(of: a) else { return self }
+        return replacingCharacters(in: r, with: b)
+    }
+}
