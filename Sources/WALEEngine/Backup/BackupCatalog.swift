@@ -157,6 +157,7 @@ public enum BackupListFormat {
                         ("system_identifier", .string(e.systemIdentifier)), ("pg_version_num", .int(Int64(e.postgresVersionNumber))),
                         ("compression", .string(e.compression)), ("file_count", .int(Int64(e.fileCount))),
                         ("start_time", .string(e.startTime)), ("stop_time", .string(e.stopTime)), ("permanent", .bool(e.permanent)),
+                        ("encryption_key_ids", .array(e.encryptionKeyIDs.map { .string($0) })),
                     ]
                 }
             }

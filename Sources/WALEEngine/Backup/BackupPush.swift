@@ -106,7 +106,8 @@ public struct BackupPush: Sendable {
                 systemIdentifier: server.systemIdentifier, postgresVersion: server.versionString,
                 postgresVersionNumber: server.versionNumber, segmentSize: server.segmentSize.bytes,
                 compression: compression.rawValue, fileCount: partitioner.fileCount + labelFiles.count,
-                partitionCount: count + 1, startTime: startTime, stopTime: isoNow(), online: true, permanent: options.permanent))
+                partitionCount: count + 1, startTime: startTime, stopTime: isoNow(), online: true, permanent: options.permanent,
+                encryptionKeyIDs: sealing.keyIDs))
         if options.permanent { try await put(name.permanentMarkerKey(prefix), Array("{}".utf8), contentType: "application/json") }
         try await put(name.sentinelKey(prefix), Array(sentinel.storedText().utf8), contentType: "application/json")
         logger.info(
@@ -186,7 +187,8 @@ public struct BackupPush: Sendable {
                 startLSN: control.redo.description, stopLSN: control.redo.description, timeline: control.timeline.value,
                 systemIdentifier: control.systemIdentifier, postgresVersion: control.versionLine, postgresVersionNumber: 0,
                 segmentSize: control.segmentSize.bytes, compression: compression.rawValue, fileCount: partitioner.fileCount,
-                partitionCount: count, startTime: startTime, stopTime: isoNow(), online: false, permanent: options.permanent))
+                partitionCount: count, startTime: startTime, stopTime: isoNow(), online: false, permanent: options.permanent,
+                encryptionKeyIDs: sealing.keyIDs))
         if options.permanent { try await put(name.permanentMarkerKey(prefix), Array("{}".utf8), contentType: "application/json") }
         try await put(name.sentinelKey(prefix), Array(sentinel.storedText().utf8), contentType: "application/json")
         logger.info("offline base backup \(name) complete", detail: "\(partitioner.fileCount) files, \(partitioner.expandedSize) bytes; \(progress.summary())")

@@ -28,6 +28,8 @@ public struct Sentinel: Sendable, Equatable {
         public var stopTime: String
         public var online: Bool
         public var permanent: Bool
+        /// The native encryption key ids a restore needs one of (empty: clear or gpg).
+        public var encryptionKeyIDs: [String] = []
     }
 
     public func json() -> JSON {
@@ -50,6 +52,7 @@ public struct Sentinel: Sendable, Equatable {
                 ("start_time", .string(e.startTime)), ("stop_time", .string(e.stopTime)),
                 ("online", .bool(e.online)), ("permanent", .bool(e.permanent)),
             ]
+            if !e.encryptionKeyIDs.isEmpty { kv.append(("encryption_key_ids", .array(e.encryptionKeyIDs.map { .string($0) }))) }
         }
         return .object(kv)
     }
@@ -115,7 +118,8 @@ public struct Sentinel: Sendable, Equatable {
                 segmentSize: UInt64(json["wal_segment_size"]?.int ?? 0), compression: json["compression"]?.string ?? "lzop",
                 fileCount: Int(json["file_count"]?.int ?? 0), partitionCount: Int(json["partition_count"]?.int ?? 0),
                 startTime: json["start_time"]?.string ?? "", stopTime: json["stop_time"]?.string ?? "",
-                online: json["online"]?.bool ?? true, permanent: json["permanent"]?.bool ?? false)
+                online: json["online"]?.bool ?? true, permanent: json["permanent"]?.bool ?? false,
+                encryptionKeyIDs: (json["encryption_key_ids"]?.array ?? []).compactMap(\.string))
         }
     }
 
