@@ -118,7 +118,16 @@ def s3_url():
     return f"http://127.0.0.1:{S3_PORT}"
 
 
-PORTS = {"main": MAIN_PORT, "backlog": BACKLOG_PORT, "push": MAIN_PORT}
+PORTS = {"main": MAIN_PORT, "backlog": BACKLOG_PORT, "push": MAIN_PORT, "push-enc": MAIN_PORT}
+
+
+def enc_keys():
+    """A native encryption key pair (wal-e key generate), made once per run."""
+    priv, pub = f"{ROOT}/keys/wal-e.key", f"{ROOT}/keys/wal-e.pub"
+    if not os.path.exists(pub):
+        mkdir_pg(f"{ROOT}/keys")
+        run(wale_cmd("key", "generate", priv, pub))
+    return {"WALE_ENCRYPTION_PUBLIC_KEYS": pub}, {"WALE_ENCRYPTION_PRIVATE_KEYS": priv}
 
 
 def tool_env(store, cluster, name, bucket, s3):
@@ -237,17 +246,26 @@ def backups_and_restores(main, base_bytes):
     """backup-push and restore of the main cluster by each tool to each store."""
     targets = []
     for store in ("file", "s3"):
+        # Native encryption first: the clear wal-e backup after it is LATEST for the restore rows.
+        targets.append(("wal-e native encryption", store, None))
         targets.append(("wal-e", store, None))
         targets.append(("pgBackRest lz4", store, "lz4"))
         targets.append(("pgBackRest zst", store, "zst"))
         targets.append(("WAL-E 1.1.1", store, None))
     labels = {}
+    enc_stored = {}
     for tool, store, codec in targets:
         psql(MAIN_PORT, "CHECKPOINT")
         drop_caches()
-        if tool == "wal-e":
+        if tool == "wal-e native encryption":
+            # Only the public key on the database side, as in production.
+            f = timed(wale_cmd("backup-push", main), env={**wale_env(store), **enc_keys()[0]})
+            stored = du(f"{ROOT}/store/wal-e-main/basebackups_005") if store == "file" else s3_size("bench-wal-e", "main/basebackups_005")
+            enc_stored[store] = stored
+        elif tool == "wal-e":
             f = timed(wale_cmd("backup-push", main), env=wale_env(store))
             stored = du(f"{ROOT}/store/wal-e-main/basebackups_005") if store == "file" else s3_size("bench-wal-e", "main/basebackups_005")
+            stored -= enc_stored.get(store, 0)  # the encrypted backup made just before it
         elif tool == "WAL-E 1.1.1":
             f = timed(walepy_cmd("backup-push", main), env=walepy_env(store))
             stored = du(f"{ROOT}/store/WAL-E-main/basebackups_005") if store == "file" else s3_size("bench-wal-e-py", "main/basebackups_005")
@@ -269,7 +287,11 @@ def backups_and_restores(main, base_bytes):
         target = f"{ROOT}/restore"
         fresh_dir(target)
         drop_caches()
-        if tool == "wal-e":
+        if tool == "wal-e native encryption":
+            listed = json.loads(run(wale_cmd("backup-list", "--json"), env=wale_env(store)).stdout)
+            name = [b["name"] for b in listed if b.get("encryption_key_ids")][-1]
+            f = timed(wale_cmd("backup-fetch", target, name), env={**wale_env(store), **enc_keys()[1]})
+        elif tool == "wal-e":
             f = timed(wale_cmd("backup-fetch", target, "LATEST"), env=wale_env(store))
         elif tool == "WAL-E 1.1.1":
             f = timed(walepy_cmd("backup-fetch", target, "LATEST"), env=walepy_env(store))
@@ -296,7 +318,7 @@ def single_pushes(walsrc):
     # The same real segments for every tool (each has its own repository), from the middle of the load.
     names = segs[len(segs) // 2: len(segs) // 2 + PUSH_RUNS]
     for store in ("file", "s3"):
-        for tool in ("wal-e", "pgBackRest lz4", "WAL-E 1.1.1"):
+        for tool in ("wal-e", "wal-e native encryption", "pgBackRest lz4", "WAL-E 1.1.1"):
             walls, rss = [], []
             for name in names:
                 # a copy outside pg_wal, so no .ready neighbours come into it
@@ -307,6 +329,8 @@ def single_pushes(walsrc):
                         pass
                 if tool == "wal-e":
                     f = timed(wale_cmd("wal-push", src), env=wale_env(store, "push"))
+                elif tool == "wal-e native encryption":
+                    f = timed(wale_cmd("wal-push", src), env={**wale_env(store, "push-enc"), **enc_keys()[0]})
                 elif tool == "WAL-E 1.1.1":
                     f = timed(walepy_cmd("wal-push", src), env=walepy_env(store, "push"))
                 else:
