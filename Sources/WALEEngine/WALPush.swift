@@ -19,7 +19,6 @@ public struct WALPush: Sendable {
     /// pool (the wait is the network's); for a local disk, a few per core: the work is the CPU's
     /// and the disk's, and more streams would only hold more buffers.
     public let streams: Int
-    /// Encrypts new objects to this gpg key (WAL-E's `WALE_GPG_KEY_ID`).
     /// Encryption of new objects (gpg or native); clear by default.
     public var sealing = Sealing.clear
 
@@ -44,13 +43,22 @@ public struct WALPush: Sendable {
     /// Archives `path`; with `poolSize > 1` also archives the oldest other `.ready` segments in
     /// parallel. Only `path`'s result is returned. `path` is checked first (a WAL file name, a
     /// readable regular file, a valid header for a segment): a push that fails there touches no
-    /// neighbour. Neighbours are marked `.done` only once every upload has ended and `path`'s
-    /// succeeded, so a failed call leaves `archive_status` as it was (a neighbour uploaded by it is
-    /// found identical when PostgreSQL archives it itself). A failed neighbour is logged and stays
-    /// `.ready` for PostgreSQL to retry.
+    /// neighbour. `archive_status` is never touched: archived neighbours get a marker
+    /// (`PushedMarkers`) once every upload has ended and `path`'s succeeded, and PostgreSQL's own
+    /// call for each then succeeds at once and is counted in `pg_stat_archiver`. A failed
+    /// neighbour is logged; PostgreSQL archives it itself.
     public func run(path: String) async throws -> Outcome {
         let own = try open(path: path)
-        let neighbours = poolSize > 1 ? readyNeighbours(of: path, limit: poolSize - 1) : []
+        let markers = PushedMarkers(walDirectory: POSIX.dirname(path))
+        if markers.matches(own.name, own.stat, prefix: prefix.raw) {
+            markers.remove(own.name)
+            logger.info(
+                "WAL file was archived ahead by an earlier wal-push", detail: "\"\(path)\" is in \(prefix.raw) (pushed as a .ready neighbour); nothing uploaded.",
+                ["action": "push-wal", "seg": own.name, "state": "skip"])
+            return .alreadyArchived
+        }
+        if poolSize > 1 { markers.sweep() }
+        let neighbours = poolSize > 1 ? readyNeighbours(of: path, limit: poolSize - 1, skipping: markers) : []
         if neighbours.isEmpty { return try await push(own) }
         let width = min(streams, 1 + neighbours.count)
         let directory = POSIX.dirname(path)
@@ -72,19 +80,20 @@ public struct WALPush: Sendable {
             }
             return (main!, archived)
         }
-        markDone(archived, in: directory + "/archive_status")
+        for name in archived { markers.record(name, prefix: prefix.raw) }
         return main
     }
 
-    /// The oldest `archive_status/<24 hex>.ready` segments other than `path`'s, sorted.
-    func readyNeighbours(of path: String, limit: Int) -> [String] {
+    /// The oldest `archive_status/<24 hex>.ready` segments other than `path`'s and those already
+    /// archived ahead (a marker), sorted.
+    func readyNeighbours(of path: String, limit: Int, skipping markers: PushedMarkers) -> [String] {
         let dir = POSIX.dirname(path)
         let own = POSIX.basename(path)
         guard let names = try? POSIX.listDirectory(dir + "/archive_status") else { return [] }
         let ready = names.compactMap { n -> String? in
             guard n.hasSuffix(".ready") else { return nil }
             let seg = String(n.dropLast(6))
-            return WALSegmentName(seg) != nil && seg != own ? seg : nil
+            return WALSegmentName(seg) != nil && seg != own && !markers.exists(seg) ? seg : nil
         }
         return Array(ready.sorted().prefix(limit))
     }
@@ -104,24 +113,6 @@ public struct WALPush: Sendable {
         return nil
     }
 
-    /// Renames each archived neighbour's `.ready` to `.done` (only now may PostgreSQL forget it),
-    /// then makes the renames durable.
-    private func markDone(_ names: [String], in statusDir: String) {
-        guard !names.isEmpty else { return }
-        for name in names {
-            do {
-                try POSIX.rename(statusDir + "/" + name + ".ready", statusDir + "/" + name + ".done")
-            } catch {
-                logger.warning(
-                    "could not mark an archived segment .done", detail: "\(error)",
-                    hint: "PostgreSQL will archive \(name) again and find it identical", ["seg": name])
-            }
-        }
-        do { try POSIX.fsyncDirectory(statusDir) } catch {
-            logger.warning("could not sync archive_status", detail: "\(error)", hint: "a crash now may make PostgreSQL archive these segments again (harmlessly)")
-        }
-    }
-
     /// A file checked and opened for archiving.
     struct OpenedFile: @unchecked Sendable {
         let path: String
@@ -130,6 +121,7 @@ public struct WALPush: Sendable {
         let size: Int64
         let mode: UInt32
         let mtime: UInt64
+        let stat: stat
     }
 
     /// Checks `path` before anything is sent: a WAL file name, a readable regular file, and for a
@@ -158,7 +150,7 @@ public struct WALPush: Sendable {
         if let seg = kind.segmentFile {
             try checkHeader(fd: fd, path: path, size: UInt64(st.st_size), name: seg)
         }
-        return OpenedFile(path: path, name: name, source: source, size: Int64(st.st_size), mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec))
+        return OpenedFile(path: path, name: name, source: source, size: Int64(st.st_size), mode: UInt32(st.st_mode), mtime: UInt64(st.st_mtim.tv_sec), stat: st)
     }
 
     /// Archives one file.

@@ -74,7 +74,10 @@ def test_recovery_through_wal_fetch_replays_to_the_end(make_cluster, wale, archi
     assert "archive recovery complete" in log
 
 
-def test_pool_pushes_ready_neighbours_and_marks_them_done(make_cluster, wale, archive, scratch):
+def test_pool_pushes_ready_neighbours_ahead_of_postgresql(make_cluster, wale, archive, scratch):
+    """A pool uploads the oldest .ready neighbours too, but leaves archive_status to PostgreSQL: its
+    own later call for each succeeds at once from a marker (no store request) and is counted in
+    pg_stat_archiver, so archived_count and last_archived_wal stay true."""
     prefix, adir = archive
     c = make_cluster(15)
     c.initdb(archive_mode="on", archive_command="'/bin/false'", wal_keep_size="'1GB'")
@@ -84,23 +87,50 @@ def test_pool_pushes_ready_neighbours_and_marks_them_done(make_cluster, wale, ar
         c.psql("SELECT pg_switch_wal()")
         c.psql("CREATE TABLE IF NOT EXISTS t AS SELECT 1")
     status = os.path.join(c.data, "pg_wal", "archive_status")
+    markers = os.path.join(c.data, "pg_wal", ".wal-e", "pushed")
     ready = sorted(n[:-6] for n in os.listdir(status) if n.endswith(".ready"))
     assert len(ready) >= 4
     first = ready[0]
+    before = sorted(os.listdir(status))
     p = wale("wal-push", "--pool-size", "3", os.path.join(c.data, "pg_wal", first), prefix=prefix)
     assert p.returncode == 0, p.stderr.decode()
     stored = os.listdir(os.path.join(adir, "wal_005"))
-    # %p itself, plus the two oldest other .ready segments.
+    # %p itself, plus the two oldest other .ready segments; archive_status untouched.
     for s in ready[:3]:
         assert s + ".lzo" in stored
-    for s in ready[1:3]:
-        assert os.path.exists(os.path.join(status, s + ".done")), s
-        assert not os.path.exists(os.path.join(status, s + ".ready")), s
-    # %p's own status file is PostgreSQL's business: untouched.
-    assert os.path.exists(os.path.join(status, first + ".ready"))
+    assert sorted(os.listdir(status)) == before
+    assert sorted(os.listdir(markers)) == ready[1:3]
     for s in ready[3:]:
         assert s + ".lzo" not in stored
-        assert os.path.exists(os.path.join(status, s + ".ready"))
+
+    # PostgreSQL's own call for a neighbour: answered from the marker, nothing sent to the store.
+    obj = os.path.join(adir, "wal_005", ready[1] + ".lzo")
+    mtime = os.stat(obj).st_mtime_ns
+    os.chmod(os.path.join(adir, "wal_005"), 0o555)  # a store request that writes would now fail
+    try:
+        p = wale("wal-push", "--pool-size", "1", os.path.join(c.data, "pg_wal", ready[1]), prefix=prefix)
+    finally:
+        os.chmod(os.path.join(adir, "wal_005"), 0o755)
+    assert p.returncode == 0 and b"archived ahead by an earlier wal-push" in p.stderr, p.stderr.decode()
+    assert os.stat(obj).st_mtime_ns == mtime and ready[1] not in os.listdir(markers)
+    # A marker for another prefix is not trusted: the full push decides (and finds it absent there).
+    other = prefix + "-other"
+    p = wale("wal-push", "--pool-size", "1", os.path.join(c.data, "pg_wal", ready[2]), prefix=other)
+    assert p.returncode == 0 and b"archived ahead" not in p.stderr, p.stderr.decode()
+    assert os.path.exists(os.path.join(adir + "-other", "wal_005", ready[2] + ".lzo"))
+
+    # With wal-e as archive_command (default pool): every segment counted by PostgreSQL.
+    c.psql("ALTER SYSTEM SET archive_command = '" + wale.command_line(prefix, "wal-push %p").replace("'", "''") + "'")
+    c.psql("SELECT pg_reload_conf()")
+    c.wait_archived()
+    newest = sorted(n[:24] for n in os.listdir(status) if n.endswith(".done"))[-1]
+    c.wait_until("SELECT last_archived_wal FROM pg_stat_archiver", newest)
+    done = [n for n in os.listdir(status) if n.endswith(".done")]
+    assert int(c.psql("SELECT archived_count FROM pg_stat_archiver")) == len(done)
+    assert not [n for n in os.listdir(status) if n.endswith(".ready")]
+    c.psql("SELECT pg_switch_wal()")
+    c.wait_archived()
+    assert not os.listdir(markers)  # every marker used or swept
 
 
 def test_failing_pool_push_changes_nothing(make_cluster, wale, archive, scratch):
@@ -145,7 +175,7 @@ def test_failing_pool_push_changes_nothing(make_cluster, wale, archive, scratch)
     os.unlink(not_wal)
 
     # %p refused by the store (the archive holds other bytes under its name): neighbours may be
-    # uploaded (PostgreSQL will find them identical later) but none is marked .done.
+    # uploaded (PostgreSQL will find them identical later) but none is recorded.
     first = sorted(n[:-6] for n in before if n.endswith(".ready"))[0]
     other = os.path.join(scratch, "other")
     os.makedirs(other)
@@ -160,15 +190,16 @@ def test_failing_pool_push_changes_nothing(make_cluster, wale, archive, scratch)
     p = wale("wal-push", "--pool-size", "8", os.path.join(pg_wal, first), prefix=prefix)
     assert p.returncode != 0 and "refusing to overwrite" in p.stderr.decode(), p.stderr.decode()
     assert sorted(os.listdir(status)) == before
+    assert not os.listdir(os.path.join(pg_wal, ".wal-e", "pushed")) if os.path.isdir(os.path.join(pg_wal, ".wal-e", "pushed")) else True
     assert sha256_file(os.path.join(adir, "wal_005", first + ".lzo")) == archived
 
-    # A pool whose %p succeeds marks the neighbours it archived .done; the refused one stays .ready.
+    # A pool whose %p succeeds records the neighbours it archived (archive_status stays
+    # PostgreSQL's, every .ready kept); the refused one gets no marker.
     ready = sorted(n[:-6] for n in before if n.endswith(".ready"))
     p = wale("wal-push", "--pool-size", "3", os.path.join(pg_wal, ready[1]), prefix=prefix)
     assert p.returncode == 0 and "could not archive a .ready segment" in p.stderr.decode(), p.stderr.decode()
-    assert os.path.exists(os.path.join(status, ready[0] + ".ready"))
-    assert os.path.exists(os.path.join(status, ready[2] + ".done"))
-    assert os.path.exists(os.path.join(status, ready[1] + ".ready"))  # %p's own: PostgreSQL's business
+    assert sorted(os.listdir(status)) == before
+    assert sorted(os.listdir(os.path.join(pg_wal, ".wal-e", "pushed"))) == [ready[2]]
 
 
 def test_history_partial_and_backup_files_are_archived(wale, archive, scratch):
