@@ -44,3 +44,10 @@ export WALE_BIN=$PWD/.build/debug/wal-e
 workers=${WALE_TEST_WORKERS:-2}
 "$WALE_TEST_ROOT/venv/bin/python" -m pytest -q -p no:cacheprovider --durations=12 \
   $([ "$workers" -gt 1 ] && echo "-n $workers --dist loadgroup") tests/integration "$@"
+
+# PostgreSQL's own recovery test suite with wal-e as archive_command and restore_command
+# (tests/pg-tap/README.md): WALE_PG_TAP=1 adds it (not yet by default: CI's time budget).
+if [ "${WALE_PG_TAP:-0}" = 1 ] && [ $# -eq 0 ]; then
+  echo ">> PostgreSQL's recovery tests (src/test/recovery) with wal-e, PostgreSQL 15 and 18" >&2
+  bash tests/pg-tap/run.sh
+fi
