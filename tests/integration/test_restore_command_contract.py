@@ -179,3 +179,28 @@ def test_wal_fetch_status_for_every_cause(wale, s3_prefix, scratch):
     assert wale("wal-fetch", seg, prefix=s3_prefix, user=None).returncode == 130
     missing = wale("wal-fetch", "-p", "0", seg, dest, prefix=s3_prefix, user=None)
     assert missing.returncode == 1, missing.stderr.decode()
+
+
+def test_sigquit_ends_wal_fetch_at_once_without_a_crash_trace(wale, archive, scratch):
+    """PostgreSQL ends restore_command with SIGQUIT on an immediate shutdown: wal-fetch exits at
+    once (131) and quietly; Swift's runtime used to print a backtrace into the server log and take
+    seconds over it, holding up the shutdown and the restart after it."""
+    import signal
+    import subprocess
+    prefix, adir = archive
+    os.makedirs(os.path.join(adir, "wal_005"))
+    name = "000000010000000000000042"
+    os.mkfifo(os.path.join(adir, "wal_005", name + ".lzo"))  # a read that never returns
+    env = {**os.environ, "WALE_FILE_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr"}
+    for sig, code in ((signal.SIGQUIT, 131),):
+        p = subprocess.Popen([wale.path, "wal-fetch", "-p", "0", name, os.path.join(scratch, "out")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.5)
+        assert p.poll() is None
+        started = time.monotonic()
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=30)
+        assert time.monotonic() - started < 1.0, time.monotonic() - started
+        assert p.returncode == code, (p.returncode, err.decode())
+        assert b"crashed" not in err and b"Backtrac" not in err, err.decode()
+        assert not os.path.exists(os.path.join(scratch, "out"))
