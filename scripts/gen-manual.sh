@@ -27,4 +27,5 @@ for c in $("$wale" --help | awk '/^SUBCOMMANDS:/ {f = 1; next} f && /^  [a-z]/ {
   "$wale" "$c" --help > "$help_dir/$c.txt"
 done
 for m in before retain old-versions everything; do "$wale" delete "$m" --help > "$help_dir/delete-$m.txt"; done
+for k in generate usage rewrap; do "$wale" key "$k" --help > "$help_dir/key-$k.txt"; done
 echo "wrote $help_dir/*.txt" >&2

@@ -94,6 +94,26 @@ public protocol ObjectStore: Sendable {
     /// segments no manifest refers to. Only leftovers last touched more than `olderThan` seconds
     /// before `now` (a running upload is younger). Returns how many uploads were removed.
     func sweepAbandonedUploads(prefix: String, olderThan: Double, now: Double) async throws -> Int
+    /// The first `length` bytes of an object (fewer if it is shorter), without reading the rest.
+    func readHead(_ key: String, length: Int) async throws -> [UInt8]
+    /// Replaces the object's first `dropping` bytes with `head`, keeping the rest and `original`'s
+    /// metadata (key rewrap: the body of an encrypted object is not rewritten). All-or-nothing, as
+    /// every write. Stores that can copy a byte range server-side keep the body there; the others
+    /// stream the object through.
+    func replaceHead(of original: ObjectInfo, dropping: Int, with head: [UInt8]) async throws -> HeadReplacement
+}
+
+/// What `replaceHead` moved: bytes read from the store, bytes sent to it, and bytes the store
+/// copied within itself.
+public struct HeadReplacement: Sendable, Equatable {
+    public var read: Int64 = 0
+    public var sent: Int64 = 0
+    public var copiedInStore: Int64 = 0
+    public init(read: Int64 = 0, sent: Int64 = 0, copiedInStore: Int64 = 0) {
+        self.read = read
+        self.sent = sent
+        self.copiedInStore = copiedInStore
+    }
 }
 
 extension ObjectStore {
@@ -101,4 +121,69 @@ extension ObjectStore {
     /// Nothing to sweep: file:// sweeps its temporaries at every write; Azure drops uncommitted
     /// blocks and GCS abandoned resumable sessions by themselves after a week.
     public func sweepAbandonedUploads(prefix: String, olderThan: Double, now: Double) async throws -> Int { 0 }
+
+    public func readHead(_ key: String, length: Int) async throws -> [UInt8] {
+        try await read(key) { source in
+            var head: [UInt8] = []
+            while head.count < length, let chunk = try await source.next() { head += chunk.prefix(length - head.count) }
+            return head
+        }
+    }
+
+    public func replaceHead(of original: ObjectInfo, dropping: Int, with head: [UInt8]) async throws -> HeadReplacement {
+        try await streamingReplaceHead(of: original, dropping: dropping, with: head)
+    }
+
+    /// Streams the object through: its first `dropping` bytes replaced, the rest passed on as read.
+    public func streamingReplaceHead(of original: ObjectInfo, dropping: Int, with head: [UInt8]) async throws -> HeadReplacement {
+        try await read(original.key) { source in
+            let swapped = HeadSwapSource(source, dropping: dropping, head: head)
+            var options = WriteOptions(metadata: original.metadata)
+            options.sizeHint = original.size - Int64(dropping) + Int64(head.count)
+            _ = try await write(original.key, from: swapped, options: options)
+            return HeadReplacement(read: swapped.read, sent: swapped.sent)
+        }
+    }
+}
+
+/// A source that drops its input's first bytes and starts with others instead.
+final class HeadSwapSource: ByteSource {
+    private let source: any ByteSource
+    private var toDrop: Int
+    private var head: [UInt8]?
+    private(set) var read: Int64 = 0
+    private(set) var sent: Int64 = 0
+
+    init(_ source: any ByteSource, dropping: Int, head: [UInt8]) {
+        self.source = source
+        toDrop = dropping
+        self.head = head
+    }
+
+    func next() async throws -> [UInt8]? {
+        while let chunk = try await source.next() {
+            read += Int64(chunk.count)
+            var out = chunk
+            if toDrop > 0 {
+                let n = min(toDrop, out.count)
+                out.removeFirst(n)
+                toDrop -= n
+                if toDrop > 0 { continue }
+            }
+            if let h = head {
+                head = nil
+                out = h + out
+            }
+            if out.isEmpty { continue }
+            sent += Int64(out.count)
+            return out
+        }
+        guard toDrop == 0 else { throw WALEError(.corrupt, "the object ended inside the part being replaced") }
+        if let h = head {
+            head = nil
+            sent += Int64(h.count)
+            return h
+        }
+        return nil
+    }
 }

@@ -86,6 +86,39 @@ import WALECore
         }
     }
 
+    @Test func rewrapReplacesOnlyTheRetiredKeysStanzaAndKeepsTheBody() async throws {
+        let bob = EncryptionPrivateKey.generate()
+        let plain = random(3 * chunk + 7)
+        let digest = (String(repeating: "cd", count: 32), Int64(plain.count))
+        let sealed = try await encrypt(plain, to: [alice.publicKey, escrow.publicKey], digest: digest)
+        let oldHeader = 11 + 2 * NativeEncryption.stanzaSize
+        guard case .rewrapped(let header, let oldLength, let before, let after) = try NativeEncryption.rewrap(head: sealed, from: alice, to: [bob.publicKey])
+        else { Issue.record("not rewrapped"); return }
+        #expect(oldLength == oldHeader)
+        #expect(before == [alice.publicKey.idText, escrow.publicKey.idText])
+        #expect(after == [escrow.publicKey.idText, bob.publicKey.idText])  // the escrow key stays
+        let rewrapped = header + sealed[oldLength...]
+        #expect(try await decrypt(rewrapped, with: [bob]) == plain)
+        #expect(try await decrypt(rewrapped, with: [escrow]) == plain)
+        await #expect(throws: WALEError.self) { _ = try await decrypt(rewrapped, with: [alice]) }  // retired
+        // The trailer (wal-push's re-push check) is untouched.
+        #expect(NativeEncryption.contentDigest(head: rewrapped, tail: Array(rewrapped.suffix(64)))?.0 == digest.0)
+        // Objects not wrapped for the retired key, and objects that are not native, are left alone.
+        #expect(try NativeEncryption.rewrap(head: rewrapped, from: alice, to: [bob.publicKey]) == .notForKey([escrow.publicKey.idText, bob.publicKey.idText]))
+        #expect(try NativeEncryption.rewrap(head: Array("\u{89}LZO\0\r\n".utf8) + [0, 0, 0], from: alice, to: [bob.publicKey]) == .notNative)
+        // Rewrapping to a key already present only drops the retired one.
+        guard case .rewrapped(let h2, _, _, let after2) = try NativeEncryption.rewrap(head: rewrapped, from: bob, to: [escrow.publicKey])
+        else { Issue.record("not rewrapped"); return }
+        #expect(after2 == [escrow.publicKey.idText])
+        #expect(try await decrypt(h2 + rewrapped[header.count...], with: [escrow]) == plain)
+        // A retired key's stanza that does not unwrap is damage, reported, not skipped.
+        var damaged = sealed
+        damaged[11 + 60] ^= 1
+        #expect(throws: WALEError.self) { try NativeEncryption.rewrap(head: damaged, from: alice, to: [bob.publicKey]) }
+        #expect(NativeEncryption.headerLength(Array(sealed.prefix(11))) == 0)
+        #expect(NativeEncryption.headerLength(Array(sealed.prefix(oldHeader))) == oldHeader)
+    }
+
     @Test func trailerCarriesTheContentDigestAuthenticated() async throws {
         let digest = (String(repeating: "ab", count: 32), Int64(16 << 20))
         let sealed = try await encrypt(random(2 * chunk), to: [alice.publicKey], digest: digest)

@@ -130,6 +130,30 @@ func pattern(_ n: Int, seed: UInt8 = 7) -> [UInt8] { (0..<n).map { UInt8(truncat
         }
     }
 
+    /// Key rewrap's two operations: the first bytes of an object, and its head replaced with the
+    /// rest and the metadata kept; small objects and one large enough for S3 to copy its body.
+    @Test(arguments: Backends.all)
+    func readHeadAndReplaceHead(kind: String) async throws {
+        let (store, p) = try await Backends.make(kind)
+        for (i, size) in [0, 100, (12 << 20) + 4321].enumerated() {
+            let bytes = pattern(size, seed: UInt8(i + 40))
+            var options = WriteOptions()
+            options.metadata = ["wale-content-size": "\(size)"]
+            #expect(try await store.write(p + "h\(i)", from: BytesSource(bytes, chunkSize: 1 << 20), options: options) == .created)
+            #expect(try await store.readHead(p + "h\(i)", length: 11) == Array(bytes.prefix(11)))
+            let drop = min(size, 40)
+            let head = pattern(64, seed: 99)
+            guard let info = try await store.info(p + "h\(i)") else { Issue.record("\(kind) h\(i) missing"); continue }
+            let moved = try await store.replaceHead(of: info, dropping: drop, with: head)
+            let got = try await store.read(p + "h\(i)") { try await $0.collect() }
+            #expect(got == head + bytes[drop...], "\(kind) size \(size)")
+            #expect(moved.sent + moved.copiedInStore == Int64(head.count + size - drop), "\(kind) size \(size): \(moved)")
+            if store.storesLateMetadata { #expect(try await store.info(p + "h\(i)")?.metadata["wale-content-size"] == "\(size)", "\(kind)") }
+            if kind.hasPrefix("s3") && size > (10 << 20) { #expect(moved.sent < (6 << 20) && moved.copiedInStore > (6 << 20), "\(moved)") }
+        }
+        await #expect(throws: WALEError.self) { _ = try await store.readHead(p + "missing", length: 11) }
+    }
+
     @Test(arguments: Backends.all)
     func largeObjectsStream(kind: String) async throws {
         let (store, p) = try await Backends.make(kind)

@@ -14,7 +14,8 @@ past its expiry); `unauthorized N` answers the first N requests under /v1/ (Swif
 resets the connection half-way through the body of the first N PUT requests with a body over
 64 KiB; `pass` only forwards. With FAULTPROXY_REWRITE=1 the upstream's address in response heads
 (Swift's X-Storage-Url) is replaced by the proxy's own, so the client stays behind the proxy. With FAULTPROXY_LOG=FILE every request line is
-appended to FILE (with the x-amz-security-token header's value, if any). Prints the port it
+appended to FILE (with the x-amz-security-token header's value, if any). With FAULTPROXY_BYTES=FILE
+each request appends "<request body bytes> <response body bytes>" to FILE (what crossed the wire). Prints the port it
 listens on; runs until killed, for at most 10 minutes. Each connection carries one answer, then
 closes; an answer without a Connection header gets `Connection: close`, so the client does not
 reuse a connection the proxy is about to close.
@@ -33,6 +34,7 @@ parts_reset = [0]
 corrupted = [0]
 bodies = [0]
 log_path = os.environ.get("FAULTPROXY_LOG")
+bytes_path = os.environ.get("FAULTPROXY_BYTES")
 
 
 def reset(conn):
@@ -136,6 +138,9 @@ def handle(conn):
                 conn.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))
                 continue
             resp = forward(raw)
+            if bytes_path:
+                with lock, open(bytes_path, "a") as f:
+                    f.write("%d %d\n" % (len(raw.partition(b"\r\n\r\n")[2]), len(resp.partition(b"\r\n\r\n")[2])))
             if os.environ.get("FAULTPROXY_REWRITE") == "1":
                 head, sep, body = resp.partition(b"\r\n\r\n")
                 resp = head.replace(b"127.0.0.1:%d" % upstream[1], b"127.0.0.1:%d" % own_port) + sep + body

@@ -131,3 +131,103 @@ def test_native_encryption_archive_backup_and_point_in_time_restore(request, mak
     # Both encryptions at once are refused before anything is written.
     p = wale("wal-push", os.path.join(c.data, "pg_wal", seg), prefix=prefix, env={**enc, "WALE_GPG_KEY_ID": "x"})
     assert p.returncode == 1 and "choose one encryption" in p.stderr.decode()
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_key_rotation_rewraps_headers_only_and_restores_with_the_new_key_alone(request, make_cluster, wale, scratch, store):
+    """Archive with key A, then key B; rewrap A -> B; restore and recover everything with B alone.
+    Only headers change: every rewrapped object's body is byte for byte the same, and on S3 the
+    bytes that crossed the wire (counted by a proxy) are a fraction of the objects' size."""
+    import json
+    import shutil
+    from test_s3 import start_proxy
+    if store == "file":
+        prefix, adir = request.getfixturevalue("archive")
+        objs = FileObjects(adir)
+    else:
+        prefix = request.getfixturevalue("s3_prefix")
+        objs = S3Objects(prefix)
+    a_priv, a_pub = keypair(wale, scratch, "a")
+    b_priv, b_pub = keypair(wale, scratch, "b")
+    a_id, b_id = (open(k).read().split()[-2] for k in (a_pub, b_pub))
+    current = os.path.join(scratch, "current.pub")  # the archive_command's key: A, then B
+    shutil.copy(a_pub, current)
+    os.chmod(current, 0o644)
+    enc = {"WALE_ENCRYPTION_PUBLIC_KEYS": current}
+    c = make_cluster(15)
+    c.initdb(archive_mode="on", archive_command="'" + wale.command_line(prefix, "wal-push %p", enc) + "'",
+             wal_keep_size="'4GB'", max_wal_size="'4GB'")
+    c.start()
+    # ~24 MB of hex text that lzop barely compresses: a partition large enough for S3 to copy its body.
+    c.psql("CREATE TABLE r AS SELECT g, md5(random()::text) || md5(random()::text) AS h FROM generate_series(1, 300000) g")
+    name = backup_push(wale, c, prefix, "--fast", env=enc).stdout.decode().strip()
+    c.pgbench("-i", "-s", "1", "-q")
+    c.wait_archived()
+    shutil.copy(b_pub, current)
+    c.psql("CREATE TABLE written_with_b AS SELECT generate_series(1, 1000) AS x")
+    expected = c.table_checksums()
+    c.psql("SELECT pg_create_restore_point('rot_target')")
+    c.psql("CREATE TABLE after_target AS SELECT 1 AS x")
+    c.wait_archived()
+
+    u = wale("key", "usage", "--json", prefix=prefix)
+    assert u.returncode == 0, u.stderr.decode()
+    before = json.loads(u.stdout)
+    assert before["key_ids"][a_id] > 3 and before["key_ids"][b_id] >= 2, before
+    # Remember every A object's body (everything after its header) to compare after the rewrap.
+    keys = objs.keys("wal_005") + objs.keys(f"basebackups_005/{name}/tar_partitions") + objs.keys(f"basebackups_005/{name}/wal_e_manifest")
+    bodies = {}
+    for k in keys:
+        blob = objs.get(k)
+        if blob[:8] == b"WALEENC\x01" and a_id in (blob[11 + 88 * i: 19 + 88 * i].hex() for i in range(blob[10])):
+            bodies[k] = blob[11 + 88 * blob[10]:]
+    assert len(bodies) == before["key_ids"][a_id]
+    total = sum(len(b) for b in bodies.values())
+    assert max(len(b) for b in bodies.values()) > 12 << 20  # the big partition
+
+    dry = wale("key", "rewrap", "--dry-run", "--json", "--from", a_priv, "--to", b_pub, prefix=prefix)
+    assert dry.returncode == 0 and json.loads(dry.stdout)["rewrapped"] == len(bodies), dry.stderr.decode()
+    env, proxy, counts = {}, None, os.path.join(scratch, "bytes.log")
+    if store == "s3":
+        os.environ["FAULTPROXY_BYTES"] = counts
+        try:
+            proxy, port = start_proxy("pass")
+        finally:
+            del os.environ["FAULTPROXY_BYTES"]
+        env = {"WALE_S3_ENDPOINT": f"http+path://127.0.0.1:{port}"}
+    try:
+        r = wale("key", "rewrap", "--json", "--from", a_priv, "--to", b_pub, prefix=prefix, env=env)
+    finally:
+        if proxy:
+            proxy.kill()
+    assert r.returncode == 0, r.stderr.decode()
+    report = json.loads(r.stdout)
+    assert report["rewrapped"] == len(bodies) and report["key_ids"].get(a_id) is None, report
+    for k, body in bodies.items():
+        blob = objs.get(k)
+        assert blob[11 + 88 * blob[10]:] == body, f"{k}: body changed"
+        assert [blob[11 + 88 * i: 19 + 88 * i].hex() for i in range(blob[10])] == [b_id], k
+    if store == "s3":
+        wire = [tuple(map(int, l.split())) for l in open(counts)]
+        sent, received = sum(w[0] for w in wire), sum(w[1] for w in wire)
+        assert report["bytes_copied_in_store"] > 12 << 20, report
+        # What the store copied never crossed the wire: everything sent is the rest, plus requests.
+        assert sent <= total - report["bytes_copied_in_store"] + 4096 * len(wire), (sent, total, report)
+        assert sent < total and received < total, (sent, received, total)
+    after = json.loads(wale("key", "usage", "--json", prefix=prefix).stdout)
+    assert a_id not in after["key_ids"] and after["key_ids"][b_id] == before["key_ids"][a_id] + before["key_ids"][b_id]
+    # Run again: nothing left to do.
+    again = wale("key", "rewrap", "--json", "--from", a_priv, "--to", b_pub, prefix=prefix)
+    assert again.returncode == 0 and json.loads(again.stdout)["rewrapped"] == 0
+
+    # A alone no longer reads the archive; B alone restores and recovers through WAL written with both.
+    f = wale("wal-fetch", name[5:29], os.path.join(scratch, "seg"), prefix=prefix, env={"WALE_ENCRYPTION_PRIVATE_KEYS": a_priv})
+    assert f.returncode == 129 and a_id not in f.stderr.decode().split("given:")[0], f.stderr.decode()
+    dec = {"WALE_ENCRYPTION_PRIVATE_KEYS": b_priv}
+    assert wale("verify", name, prefix=prefix, env=dec).returncode == 0
+    target = os.path.join(scratch, "restored")
+    rc = make_cluster(15, "restored")
+    f = wale("backup-fetch", "--recovery-target-name", "rot_target", "--recovery-target-action", "promote",
+             "--restore-command", wale.command_line(prefix, 'wal-fetch "%f" "%p"', dec), target, name, prefix=prefix, env=dec)
+    assert f.returncode == 0, f.stderr.decode()
+    start_recovered(c, rc, target, expected)

@@ -137,7 +137,7 @@ public enum EncryptionKeys {
         return key
     }
 
-    static func paths(_ value: String?) -> [String] {
+    public static func paths(_ value: String?) -> [String] {
         (value ?? "").split(separator: ",").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
     }
 

@@ -26,7 +26,7 @@ public enum NativeEncryption {
     static let chunkLog2: UInt8 = 16
     static var chunkSize: Int { 1 << Int(chunkLog2) }
     static let tagSize = 16
-    static let stanzaSize = 8 + 32 + 48
+    public static let stanzaSize = 8 + 32 + 48
     static let trailerSize = 32 + 8
     static let flagDigestTrailer: UInt8 = 1
     static let wrapInfo = Array("wal-e native encryption v1 key wrap".utf8)
@@ -70,6 +70,54 @@ public enum NativeEncryption {
         let n = Int(head[10])
         guard head.count >= 11 + n * stanzaSize else { return nil }
         return (0..<n).map { i in hexString(head[(11 + i * stanzaSize)..<(19 + i * stanzaSize)]) }
+    }
+
+    /// How many bytes of a native object's start hold its header (nil: not a native object; 0: the
+    /// bytes given do not reach its end yet: read at least `maximumHeaderSize`).
+    public static func headerLength(_ head: [UInt8]) -> Int? {
+        guard head.count >= magic.count else { return head == Array(magic.prefix(head.count)) ? 0 : nil }
+        guard head.starts(with: magic) else { return nil }
+        guard head.count >= 11 else { return 0 }
+        let n = 11 + Int(head[10]) * stanzaSize
+        return head.count >= n ? n : 0
+    }
+
+    /// The longest header there can be (255 recipients).
+    public static let maximumHeaderSize = 11 + 255 * stanzaSize
+
+    /// What rewrapping one object's header comes to.
+    public enum Rewrap: Equatable, Sendable {
+        /// Not a native object (clear, gpg): left alone.
+        case notNative
+        /// Not wrapped for the key being retired: left alone (its recipients).
+        case notForKey([String])
+        /// The new header: the retired key's stanza replaced by stanzas for the new keys (kept
+        /// stanzas for other recipients first, in their order); `oldLength` bytes of the old header go.
+        case rewrapped(header: [UInt8], oldLength: Int, before: [String], after: [String])
+    }
+
+    /// Rewraps a native header (the object's first bytes, at least its whole header) from the private
+    /// key `from` to the public keys `to`: the data key is unwrapped with `from` and wrapped anew for
+    /// each of `to` not already a recipient; `from`'s stanza is dropped unless `from` is among `to`.
+    /// The body is untouched: the chunks authenticate only the fixed fields (magic, chunk size,
+    /// flags), which stay. A stanza for `from` that does not unwrap is corruption, not skipped.
+    public static func rewrap(head: [UInt8], from: EncryptionPrivateKey, to: [EncryptionPublicKey]) throws -> Rewrap {
+        guard let length = headerLength(head) else { return .notNative }
+        guard length > 0 else { throw WALEError(.corrupt, "a native object ends inside its header") }
+        let n = Int(head[10])
+        let stanzas = (0..<n).map { head[(11 + $0 * stanzaSize)..<(11 + ($0 + 1) * stanzaSize)] }
+        let ids = stanzas.map { hexString($0.prefix(8)) }
+        guard let mine = stanzas.firstIndex(where: { Array($0.prefix(8)) == from.id }) else { return .notForKey(ids) }
+        guard let dataKey = unwrap(stanzas[mine], with: from) else {
+            throw WALEError(.corrupt, "the data key wrapped for key id \(from.publicKey.idText) does not unwrap with its private key")
+        }
+        let keep = stanzas.enumerated().filter { $0.offset != mine || to.contains(from.publicKey) }.map { Array($0.element) }
+        let keptIDs = keep.map { Array($0.prefix(8)) }
+        let added = try to.filter { !keptIDs.contains($0.id) }.map { try stanza(dataKey: dataKey, to: $0) }
+        let all = keep + added
+        guard all.count < 256 else { throw WALEError(.user, "an object can have at most 255 recipients") }
+        let header = Array(head[0..<10]) + [UInt8(all.count)] + all.flatMap { $0 }
+        return .rewrapped(header: header, oldLength: length, before: ids, after: all.map { hexString($0.prefix(8)) })
     }
 
     /// The raw content's SHA-256 (hex) and length from a native object's trailer, read without
