@@ -130,6 +130,35 @@ def enc_keys():
     return {"WALE_ENCRYPTION_PUBLIC_KEYS": pub}, {"WALE_ENCRYPTION_PRIVATE_KEYS": priv}
 
 
+GPG_PARAMS = """%no-protection
+Key-Type: eddsa
+Key-Curve: ed25519
+Subkey-Type: ecdh
+Subkey-Curve: cv25519
+Name-Real: wal-e bench
+Name-Email: bench@wal-e.invalid
+Expire-Date: 0
+%commit
+"""
+
+
+def gpg_env():
+    """A gpg keyring (one key, no passphrase) for WAL-E's encryption, made once per run."""
+    home = f"{ROOT}/gnupg"
+    if not os.path.exists(home):
+        mkdir_pg(home)
+        os.chmod(home, 0o700)
+        with open(f"{ROOT}/gpg.params", "w") as f:
+            f.write(GPG_PARAMS)
+        run(["gpg", "--batch", "--gen-key", f"{ROOT}/gpg.params"], env={"GNUPGHOME": home})
+    return {"GNUPGHOME": home, "WALE_GPG_KEY_ID": "bench@wal-e.invalid"}
+
+
+def newest_wale_backup(store):
+    listed = json.loads(run(wale_cmd("backup-list", "--json"), env=wale_env(store)).stdout)
+    return max(b["name"] for b in listed)
+
+
 def tool_env(store, cluster, name, bucket, s3):
     """Environment of a WAL-E-compatible tool: its own file directory / bucket, `s3` its S3 settings."""
     e = {"WALE_LOG_DESTINATION": "stderr", "PGHOST": "127.0.0.1", "PGUSER": "postgres", "PGPORT": str(PORTS[cluster])}
@@ -246,26 +275,28 @@ def backups_and_restores(main, base_bytes):
     """backup-push and restore of the main cluster by each tool to each store."""
     targets = []
     for store in ("file", "s3"):
-        # Native encryption first: the clear wal-e backup after it is LATEST for the restore rows.
+        # The encrypted wal-e backups first: the clear one after them is LATEST for the restore rows.
+        if store == "file":
+            targets.append(("wal-e gpg", store, None))  # gpg runs the same on every store: file only
         targets.append(("wal-e native encryption", store, None))
         targets.append(("wal-e", store, None))
         targets.append(("pgBackRest lz4", store, "lz4"))
         targets.append(("pgBackRest zst", store, "zst"))
         targets.append(("WAL-E 1.1.1", store, None))
     labels = {}
-    enc_stored = {}
+    wale_stored = {}  # store -> bytes of wal-e backups so far (each row counts its own)
+    wale_names = {}
+    enc_env = {"wal-e gpg": lambda: gpg_env(), "wal-e native encryption": lambda: enc_keys()[0], "wal-e": lambda: {}}
     for tool, store, codec in targets:
         psql(MAIN_PORT, "CHECKPOINT")
         drop_caches()
-        if tool == "wal-e native encryption":
-            # Only the public key on the database side, as in production.
-            f = timed(wale_cmd("backup-push", main), env={**wale_env(store), **enc_keys()[0]})
-            stored = du(f"{ROOT}/store/wal-e-main/basebackups_005") if store == "file" else s3_size("bench-wal-e", "main/basebackups_005")
-            enc_stored[store] = stored
-        elif tool == "wal-e":
-            f = timed(wale_cmd("backup-push", main), env=wale_env(store))
-            stored = du(f"{ROOT}/store/wal-e-main/basebackups_005") if store == "file" else s3_size("bench-wal-e", "main/basebackups_005")
-            stored -= enc_stored.get(store, 0)  # the encrypted backup made just before it
+        if tool in enc_env:
+            # Native encryption: only the public key on the database side, as in production.
+            f = timed(wale_cmd("backup-push", main), env={**wale_env(store), **enc_env[tool]()})
+            total = du(f"{ROOT}/store/wal-e-main/basebackups_005") if store == "file" else s3_size("bench-wal-e", "main/basebackups_005")
+            stored = total - wale_stored.get(store, 0)
+            wale_stored[store] = total
+            wale_names[(tool, store)] = newest_wale_backup(store)
         elif tool == "WAL-E 1.1.1":
             f = timed(walepy_cmd("backup-push", main), env=walepy_env(store))
             stored = du(f"{ROOT}/store/WAL-E-main/basebackups_005") if store == "file" else s3_size("bench-wal-e-py", "main/basebackups_005")
@@ -287,12 +318,10 @@ def backups_and_restores(main, base_bytes):
         target = f"{ROOT}/restore"
         fresh_dir(target)
         drop_caches()
-        if tool == "wal-e native encryption":
-            listed = json.loads(run(wale_cmd("backup-list", "--json"), env=wale_env(store)).stdout)
-            name = [b["name"] for b in listed if b.get("encryption_key_ids")][-1]
-            f = timed(wale_cmd("backup-fetch", target, name), env={**wale_env(store), **enc_keys()[1]})
-        elif tool == "wal-e":
-            f = timed(wale_cmd("backup-fetch", target, "LATEST"), env=wale_env(store))
+        if tool in enc_env:
+            keys = {"wal-e gpg": lambda: {"GNUPGHOME": gpg_env()["GNUPGHOME"]}, "wal-e native encryption": lambda: enc_keys()[1],
+                    "wal-e": lambda: {}}[tool]()
+            f = timed(wale_cmd("backup-fetch", target, wale_names[(tool, store)]), env={**wale_env(store), **keys})
         elif tool == "WAL-E 1.1.1":
             f = timed(walepy_cmd("backup-fetch", target, "LATEST"), env=walepy_env(store))
         else:
