@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds, runs the Swift unit tests, then the
-# integration tests against real PostgreSQL 15 and 18 clusters (as the postgres user).
+# integration tests against real PostgreSQL 15 and 18 clusters (as the postgres user), with
+# PostgreSQL's own recovery suite (tests/pg-tap) beside them.
 # Usage: scripts/test.sh [extra pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,18 +37,33 @@ fi
 grep -E '^(✔|✘) Suite|Test run with|Executed [0-9]+ test' "$unit_log" || tail -3 "$unit_log"
 rm -f "$unit_log"
 
-echo ">> integration tests (pytest, PostgreSQL 15 and 18)" >&2
 export WALE_BIN=$PWD/.build/debug/wal-e
-# In parallel workers (pytest-xdist), one per core: the tests mostly wait on PostgreSQL, servers
-# and timeouts; the ones that time a fault share one worker (xdist_group "fault-timing").
-# WALE_TEST_WORKERS=1 runs them one by one.
-workers=${WALE_TEST_WORKERS:-2}
-"$WALE_TEST_ROOT/venv/bin/python" -m pytest -q -p no:cacheprovider --durations=12 \
-  $([ "$workers" -gt 1 ] && echo "-n $workers --dist loadgroup") tests/integration "$@"
-
-# PostgreSQL's own recovery test suite with wal-e as archive_command and restore_command
-# (tests/pg-tap/README.md): WALE_PG_TAP=1 adds it (not yet by default: CI's time budget).
-if [ "${WALE_PG_TAP:-0}" = 1 ] && [ $# -eq 0 ]; then
-  echo ">> PostgreSQL's recovery tests (src/test/recovery) with wal-e, PostgreSQL 15 and 18" >&2
-  bash tests/pg-tap/run.sh
+# PostgreSQL's own recovery tests (tests/pg-tap) run beside the integration tests: they mostly
+# wait on their servers, so side by side they cost CI minutes less than one after the other.
+# WALE_PG_TAP=0 leaves them out; a pytest selection (arguments) runs without them.
+tap_pid=
+if [ "${WALE_PG_TAP:-1}" = 1 ] && [ $# -eq 0 ]; then
+  echo ">> PostgreSQL's recovery tests (src/test/recovery) with wal-e, PostgreSQL 15 and 18, in the background" >&2
+  tap_log=$(mktemp)
+  PG_TAP_JOBS=${PG_TAP_JOBS:-2} bash tests/pg-tap/run.sh >"$tap_log" 2>&1 &
+  tap_pid=$!
 fi
+
+echo ">> integration tests (pytest, PostgreSQL 15 and 18)" >&2
+workers=${WALE_TEST_WORKERS:-2}
+status=0
+"$WALE_TEST_ROOT/venv/bin/python" -m pytest -q -p no:cacheprovider --durations=12 \
+  $([ "$workers" -gt 1 ] && echo "-n $workers --dist loadgroup") tests/integration "$@" || status=$?
+
+if [ -n "$tap_pid" ]; then
+  tap_status=0
+  wait "$tap_pid" || tap_status=$?
+  echo ">> PostgreSQL's recovery tests with wal-e:" >&2
+  cat "$tap_log"
+  if [ "$tap_status" -ne 0 ]; then
+    echo "PostgreSQL's recovery tests failed with wal-e (tests/pg-tap/run.sh; the table above)" >&2
+    status=1
+  fi
+  rm -f "$tap_log"
+fi
+exit $status

@@ -66,9 +66,13 @@ run_one() {  # VERSION TEST MODE(wal-e|cp) -> exit status
   chown -R postgres "$work"
   local opt=()
   [ "$mode" = wal-e ] && opt=(PERL5OPT=-MWalEArchive)
+  # What PostgreSQL's makefiles export to the tests about the build: injection points (tests that
+  # need them skip themselves, with the reason, when this says no).
+  local inj=no
+  "${BIN[$v]}/pg_config" --configure 2>/dev/null | grep -q -- --enable-injection-points && inj=yes
   (cd "$work/recovery" && runuser -u postgres -- env -i PATH="${BIN[$v]}:/usr/bin:/bin" HOME=/var/lib/postgresql LANG=C.UTF-8 \
     PERL5LIB="$src/$v/src/test/perl:$here" "${opt[@]}" WALE_TAP_BIN="$tmp/wal-e" \
-    PGCTLTIMEOUT=900 PG_TEST_TIMEOUT_DEFAULT=900 PG_TEST_PORT_DIR="$tmp/portlock" TESTDIR="$work/recovery" TESTDATADIR="$work/data" TESTLOGDIR="$work/log" PG_REGRESS=/bin/true perl "t/$t.pl" > "$work/out" 2>&1)
+    enable_injection_points=$inj PGCTLTIMEOUT=900 PG_TEST_TIMEOUT_DEFAULT=900 PG_TEST_PORT_DIR="$tmp/portlock" TESTDIR="$work/recovery" TESTDATADIR="$work/data" TESTLOGDIR="$work/log" PG_REGRESS=/bin/true perl "t/$t.pl" > "$work/out" 2>&1)
 }
 
 tmp=$(mktemp -d /tmp/pg-tap.XXXXXX)
