@@ -42,6 +42,25 @@ public final class TransformedSource: ByteSource {
     }
 }
 
+/// Output a transform has made and not yet handed out: whole when it fits the limit (no copy),
+/// otherwise in pieces of at most `limit` bytes.
+struct OutputBuffer {
+    var bytes: [UInt8] = []
+
+    mutating func append(_ more: [UInt8]) { if bytes.isEmpty { bytes = more } else { bytes += more } }
+    mutating func append(contentsOf more: some Sequence<UInt8>) { bytes.append(contentsOf: more) }
+
+    mutating func take(limit: Int) -> [UInt8] {
+        if bytes.count <= limit {
+            defer { bytes = [] }
+            return bytes
+        }
+        let out = Array(bytes[0..<limit])
+        bytes.removeFirst(limit)
+        return out
+    }
+}
+
 /// Input bytes not yet consumed by a transform, with cheap consumption from the front.
 struct InputBuffer {
     private(set) var bytes: [UInt8] = []

@@ -136,7 +136,7 @@ public final class NativeEncryptor: ByteTransform {
     private var header: [UInt8]
     private var aad: [UInt8]
     private var input = InputBuffer()
-    private var output: [UInt8] = []
+    private var output = OutputBuffer()
     private var index: UInt64 = 0
     private var finished = false
     /// The raw content's digest and length, asked for at the end (wal-push's trailer).
@@ -149,7 +149,7 @@ public final class NativeEncryptor: ByteTransform {
         aad = NativeEncryption.magic + [NativeEncryption.chunkLog2, contentDigest == nil ? 0 : NativeEncryption.flagDigestTrailer]
         header = aad + [UInt8(recipients.count)]
         for r in recipients { header += try NativeEncryption.stanza(dataKey: key, to: r) }
-        output = header
+        output.append(header)
     }
 
     public func push(_ bytes: [UInt8]) throws {
@@ -164,8 +164,8 @@ public final class NativeEncryptor: ByteTransform {
                 UnsafeRawBufferPointer(rebasing: p[0..<n]), using: key, nonce: NativeEncryption.nonce(index, final: final), authenticating: aad + trailer)
         }
         input.consume(n)
-        output += box.ciphertext
-        output += box.tag
+        output.append(contentsOf: box.ciphertext)
+        output.append(contentsOf: box.tag)
         index += 1
     }
 
@@ -178,19 +178,10 @@ public final class NativeEncryptor: ByteTransform {
             trailer = (EncryptionKeys.hexBytes(hex) ?? []) + (0..<8).map { UInt8(truncatingIfNeeded: UInt64(n) >> (56 - 8 * UInt64($0))) }
         }
         try seal(input.count, final: true, trailer: trailer)
-        output += trailer
+        output.append(trailer)
     }
 
-    public func pull(limit: Int) throws -> [UInt8] {
-        guard !output.isEmpty else { return [] }
-        if output.count <= limit {
-            defer { output = [] }
-            return output
-        }
-        let out = Array(output[0..<limit])
-        output.removeFirst(limit)
-        return out
-    }
+    public func pull(limit: Int) throws -> [UInt8] { output.take(limit: limit) }
 }
 
 /// Decrypts a native object with whichever of the private keys it was wrapped for.
@@ -198,7 +189,7 @@ public final class NativeDecryptor: ByteTransform {
     private let name: String
     private let keys: () throws -> [EncryptionPrivateKey]
     private var input = InputBuffer()
-    private var output: [UInt8] = []
+    private var output = OutputBuffer()
     private var key: SymmetricKey?
     private var aad: [UInt8] = []
     private var trailer = false
@@ -262,7 +253,7 @@ public final class NativeDecryptor: ByteTransform {
             throw corrupt(final ? "the last chunk (\(index)) does not authenticate: truncated, reordered or altered" : "chunk \(index) does not authenticate")
         }
         input.consume(n)
-        output += plain
+        output.append(plain)
         index += 1
     }
 
@@ -285,14 +276,5 @@ public final class NativeDecryptor: ByteTransform {
         input.consume(t.count)
     }
 
-    public func pull(limit: Int) throws -> [UInt8] {
-        guard !output.isEmpty else { return [] }
-        if output.count <= limit {
-            defer { output = [] }
-            return output
-        }
-        let out = Array(output[0..<limit])
-        output.removeFirst(limit)
-        return out
-    }
+    public func pull(limit: Int) throws -> [UInt8] { output.take(limit: limit) }
 }
