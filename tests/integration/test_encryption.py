@@ -10,7 +10,7 @@ import pytest
 
 from harness import run
 from test_backups import backup_push, start_recovered
-from test_verify import FileObjects, S3Objects
+from test_verify import prefix_and_objects
 
 
 def keypair(wale, scratch, name):
@@ -59,12 +59,7 @@ def independent_decrypt(blob, private_key_file):
 
 @pytest.mark.parametrize("store,version", [("file", 15), ("s3", 18)])
 def test_native_encryption_archive_backup_and_point_in_time_restore(request, make_cluster, wale, scratch, store, version):
-    if store == "file":
-        prefix, adir = request.getfixturevalue("archive")
-        objs = FileObjects(adir)
-    else:
-        prefix = request.getfixturevalue("s3_prefix")
-        objs = S3Objects(prefix)
+    prefix, objs = prefix_and_objects(request, store)
     priv, pub = keypair(wale, scratch, "ops")
     escrow_priv, escrow_pub = keypair(wale, scratch, "escrow")
     enc = {"WALE_ENCRYPTION_PUBLIC_KEYS": f"{pub},{escrow_pub}"}  # two recipients; no private key here
@@ -141,12 +136,7 @@ def test_key_rotation_rewraps_headers_only_and_restores_with_the_new_key_alone(r
     import json
     import shutil
     from test_s3 import start_proxy
-    if store == "file":
-        prefix, adir = request.getfixturevalue("archive")
-        objs = FileObjects(adir)
-    else:
-        prefix = request.getfixturevalue("s3_prefix")
-        objs = S3Objects(prefix)
+    prefix, objs = prefix_and_objects(request, store)
     a_priv, a_pub = keypair(wale, scratch, "a")
     b_priv, b_pub = keypair(wale, scratch, "b")
     a_id, b_id = (open(k).read().split()[-2] for k in (a_pub, b_pub))

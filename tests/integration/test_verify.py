@@ -33,6 +33,15 @@ class FileObjects:
         return sorted(os.path.join(under, n) for n in os.listdir(d))
 
 
+def prefix_and_objects(request, store):
+    """A fresh prefix on `store` ("file" or "s3") and its objects, read and written without wal-e."""
+    if store == "file":
+        prefix, adir = request.getfixturevalue("archive")
+        return prefix, FileObjects(adir)
+    prefix = request.getfixturevalue("s3_prefix")
+    return prefix, S3Objects(prefix)
+
+
 class S3Objects:
     """Objects in the test bucket, read and written with curl (not wal-e's code)."""
 
@@ -80,12 +89,7 @@ def backup_with_wal(make_cluster, wale, prefix):
 
 @pytest.mark.parametrize("store", ["file", "s3"])
 def test_verify_catches_every_damage(request, make_cluster, wale, store):
-    if store == "file":
-        prefix, adir = request.getfixturevalue("archive")
-        objs = FileObjects(adir)
-    else:
-        prefix = request.getfixturevalue("s3_prefix")
-        objs = S3Objects(prefix)
+    prefix, objs = prefix_and_objects(request, store)
     c, name = backup_with_wal(make_cluster, wale, prefix)
     c.stop()
 
