@@ -38,14 +38,16 @@ grep -E '^(✔|✘) Suite|Test run with|Executed [0-9]+ test' "$unit_log" || tai
 rm -f "$unit_log"
 
 export WALE_BIN=$PWD/.build/debug/wal-e
-# PostgreSQL's own recovery tests (tests/pg-tap) run beside the integration tests: they mostly
-# wait on their servers, so side by side they cost CI minutes less than one after the other.
-# WALE_PG_TAP=0 leaves them out; a pytest selection (arguments) runs without them.
+# PostgreSQL's own recovery tests (tests/pg-tap) run beside the integration tests, at the lowest
+# CPU priority: both mostly wait on their servers, so side by side they cost CI minutes less than
+# one after the other, and niced they take only the cores the integration tests leave idle (whose
+# fault-timing tests must not be slowed; docs/design.md, "Test run time"). WALE_PG_TAP=0 leaves
+# them out; a pytest selection (arguments) runs without them.
 tap_pid=
 if [ "${WALE_PG_TAP:-1}" = 1 ] && [ $# -eq 0 ]; then
   echo ">> PostgreSQL's recovery tests (src/test/recovery) with wal-e, PostgreSQL 15 and 18, in the background" >&2
   tap_log=$(mktemp)
-  PG_TAP_JOBS=${PG_TAP_JOBS:-2} bash tests/pg-tap/run.sh >"$tap_log" 2>&1 &
+  PG_TAP_JOBS=${PG_TAP_JOBS:-2} nice -n 19 bash tests/pg-tap/run.sh >"$tap_log" 2>&1 &
   tap_pid=$!
 fi
 
