@@ -61,6 +61,10 @@ def run_many_files(b, files):
         restored = sum(len(fs) for _, _, fs in os.walk(target))
         b.record(f"backup-fetch, {section}", "wal-e", wall=g["wall"], us_per_file=g["wall"] / files * 1e6, rss_mib=g["rss_mib"],
                  files_restored=restored)
+        # verify checks every file against the manifest without writing: the same bounded memory.
+        b.drop_caches()
+        v = b.timed(b.wale_cmd("verify", "LATEST"), env=env)
+        b.record(f"backup-fetch, {section}", "wal-e verify", wall=v["wall"], us_per_file=v["wall"] / files * 1e6, rss_mib=v["rss_mib"])
 
         conf = pgbr_offline_conf(b, data, str(per_dir))
         shutil.rmtree(f"{b.ROOT}/store/pgbackrest-files-{per_dir}", ignore_errors=True)
