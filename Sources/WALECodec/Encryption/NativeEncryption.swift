@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 import WALECore
 
 /// wal-e's native encryption: a stage after compression (where gpg sits), recognised on reading
@@ -161,11 +162,13 @@ public final class NativeEncryptor: ByteTransform {
     private func seal(_ n: Int, final: Bool, trailer: [UInt8] = []) throws {
         let box = try input.withUnconsumed { p in
             try AES.GCM.seal(
-                UnsafeRawBufferPointer(rebasing: p[0..<n]), using: key, nonce: NativeEncryption.nonce(index, final: final), authenticating: aad + trailer)
+                UnsafeRawBufferPointer(rebasing: p[0..<n]), using: key, nonce: NativeEncryption.nonce(index, final: final),
+                authenticating: trailer.isEmpty ? aad : aad + trailer)
         }
         input.consume(n)
-        output.append(contentsOf: box.ciphertext)
-        output.append(contentsOf: box.tag)
+        // Copied as raw bytes: appending Data element by element runs at a fraction of memcpy's speed.
+        box.ciphertext.withUnsafeBytes { output.append(contentsOf: $0) }
+        box.tag.withUnsafeBytes { output.append(contentsOf: $0) }
         index += 1
     }
 
@@ -243,17 +246,17 @@ public final class NativeDecryptor: ByteTransform {
 
     private func open(_ n: Int, final: Bool, trailer: [UInt8] = []) throws {
         guard n >= NativeEncryption.tagSize else { throw corrupt("truncated") }
-        let plain: [UInt8]
+        let plain: Data
         do {
             let box = try AES.GCM.SealedBox(
                 nonce: NativeEncryption.nonce(index, final: final), ciphertext: input.slice(0, n - NativeEncryption.tagSize),
                 tag: input.slice(n - NativeEncryption.tagSize, NativeEncryption.tagSize))
-            plain = Array(try AES.GCM.open(box, using: key!, authenticating: aad + trailer))
+            plain = try AES.GCM.open(box, using: key!, authenticating: trailer.isEmpty ? aad : aad + trailer)
         } catch {
             throw corrupt(final ? "the last chunk (\(index)) does not authenticate: truncated, reordered or altered" : "chunk \(index) does not authenticate")
         }
         input.consume(n)
-        output.append(plain)
+        plain.withUnsafeBytes { output.append(contentsOf: $0) }
         index += 1
     }
 
