@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 import WALECore
 
 /// One stage of a byte pipeline (a compressor, a decompressor, a digest...).
@@ -96,4 +98,82 @@ struct InputBuffer {
         try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start...])) }
     }
     func slice(_ o: Int, _ n: Int) -> ArraySlice<UInt8> { bytes[(start + o)..<(start + o + n)] }
+}
+
+/// Runs a transform on its own thread, so that a stage that costs CPU (native encryption and
+/// decryption) works on one chunk while the stage before it (compression, or the download) works
+/// on the next, instead of in series on one pipeline's thread. At most `depth` pushed chunks wait
+/// for it (memory: depth × chunk size, plus the output not yet pulled); a push blocks while it is
+/// that far behind. Output is pulled as it is ready; `finish` waits for everything. An error of
+/// the stage is thrown by the next push, pull or finish.
+public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
+    private let inner: any ByteTransform  // only touched on `queue`
+    private let queue = DispatchQueue(label: "wale.stage")
+    private let slots: DispatchSemaphore
+    private let lock = NSLock()
+    private var ready: [[UInt8]] = []  // under `lock`
+    private var failure: (any Error)?  // under `lock`
+
+    public init(_ inner: any ByteTransform, depth: Int = 2) {
+        self.inner = inner
+        slots = DispatchSemaphore(value: max(1, depth))
+    }
+
+    private func rethrow() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if let failure { throw failure }
+    }
+
+    /// On `queue`: hands what the stage has made to `ready`.
+    private func collect() throws {
+        while true {
+            let out = try inner.pull(limit: pipelineChunkSize)
+            if out.isEmpty { return }
+            lock.lock()
+            ready.append(out)
+            lock.unlock()
+        }
+    }
+
+    private func fail(_ error: any Error) {
+        lock.lock()
+        if failure == nil { failure = error }
+        lock.unlock()
+    }
+
+    public func push(_ input: [UInt8]) throws {
+        try rethrow()
+        slots.wait()
+        queue.async {
+            defer { self.slots.signal() }
+            do {
+                try self.rethrow()
+                try self.inner.push(input)
+                try self.collect()
+            } catch {
+                self.fail(error)
+            }
+        }
+    }
+
+    public func pull(limit: Int) throws -> [UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
+        if let failure { throw failure }
+        return ready.isEmpty ? [] : ready.removeFirst()
+    }
+
+    public func finish() throws {
+        queue.sync {
+            do {
+                try self.rethrow()
+                try self.inner.finish()
+                try self.collect()
+            } catch {
+                self.fail(error)
+            }
+        }
+        try rethrow()
+    }
 }

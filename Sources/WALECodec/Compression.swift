@@ -95,7 +95,8 @@ public final class AutoDecoder: ByteTransform {
             // WAL-E, the keyring decides; unlike WAL-E, no key ID has to be set to read.
             d = ChainedTransform(try GPG.decryptor(name: name), AutoDecoder(name: name + " (decrypted)"))
         case .native:
-            d = ChainedTransform(NativeDecryptor(name: name), AutoDecoder(name: name + " (decrypted)"))
+            // Decryption on its own thread, beside the decompression (see `BackgroundTransform`).
+            d = ChainedTransform(BackgroundTransform(NativeDecryptor(name: name)), AutoDecoder(name: name + " (decrypted)"))
         case .unknown:
             throw WALEError(
                 .corrupt, "\(name) is not in any format wal-e knows",

@@ -119,6 +119,26 @@ import WALECore
         #expect(NativeEncryption.headerLength(Array(sealed.prefix(oldHeader))) == oldHeader)
     }
 
+    /// The pipelines run native encryption on its own thread (Sealing, AutoDecoder): the same bytes
+    /// as the stage run inline, and its errors still reach the caller.
+    @Test func backgroundStageGivesTheSameBytesAndItsErrors() async throws {
+        let plain = random(7 * chunk + 99)
+        let sealed = try await run(Sealing.native([alice.publicKey]).seal(LzopEncoder()), plain, feed: 100_000)
+        #expect(Compression.sniff(sealed) == .native)
+        let inline = try await run(LzopDecoder(), try await decrypt(sealed, with: [alice]), feed: 1 << 20)
+        #expect(inline == plain)
+        let background = try await run(BackgroundTransform(NativeDecryptor(name: "obj", keys: { [self.alice] })), sealed, feed: 33_333)
+        #expect(try await run(LzopDecoder(), background, feed: 1 << 20) == plain)
+        var damaged = sealed
+        damaged[sealed.count / 2] ^= 4
+        await #expect(throws: WALEError.self) {
+            _ = try await run(BackgroundTransform(NativeDecryptor(name: "obj", keys: { [self.alice] })), damaged, feed: 33_333)
+        }
+        await #expect(throws: WALEError.self) {
+            _ = try await run(BackgroundTransform(NativeDecryptor(name: "obj", keys: { [self.alice] })), Array(sealed.prefix(sealed.count - 3)))
+        }
+    }
+
     @Test func trailerCarriesTheContentDigestAuthenticated() async throws {
         let digest = (String(repeating: "ab", count: 32), Int64(16 << 20))
         let sealed = try await encrypt(random(2 * chunk), to: [alice.publicKey], digest: digest)

@@ -14,7 +14,10 @@ public enum Sealing: Sendable {
         switch self {
         case .clear: return compressor
         case .gpg(let keyID): return ChainedTransform(compressor, try GPG.encryptor(keyID: keyID))
-        case .native(let keys): return ChainedTransform(compressor, try NativeEncryptor(recipients: keys, contentDigest: contentDigest))
+        case .native(let keys):
+            // On its own thread: encryption then overlaps the compression of the next chunk (a
+            // 650 MB relation file is one pipeline; in series it added 16 % to backup-push).
+            return ChainedTransform(compressor, BackgroundTransform(try NativeEncryptor(recipients: keys, contentDigest: contentDigest)))
         }
     }
 
