@@ -154,18 +154,30 @@ public final class NativeEncryptor: ByteTransform {
     }
 
     public func push(_ bytes: [UInt8]) throws {
-        input.append(bytes)
-        // A full chunk is sealed as not final only once a byte after it has arrived.
-        while input.count > NativeEncryption.chunkSize { try seal(NativeEncryption.chunkSize, final: false) }
+        // A full chunk is sealed as not final only once a byte after it has arrived. Chunks are
+        // sealed straight from the pushed array; only the rest (one chunk at most) is kept.
+        var rest = bytes[...]
+        let size = NativeEncryption.chunkSize
+        if input.count > 0 {
+            let need = size - input.count
+            if need > 0 {
+                input.append(Array(rest.prefix(need)))
+                rest = rest.dropFirst(need)
+            }
+            guard !rest.isEmpty else { return }
+            try input.withUnconsumed { try seal($0, final: false) }
+            input.consume(size)
+        }
+        while rest.count > size {
+            try rest.prefix(size).withUnsafeBytes { try seal($0, final: false) }
+            rest = rest.dropFirst(size)
+        }
+        input.append(Array(rest))
     }
 
-    private func seal(_ n: Int, final: Bool, trailer: [UInt8] = []) throws {
-        let box = try input.withUnconsumed { p in
-            try AES.GCM.seal(
-                UnsafeRawBufferPointer(rebasing: p[0..<n]), using: key, nonce: NativeEncryption.nonce(index, final: final),
-                authenticating: trailer.isEmpty ? aad : aad + trailer)
-        }
-        input.consume(n)
+    private func seal(_ plain: UnsafeRawBufferPointer, final: Bool, trailer: [UInt8] = []) throws {
+        let box = try AES.GCM.seal(
+            plain, using: key, nonce: NativeEncryption.nonce(index, final: final), authenticating: trailer.isEmpty ? aad : aad + trailer)
         // Copied as raw bytes: appending Data element by element runs at a fraction of memcpy's speed.
         box.ciphertext.withUnsafeBytes { output.append(contentsOf: $0) }
         box.tag.withUnsafeBytes { output.append(contentsOf: $0) }
@@ -180,7 +192,8 @@ public final class NativeEncryptor: ByteTransform {
             let (hex, n) = contentDigest()
             trailer = (EncryptionKeys.hexBytes(hex) ?? []) + (0..<8).map { UInt8(truncatingIfNeeded: UInt64(n) >> (56 - 8 * UInt64($0))) }
         }
-        try seal(input.count, final: true, trailer: trailer)
+        try input.withUnconsumed { try seal($0, final: true, trailer: trailer) }
+        input.consume(input.count)
         output.append(trailer)
     }
 
