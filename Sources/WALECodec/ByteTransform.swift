@@ -52,6 +52,9 @@ struct OutputBuffer {
     mutating func append(_ more: [UInt8]) { if bytes.isEmpty { bytes = more } else { bytes += more } }
     mutating func append(contentsOf more: some Sequence<UInt8>) { bytes.append(contentsOf: more) }
 
+    /// Room for `n` more bytes at once (appending chunk by chunk would regrow and copy the array).
+    mutating func reserve(_ n: Int) { bytes.reserveCapacity(bytes.count + n) }
+
     mutating func take(limit: Int) -> [UInt8] {
         if bytes.count <= limit {
             defer { bytes = [] }

@@ -158,6 +158,7 @@ public final class NativeEncryptor: ByteTransform {
         // sealed straight from the pushed array; only the rest (one chunk at most) is kept.
         var rest = bytes[...]
         let size = NativeEncryption.chunkSize
+        output.reserve((input.count + bytes.count) / size * (size + NativeEncryption.tagSize))
         if input.count > 0 {
             let need = size - input.count
             if need > 0 {
@@ -278,6 +279,7 @@ public final class NativeDecryptor: ByteTransform {
         if key == nil, try !readHeader() { return }
         // Keep what may be the final chunk (and the trailer) until the end of the stream.
         let reserve = chunk + NativeEncryption.tagSize + (trailer ? NativeEncryption.trailerSize : 0)
+        output.reserve(input.count / (chunk + NativeEncryption.tagSize) * chunk)
         while input.count > reserve { try open(chunk + NativeEncryption.tagSize, final: false) }
     }
 
