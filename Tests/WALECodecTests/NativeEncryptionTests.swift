@@ -22,6 +22,8 @@ import WALECore
             let sealed = try await encrypt(plain, to: [alice.publicKey, escrow.publicKey])
             #expect(Compression.sniff(sealed) == .native)
             #expect(try await decrypt(sealed, with: [alice]) == plain, "\(n)")
+            #expect(try await run(NativeDecryptor(name: "obj", keys: { [self.alice] }), sealed, feed: 1 << 20) == plain, "\(n) whole")
+            #expect(try await run(NativeDecryptor(name: "obj", keys: { [self.alice] }), sealed, feed: chunk + 16) == plain, "\(n) framed")
             #expect(try await decrypt(sealed, with: [mallory, escrow]) == plain, "\(n) escrow")  // any listed key
             #expect(NativeEncryption.recipients(ofHeader: sealed) == [alice.publicKey.idText, escrow.publicKey.idText])
         }

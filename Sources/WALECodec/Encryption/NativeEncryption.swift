@@ -258,39 +258,68 @@ public final class NativeDecryptor: ByteTransform {
 
     private var chunk = 0
 
-    private func open(_ n: Int, final: Bool, trailer: [UInt8] = []) throws {
-        guard n >= NativeEncryption.tagSize else { throw corrupt("truncated") }
+    /// Opens the chunk in `framed` (ciphertext and tag) and appends its plaintext to the output.
+    private func open(_ framed: ArraySlice<UInt8>, final: Bool, trailer: [UInt8] = []) throws {
+        guard framed.count >= NativeEncryption.tagSize else { throw corrupt("truncated") }
         let plain: Data
         do {
             let box = try AES.GCM.SealedBox(
-                nonce: NativeEncryption.nonce(index, final: final), ciphertext: input.slice(0, n - NativeEncryption.tagSize),
-                tag: input.slice(n - NativeEncryption.tagSize, NativeEncryption.tagSize))
+                nonce: NativeEncryption.nonce(index, final: final), ciphertext: framed.dropLast(NativeEncryption.tagSize),
+                tag: framed.suffix(NativeEncryption.tagSize))
             plain = try AES.GCM.open(box, using: key!, authenticating: trailer.isEmpty ? aad : aad + trailer)
         } catch {
             throw corrupt(final ? "the last chunk (\(index)) does not authenticate: truncated, reordered or altered" : "chunk \(index) does not authenticate")
         }
-        input.consume(n)
         plain.withUnsafeBytes { output.append(contentsOf: $0) }
         index += 1
     }
 
+    /// Opens the first `n` bytes of the input buffer as a chunk.
+    private func openBuffered(_ n: Int, final: Bool, trailer: [UInt8] = []) throws {
+        try open(input.slice(0, n), final: final, trailer: trailer)
+        input.consume(n)
+    }
+
+    /// What may be the final chunk and the trailer: kept until the end of the stream.
+    private var reserve: Int { chunk + NativeEncryption.tagSize + (trailer ? NativeEncryption.trailerSize : 0) }
+
     public func push(_ bytes: [UInt8]) throws {
-        input.append(bytes)
-        if key == nil, try !readHeader() { return }
-        // Keep what may be the final chunk (and the trailer) until the end of the stream.
-        let reserve = chunk + NativeEncryption.tagSize + (trailer ? NativeEncryption.trailerSize : 0)
-        output.reserve(input.count / (chunk + NativeEncryption.tagSize) * chunk)
-        while input.count > reserve { try open(chunk + NativeEncryption.tagSize, final: false) }
+        var rest = bytes[...]
+        if key == nil {
+            input.append(bytes)
+            guard try readHeader() else { return }
+            rest = []
+        }
+        let framed = chunk + NativeEncryption.tagSize
+        output.reserve((input.count + rest.count) / framed * chunk)
+        // Chunks are opened straight from the pushed array; only a chunk that straddles two
+        // pushes, and the reserve, are kept in the buffer.
+        while input.count > 0 {
+            guard input.count + rest.count > reserve else {
+                input.append(Array(rest))
+                return
+            }
+            if input.count < framed {
+                let n = framed - input.count
+                input.append(Array(rest.prefix(n)))
+                rest = rest.dropFirst(n)
+            }
+            try openBuffered(framed, final: false)
+        }
+        while rest.count > reserve {
+            try open(rest.prefix(framed), final: false)
+            rest = rest.dropFirst(framed)
+        }
+        input.append(Array(rest))
     }
 
     public func finish() throws {
         if key == nil, try !readHeader() { throw corrupt("truncated in its header") }
-        let reserve = chunk + NativeEncryption.tagSize + (trailer ? NativeEncryption.trailerSize : 0)
-        while input.count > reserve { try open(chunk + NativeEncryption.tagSize, final: false) }
+        while input.count > reserve { try openBuffered(chunk + NativeEncryption.tagSize, final: false) }
         let rest = input.count - (trailer ? NativeEncryption.trailerSize : 0)
         guard rest >= NativeEncryption.tagSize else { throw corrupt("truncated") }
         let t = trailer ? Array(input.slice(rest, NativeEncryption.trailerSize)) : []
-        try open(rest, final: true, trailer: t)
+        try openBuffered(rest, final: true, trailer: t)
         input.consume(t.count)
     }
 
