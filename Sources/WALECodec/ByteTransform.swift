@@ -106,7 +106,7 @@ struct InputBuffer {
 /// Runs a transform on its own thread, so that a stage that costs CPU (native encryption and
 /// decryption) works on one chunk while the stage before it (compression, or the download) works
 /// on the next, instead of in series on one pipeline's thread. At most `depth` pushed chunks wait
-/// for it (memory: depth × chunk size, plus the output not yet pulled); a push blocks while it is
+/// for it (memory: depth × max(chunk size, `batch`), plus the output not yet pulled); a push blocks while it is
 /// that far behind. Output is pulled as it is ready; `finish` waits for everything. An error of
 /// the stage is thrown by the next push, pull or finish.
 public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
@@ -145,8 +145,24 @@ public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Small pushes (a download's 16 KiB TLS records) are gathered up to this much before they are
+    /// handed over: a thread hop per record cost more than the stage itself.
+    static let batch = 256 << 10
+    private var gathered: [UInt8] = []
+
     public func push(_ input: [UInt8]) throws {
         try rethrow()
+        if gathered.isEmpty && input.count >= Self.batch { return hand(input) }
+        if gathered.isEmpty { gathered.reserveCapacity(Self.batch + input.count) }
+        gathered += input
+        if gathered.count >= Self.batch {
+            let batch = gathered
+            gathered = []
+            hand(batch)
+        }
+    }
+
+    private func hand(_ input: [UInt8]) {
         slots.wait()
         queue.async {
             defer { self.slots.signal() }
@@ -168,6 +184,11 @@ public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
     }
 
     public func finish() throws {
+        try rethrow()
+        if !gathered.isEmpty {
+            hand(gathered)
+            gathered = []
+        }
         queue.sync {
             do {
                 try self.rethrow()
