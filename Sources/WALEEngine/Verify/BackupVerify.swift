@@ -119,6 +119,9 @@ public struct BackupVerify: Sendable {
             }
         }
 
+        // The WAL is checked while the partitions are (it is one more download beside them).
+        let (walSentinel, online) = (sentinel, report.online)
+        async let walCheck = checkWAL(sentinel: walSentinel, online: online, backup: backup, poolSize: poolSize)
         let withManifests = report.fileChecksums
         let checked = try await boundedConcurrently(partitions, width: poolSize) { p in
             try await checkPartition(p, backup: name, withManifest: withManifests && manifestKeys.contains(name.manifestKey(prefix, p.0)), progress: progress)
@@ -135,35 +138,40 @@ public struct BackupVerify: Sendable {
             problem(.corrupt, backup.sentinelKey, "the sentinel counts \(x.fileCount) files, the partitions hold \(report.files)")
         }
 
-        // The WAL consistency needs: from the start segment to the stop segment (an offline
-        // backup of a cleanly stopped cluster needs none).
-        if let s = sentinel, report.online, let stop = WALSegmentName(s.stopSegment) {
-            let size = s.extra.flatMap { WALSegmentSize(bytes: $0.segmentSize) } ?? .default
-            let first = name.segment.segmentNumber(size: size)
-            let last = stop.segmentNumber(size: size)
-            if stop.timeline != name.segment.timeline || last < first || last - first > 1_000_000 {
-                problem(.corrupt, backup.sentinelKey, "the stop segment \(s.stopSegment) does not follow the start segment \(name.segment)")
-            } else {
-                let names = (first...last).map { WALSegmentName(timeline: stop.timeline, segmentNumber: $0, size: size).description }
-                let downloader = WALDownloader(store: store, prefix: prefix, preferred: preferred)
-                let results = try await boundedConcurrently(names, width: poolSize) { seg -> Problem? in
-                    guard let key = try await downloader.locate(seg) else {
-                        return Problem(
-                            kind: .missing, key: prefix.url(forKey: prefix.walKey(seg, suffix: preferred.suffix)),
-                            message: "WAL segment \(seg), which the backup needs to reach consistency, is not in the archive")
-                    }
-                    do {
-                        try await reader.retry.run(logger: reader.logger, what: "the check of \(key)") { _ in try await downloader.check(key: key, name: seg) }
-                        return nil
-                    } catch let e as WALEError where e.kind == .corrupt || e.kind == .notFound {
-                        return Problem(kind: e.kind == .corrupt ? .corrupt : .missing, key: prefix.url(forKey: key), message: e.message + (e.detail.map { ": " + $0 } ?? ""))
-                    }
-                }
-                report.walSegments = names.count
-                report.problems += results.compactMap { $0 }
+        let wal = try await walCheck
+        report.walSegments = wal.segments
+        report.problems += wal.problems
+        return report
+    }
+
+    /// The WAL consistency needs: from the start segment to the stop segment (an offline backup of
+    /// a cleanly stopped cluster needs none). Returns how many segments and the problems found.
+    func checkWAL(sentinel: Sentinel?, online: Bool, backup: BackupInfo, poolSize: Int) async throws -> (segments: Int, problems: [Problem]) {
+        let name = backup.name
+        guard let s = sentinel, online, let stop = WALSegmentName(s.stopSegment) else { return (0, []) }
+        let size = s.extra.flatMap { WALSegmentSize(bytes: $0.segmentSize) } ?? .default
+        let first = name.segment.segmentNumber(size: size)
+        let last = stop.segmentNumber(size: size)
+        if stop.timeline != name.segment.timeline || last < first || last - first > 1_000_000 {
+            return (0, [Problem(kind: .corrupt, key: prefix.url(forKey: backup.sentinelKey), message: "the stop segment \(s.stopSegment) does not follow the start segment \(name.segment)")])
+        }
+        let names = (first...last).map { WALSegmentName(timeline: stop.timeline, segmentNumber: $0, size: size).description }
+        let downloader = WALDownloader(store: store, prefix: prefix, preferred: preferred)
+        let (prefix, preferred, reader) = (self.prefix, self.preferred, self.reader)
+        let results = try await boundedConcurrently(names, width: poolSize) { seg -> Problem? in
+            guard let key = try await downloader.locate(seg) else {
+                return Problem(
+                    kind: .missing, key: prefix.url(forKey: prefix.walKey(seg, suffix: preferred.suffix)),
+                    message: "WAL segment \(seg), which the backup needs to reach consistency, is not in the archive")
+            }
+            do {
+                try await reader.retry.run(logger: reader.logger, what: "the check of \(key)") { _ in try await downloader.check(key: key, name: seg) }
+                return nil
+            } catch let e as WALEError where e.kind == .corrupt || e.kind == .notFound {
+                return Problem(kind: e.kind == .corrupt ? .corrupt : .missing, key: prefix.url(forKey: key), message: e.message + (e.detail.map { ": " + $0 } ?? ""))
             }
         }
-        return report
+        return (names.count, results.compactMap { $0 })
     }
 
     struct PartitionResult: Sendable {
