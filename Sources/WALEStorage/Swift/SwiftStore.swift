@@ -159,16 +159,20 @@ public struct SwiftStore: PartedUploadTarget {
         return h
     }
 
-    func outcome(_ r: Response, _ what: String, key: String) throws -> WriteOutcome {
-        if r.status == 412 { return .alreadyExists }
-        guard r.status == 201 else { throw failure(r, what, key: key) }
+    /// A PUT's answer. 202 Accepted: the object servers already hold a write of this name with the
+    /// same or a newer timestamp (a concurrent writer's), so ours was not applied: under if-absent
+    /// that is "already exists" (the caller compares); otherwise the concurrent write simply won,
+    /// as the later of two overwrites does on every store.
+    func outcome(_ r: Response, _ what: String, key: String, ifAbsent: Bool) throws -> WriteOutcome {
+        if r.status == 412 || (r.status == 202 && ifAbsent) { return .alreadyExists }
+        guard r.status == 201 || r.status == 202 else { throw failure(r, what, key: key) }
         return .created
     }
 
     func putWhole(_ key: String, _ body: ByteBuffer, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
         let h = objectHeaders(options, metadata: metadata) + [("ETag", md5Hex(body))]
         let r = try await send(.PUT, name: SwiftConfiguration.objectName(key), headers: h, body: body, what: "PUT \(key)")
-        return try outcome(r, "PUT \(key)", key: key)
+        return try outcome(r, "PUT \(key)", key: key, ifAbsent: options.ifAbsent)
     }
 
     func begin(_ key: String, options: WriteOptions) async throws -> LargeObject {
@@ -211,7 +215,7 @@ public struct SwiftStore: PartedUploadTarget {
             let r = try await store.send(
                 .PUT, name: SwiftConfiguration.objectName(key), query: [("multipart-manifest", "put")],
                 headers: store.objectHeaders(options, metadata: metadata), body: ByteBuffer(string: manifest.serialized()), what: what)
-            let outcome = try store.outcome(r, what, key: key)
+            let outcome = try store.outcome(r, what, key: key, ifAbsent: options.ifAbsent)
             if outcome == .alreadyExists { await abort() }
             return outcome
         }
