@@ -11,7 +11,11 @@ any token or none).
   a Compute Engine metadata server.
 * Every other request must carry `Authorization: Bearer <a token issued here and not revoked>`
   (401 otherwise, in GCS's error form) and is forwarded to fake-gcs-server.
-* POST /_admin/revoke revokes every token (?after=N: once N more requests went through); GET /_stats answers {"issued": N, "refused": N}.
+* POST /_admin/revoke revokes every token (?after=N: once N more requests went through; with
+  &bucket=B only requests for bucket B count, and only the tokens used on bucket B are revoked, so
+  tests running beside it on the shared server neither use up its count nor lose their tokens);
+  GET /_stats answers {"issued": N, "refused": N}; GET /_stats?bucket=B adds "tokens_used": the
+  number of distinct tokens that made requests on bucket B.
 * --open-port: the same proxy without the token check (what STORAGE_EMULATOR_HOST points at).
 
 Resumable uploads as GCS runs them. fake-gcs-server appends every chunk it is sent and takes a
@@ -47,8 +51,11 @@ GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 TOKENS = set()
 STATS = {"issued": 0, "refused": 0}
-# POST /_admin/revoke?after=N: every token is revoked once N more requests have been let through.
+# POST /_admin/revoke?after=N[&bucket=B]: every token is revoked once N more requests (for bucket B)
+# have been let through.
 REVOKE_AFTER = [None]
+REVOKE_BUCKET = [None]
+SEEN = {}  # bucket -> tokens that made requests on it
 LOCK = threading.Lock()
 
 
@@ -146,11 +153,19 @@ class Handler(BaseHTTPRequestHandler):
             ok = self.server.open or (auth.startswith("Bearer ") and auth[7:] in TOKENS)
             if not ok:
                 STATS["refused"] += 1
-            elif REVOKE_AFTER[0] is not None:
-                REVOKE_AFTER[0] -= 1
-                if REVOKE_AFTER[0] <= 0:
-                    REVOKE_AFTER[0] = None
-                    TOKENS.clear()
+            else:
+                m = re.search(r"/b/([^/?]+)", self.path)
+                bucket = m.group(1) if m else None
+                if bucket and not self.server.open:
+                    SEEN.setdefault(bucket, set()).add(auth[7:])
+                if REVOKE_AFTER[0] is not None and (REVOKE_BUCKET[0] is None or bucket == REVOKE_BUCKET[0]):
+                    REVOKE_AFTER[0] -= 1
+                    if REVOKE_AFTER[0] <= 0:
+                        REVOKE_AFTER[0] = None
+                        if REVOKE_BUCKET[0] is None:
+                            TOKENS.clear()
+                        else:
+                            TOKENS.difference_update(SEEN.get(REVOKE_BUCKET[0], set()))
         if not ok:
             return self.answer(401, {"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}},
                                [("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')])
@@ -242,9 +257,13 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def do_GET(self):
-        if self.path == "/_stats":
+        if self.path.startswith("/_stats"):
+            bucket = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("bucket", [None])[0]
             with LOCK:
-                return self.answer(200, dict(STATS))
+                stats = dict(STATS)
+                if bucket:
+                    stats["tokens_used"] = len(SEEN.get(bucket, set()))
+                return self.answer(200, stats)
         if self.path == "/computeMetadata/v1/instance/service-accounts/default/token":
             if self.headers.get("Metadata-Flavor") != "Google":
                 return self.answer(403, {"error": "Missing Metadata-Flavor:Google header."})
@@ -256,10 +275,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.token(self.body())
         if self.path.startswith("/_admin/revoke"):
             self.body()
-            after = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("after")
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            after, bucket = q.get("after"), q.get("bucket", [None])[0]
             with LOCK:
                 if after:
                     REVOKE_AFTER[0] = int(after[0])
+                    REVOKE_BUCKET[0] = bucket
                 else:
                     TOKENS.clear()
             return self.answer(200, {"revoked": True})
