@@ -212,7 +212,16 @@ public struct Check: Sendable {
             let started = POSIX.monotonic()
             while POSIX.monotonic() - started < timeout {
                 if let key = try await downloader.locate(name) {
-                    return Result(name: "switch-wal", status: .ok, detail: String(format: "%@ reached the archive in %.1f s (%@)", name, POSIX.monotonic() - started, prefix.url(forKey: key)))
+                    let arrived = POSIX.monotonic() - started
+                    // The archiver reports the segment in pg_stat_archiver only after archive_command
+                    // has returned: wait (a few seconds at most) so the archiver check reads it.
+                    let reported = POSIX.monotonic()
+                    while POSIX.monotonic() - reported < min(10, timeout),
+                        (try await session.value("SELECT (coalesce(last_archived_wal, '') >= '\(name)')::text FROM pg_stat_archiver")) != "true"
+                    {
+                        try await Task.sleep(nanoseconds: 100_000_000)
+                    }
+                    return Result(name: "switch-wal", status: .ok, detail: String(format: "%@ reached the archive in %.1f s (%@)", name, arrived, prefix.url(forKey: key)))
                 }
                 try await Task.sleep(nanoseconds: 200_000_000)
             }
