@@ -42,6 +42,8 @@ public struct KeyRotation: Sendable {
         }
     }
 
+    static let firstRead = 4096
+
     enum Outcome: Sendable {
         case clear
         case native(ids: [String], rewrapped: HeadReplacement?)
@@ -56,11 +58,14 @@ public struct KeyRotation: Sendable {
         let (store, logger) = (self.store, self.logger)
         let outcomes = try await boundedConcurrently(objects, width: poolSize) { object -> Outcome in
             defer { progress?.unitDone(1) }
-            var head = try await store.readHead(object.key, length: 11)
-            guard head.count == 11, NativeEncryption.headerLength(head) != nil else { return .clear }
-            let need = 11 + Int(head[10]) * NativeEncryption.stanzaSize
-            head = try await store.readHead(object.key, length: need)
-            guard head.count == need else { throw WALEError(.corrupt, "\(object.key) ends inside its native encryption header") }
+            // One read covers the header of an object with up to 46 recipients; a longer one is read again.
+            var head = try await store.readHead(object.key, length: Self.firstRead)
+            guard head.count >= 11, var length = NativeEncryption.headerLength(head) else { return .clear }
+            if length == 0 {
+                length = 11 + Int(head[10]) * NativeEncryption.stanzaSize
+                head = try await store.readHead(object.key, length: length)
+                guard head.count == length else { throw WALEError(.corrupt, "\(object.key) ends inside its native encryption header") }
+            }
             let ids = NativeEncryption.recipients(ofHeader: head) ?? []
             guard let from else { return .native(ids: ids, rewrapped: nil) }
             let r: NativeEncryption.Rewrap

@@ -74,7 +74,7 @@ public enum NativeEncryption {
     }
 
     /// How many bytes of a native object's start hold its header (nil: not a native object; 0: the
-    /// bytes given do not reach its end yet: read at least `maximumHeaderSize`).
+    /// bytes given do not reach its end yet).
     public static func headerLength(_ head: [UInt8]) -> Int? {
         guard head.count >= magic.count else { return head == Array(magic.prefix(head.count)) ? 0 : nil }
         guard head.starts(with: magic) else { return nil }
@@ -82,9 +82,6 @@ public enum NativeEncryption {
         let n = 11 + Int(head[10]) * stanzaSize
         return head.count >= n ? n : 0
     }
-
-    /// The longest header there can be (255 recipients).
-    public static let maximumHeaderSize = 11 + 255 * stanzaSize
 
     /// What rewrapping one object's header comes to.
     public enum Rewrap: Equatable, Sendable {
