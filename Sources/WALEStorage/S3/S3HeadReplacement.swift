@@ -34,13 +34,8 @@ extension S3Store {
         first.writeBytes(r.body)
         // The upload declares no checksum algorithm (copied parts could not carry ours): the sent
         // part goes with Content-MD5, which every S3 checks.
-        let start = try await send(
-            .POST, key: key, query: [("uploads", "")], headers: objectHeaders(WriteOptions(), metadata: original.metadata), body: ByteBuffer(),
-            what: "CreateMultipartUpload \(key)")
-        guard start.status == 200, let uploadID = xmlValues(start.body, "UploadId").first else {
-            throw failure(start, "CreateMultipartUpload \(key)", key: key)
-        }
-        let upload = Multipart(store: self, key: key, uploadID: uploadID)
+        let upload = try await startMultipart(key, options: WriteOptions(metadata: original.metadata), declaringChecksum: false)
+        let uploadID = upload.uploadID
         do {
             var parts: [Multipart.Part] = []
             let put = try await send(

@@ -205,8 +205,15 @@ public struct S3Store: PartedUploadTarget {
     }
 
     func begin(_ key: String, options: WriteOptions) async throws -> Multipart {
+        try await startMultipart(key, options: options, declaringChecksum: true)
+    }
+
+    /// `declaringChecksum: false`: parts go with Content-MD5 (an upload with copied parts, whose
+    /// CRC32C S3 would have to give back for each).
+    func startMultipart(_ key: String, options: WriteOptions, declaringChecksum: Bool) async throws -> Multipart {
         // Parts carrying a flexible checksum need the algorithm declared up front.
-        let headers = objectHeaders(options, metadata: options.metadata) + (config.checksum == .crc32c ? [("x-amz-checksum-algorithm", "CRC32C")] : [])
+        let declare = declaringChecksum && config.checksum == .crc32c
+        let headers = objectHeaders(options, metadata: options.metadata) + (declare ? [("x-amz-checksum-algorithm", "CRC32C")] : [])
         let start = try await send(.POST, key: key, query: [("uploads", "")], headers: headers, body: ByteBuffer(), what: "CreateMultipartUpload \(key)")
         guard start.status == 200, let uploadID = xmlValues(start.body, "UploadId").first else {
             throw failure(start, "CreateMultipartUpload \(key)", key: key)
