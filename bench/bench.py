@@ -24,13 +24,15 @@ SCALE = int(os.environ.get("BENCH_SCALE", "50"))
 RANDOM_MB = int(os.environ.get("BENCH_RANDOM_MB", "0")) or SCALE * 13  # about pgbench's size
 REPLAY_GIB = float(os.environ.get("BENCH_REPLAY_GIB", "1.0"))
 PUSH_RUNS = int(os.environ.get("BENCH_PUSH_RUNS", "11"))
+RUNS = int(os.environ.get("BENCH_RUNS", "1"))  # repetitions of every measured section: medians and spread
 WALE_PY = os.environ.get("BENCH_WALE_PY", "/opt/wal-e-test/wale-venv/bin/wal-e")
 S3_PORT = int(os.environ["WALE_TEST_S3_ENDPOINT"].rsplit(":", 1)[1])
 S3_KEY, S3_SECRET = os.environ["WALE_TEST_S3_ACCESS_KEY"], os.environ["WALE_TEST_S3_SECRET_KEY"]
 S3_CA = os.environ["WALE_TEST_S3_CA"]
 SEG = 16 << 20
 MAIN_PORT, BACKLOG_PORT, RESTORE_PORT = 5611, 5612, 5613
-ROWS = []  # (section, tool, figure dict)
+ROWS = []  # (section, tool, figure dict, run index)
+RUN = 0  # the repetition being measured (BENCH_RUNS)
 LOG = open(os.path.join(ROOT, "bench.log"), "a") if os.path.isdir(ROOT) else None
 
 
@@ -267,8 +269,8 @@ def write_script(path, body):
 # ---------------------------------------------------------------- the measurements
 
 def record(section, tool, **fig):
-    ROWS.append((section, tool, fig))
-    say(f"{section} | {tool} | " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in fig.items()))
+    ROWS.append((section, tool, fig, RUN))
+    say(f"run {RUN + 1}/{RUNS}: {section} | {tool} | " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in fig.items()))
 
 
 def backups_and_restores(main, base_bytes):
@@ -284,8 +286,13 @@ def backups_and_restores(main, base_bytes):
         targets.append(("pgBackRest zst", store, "zst"))
         targets.append(("WAL-E 1.1.1", store, None))
     labels = {}
-    wale_stored = {}  # store -> bytes of wal-e backups so far (each row counts its own)
     wale_names = {}
+
+    def stored_total(repo, store):  # bytes of a WAL-E-layout repository's base backups so far
+        if store == "file":
+            path = f"{ROOT}/store/{repo}-main/basebackups_005"
+            return du(path) if os.path.isdir(path) else 0
+        return s3_size({"wal-e": "bench-wal-e", "WAL-E": "bench-wal-e-py"}[repo], "main/basebackups_005")
     enc_env = {"wal-e gpg": lambda: gpg_env(), "wal-e native encryption": lambda: enc_keys()[0], "wal-e": lambda: {}}
     for tool, store, codec in targets:
         psql(MAIN_PORT, "CHECKPOINT")
@@ -294,14 +301,14 @@ def backups_and_restores(main, base_bytes):
             # Native encryption: only the public key on the database side, as in production.
             # --fast: an immediate checkpoint, as pgBackRest's start-fast=y below (a spread one
             # measures PostgreSQL's checkpoint pacing, up to 30 s in one run, not the tool).
+            before = stored_total("wal-e", store)
             f = timed(wale_cmd("backup-push", "--fast", main), env={**wale_env(store), **enc_env[tool]()})
-            total = du(f"{ROOT}/store/wal-e-main/basebackups_005") if store == "file" else s3_size("bench-wal-e", "main/basebackups_005")
-            stored = total - wale_stored.get(store, 0)
-            wale_stored[store] = total
+            stored = stored_total("wal-e", store) - before
             wale_names[(tool, store)] = newest_wale_backup(store)
         elif tool == "WAL-E 1.1.1":
+            before = stored_total("WAL-E", store)
             f = timed(walepy_cmd("backup-push", main), env=walepy_env(store))
-            stored = du(f"{ROOT}/store/WAL-E-main/basebackups_005") if store == "file" else s3_size("bench-wal-e-py", "main/basebackups_005")
+            stored = stored_total("WAL-E", store) - before
         else:
             conf = pgbr_conf(store)
             f = timed(pgbr_cmd(conf, "main", "backup", "--type=full", f"--compress-type={codec}"))
@@ -348,9 +355,12 @@ def backups_and_restores(main, base_bytes):
 def single_pushes(walsrc):
     """wal-push of one 16 MiB segment (a real one from the data load), a fresh name each run."""
     segs = sorted(s for s in os.listdir(walsrc) if re.fullmatch(r"[0-9A-F]{24}", s))
-    assert len(segs) >= PUSH_RUNS + 2, f"only {len(segs)} segments in {walsrc}"
-    # The same real segments for every tool (each has its own repository), from the middle of the load.
-    names = segs[len(segs) // 2: len(segs) // 2 + PUSH_RUNS]
+    # The same real segments for every tool (each has its own repository), from the middle of the
+    # load; each repetition (BENCH_RUNS) pushes segments of its own: a name already archived would
+    # measure the tools' duplicate check instead of a push.
+    first = max(0, len(segs) // 2 - (RUNS * PUSH_RUNS) // 2) + RUN * PUSH_RUNS
+    names = segs[first:first + PUSH_RUNS]
+    assert len(names) == PUSH_RUNS, f"only {len(segs)} segments in {walsrc} for {RUNS} runs of {PUSH_RUNS}"
     for store in ("file", "s3"):
         for tool in ("wal-e", "wal-e native encryption", "pgBackRest lz4", "WAL-E 1.1.1"):
             walls, rss = [], []
@@ -401,25 +411,38 @@ def single_pushes(walsrc):
 
 def backlog_and_replay():
     """A small cluster whose archiver is stopped while it writes >= REPLAY_GIB of WAL; each tool then
-    drains the backlog through archive_command, and restores its base backup and replays it all
-    through restore_command."""
+    drains the backlog through archive_command (file), and restores its base backup and replays it
+    all through restore_command (file and S3): the replay rows, and the time from an empty directory
+    to a database that accepts connections (restore + replay, each from a cold page cache)."""
     data = f"{ROOT}/backlog"
-    tools = {
-        "wal-e": (wale_env("file", "backlog"), wale_cmd),
-        "WAL-E 1.1.1": (walepy_env("file", "backlog"), walepy_cmd),
-    }
-    multi = f"{ROOT}/bin/archive-backlog-wal-e-WAL-E-pgbackrest.sh"  # pgBackRest checks for its name
+    # Each repetition has a cluster of its own (a new system identifier): its own repositories.
+    name = "backlog" if RUN == 0 else f"backlog-r{RUN + 1}"
+    PORTS[name] = BACKLOG_PORT
+    for old in os.listdir(f"{ROOT}/store"):
+        if old.endswith("-backlog") or "-backlog-r" in old:  # the previous repetition's file repositories
+            shutil.rmtree(f"{ROOT}/store/{old}")
+    tools = {(store, t): v for store in ("file", "s3") for t, v in (
+        ("wal-e", (wale_env(store, name), wale_cmd)), ("WAL-E 1.1.1", (walepy_env(store, name), walepy_cmd)))}
     init_cluster(data, BACKLOG_PORT, "/bin/true")
-    conf = pgbr_conf("file", "backlog", BACKLOG_PORT, data)
-    run(pgbr_cmd(conf, "backlog", "stanza-create"))
+    conf = {store: pgbr_conf(store, name, BACKLOG_PORT, data) for store in ("file", "s3")}
+    for c in conf.values():
+        run(pgbr_cmd(c, name, "stanza-create"))
     fresh_dir(f"{ROOT}/store/cp-backlog")  # plain copies: the no-tool floors of backlog and replay
-    write_script(multi, "set -e\n" + "".join(f"env {env_line(e)} {' '.join(c('wal-push', '--pool-size', '1', '$1'))}\n" for e, c in tools.values())
-                 + f"{' '.join(pgbr_cmd(conf, 'backlog', 'archive-push', '$1'))}\ncp $1 {ROOT}/store/cp-backlog/\n")
-    set_archive_command(data, BACKLOG_PORT, f"{multi} %p")
+    multi = {}
+    for store in ("file", "s3"):
+        multi[store] = f"{ROOT}/bin/archive-{store}-{name}-wal-e-WAL-E-pgbackrest.sh"  # pgBackRest checks for its name
+        write_script(multi[store], "set -e\n" + "".join(
+            f"env {env_line(e)} {' '.join(c('wal-push', '--pool-size', '1', '$1'))}\n" for (st, _), (e, c) in tools.items() if st == store)
+            + f"{' '.join(pgbr_cmd(conf[store], name, 'archive-push', '$1'))}\n" + (f"cp $1 {ROOT}/store/cp-backlog/\n" if store == "file" else ""))
+    both = f"{ROOT}/bin/archive-both-{name}-wal-e-WAL-E-pgbackrest.sh"
+    write_script(both, f"set -e\n{multi['file']} $1\n{multi['s3']} $1\n")
+    set_archive_command(data, BACKLOG_PORT, f"{both} %p")
     run([f"{PGBIN}/pgbench", "-h", "127.0.0.1", "-p", str(BACKLOG_PORT), "-i", "-s", "5", "-q", "postgres"])
-    run(wale_cmd("backup-push", data), env=tools["wal-e"][0])
-    run(walepy_cmd("backup-push", data), env=tools["WAL-E 1.1.1"][0])
-    run(pgbr_cmd(conf, "backlog", "backup", "--type=full"))
+    for store in ("file", "s3"):
+        # a CHECKPOINT first: the backups' own (spread, checkpoint_timeout = 1h) then has nothing to write
+        for backup in (wale_cmd("backup-push", data), walepy_cmd("backup-push", data), pgbr_cmd(conf[store], name, "backup", "--type=full")):
+            psql(BACKLOG_PORT, "CHECKPOINT")
+            run(backup, env=tools[(store, "WAL-E 1.1.1" if backup[0] == WALE_PY else "wal-e")][0] if backup[0] != "pgbackrest" else None)
 
     # The backlog: the archiver fails while the cluster writes REPLAY_GIB of WAL.
     set_archive_command(data, BACKLOG_PORT, "/bin/false")
@@ -441,15 +464,33 @@ def backlog_and_replay():
     run(["cp", "-a", data, saved])
     say(f"backlog: {len(ready)} ready segments ({len(ready) * 16} MiB)")
 
-    async_conf = conf + ".async"
-    with open(conf) as f, open(async_conf, "w") as g:
+    def drain(archive_command, tool, timeout=1800):
+        """Starts the saved cluster with archive_command; returns the seconds until nothing is .ready."""
+        shutil.rmtree(data)
+        run(["cp", "-a", saved, data])
+        with open(f"{data}/postgresql.auto.conf", "a") as f:
+            f.write(f"archive_command = '{archive_command}'\n")
+        pg_start(data, BACKLOG_PORT)
+        t0 = time.monotonic()
+        failed_before = int(psql(BACKLOG_PORT, "SELECT failed_count FROM pg_stat_archiver"))
+        while any(f.endswith(".ready") for f in os.listdir(f"{data}/pg_wal/archive_status")):
+            if time.monotonic() - t0 > timeout:
+                raise SystemExit(f"{tool}: backlog not drained in {timeout} s")
+            time.sleep(0.05)
+        wall = time.monotonic() - t0
+        failed = int(psql(BACKLOG_PORT, "SELECT failed_count FROM pg_stat_archiver")) - failed_before
+        pg_stop(data)
+        return wall, failed
+
+    async_conf = conf["file"] + ".async"
+    with open(conf["file"]) as f, open(async_conf, "w") as g:
         g.write(f.read().replace("archive-async=n", "archive-async=y"))
     shutil.chown(async_conf, "postgres", "postgres")
     runs = [
-        ("wal-e", f"env {env_line(tools['wal-e'][0])} {' '.join(wale_cmd('wal-push', '%p'))}"),
-        ("pgBackRest lz4 (sync)", f"{' '.join(pgbr_cmd(conf, 'backlog', 'archive-push', '%p'))}"),
-        ("pgBackRest lz4 (async, process-max 2)", f"{' '.join(pgbr_cmd(async_conf, 'backlog', 'archive-push', '%p'))}"),
-        ("WAL-E 1.1.1", f"env {env_line(tools['WAL-E 1.1.1'][0])} {' '.join(walepy_cmd('wal-push', '%p'))}"),
+        ("wal-e", f"env {env_line(tools[('file', 'wal-e')][0])} {' '.join(wale_cmd('wal-push', '%p'))}"),
+        ("pgBackRest lz4 (sync)", f"{' '.join(pgbr_cmd(conf['file'], name, 'archive-push', '%p'))}"),
+        ("pgBackRest lz4 (async, process-max 2)", f"{' '.join(pgbr_cmd(async_conf, name, 'archive-push', '%p'))}"),
+        ("WAL-E 1.1.1", f"env {env_line(tools[('file', 'WAL-E 1.1.1')][0])} {' '.join(walepy_cmd('wal-push', '%p'))}"),
         # no tool at all: PostgreSQL's archiver running cp, one process per segment (no compression,
         # no fsync). A reference, not a floor: tools that push several segments per call beat it.
         ("reference: cp as archive_command", f"cp %p {ROOT}/store/cp-backlog/%f"),
@@ -457,55 +498,46 @@ def backlog_and_replay():
     for tool, cmd in runs:
         if tool.startswith("pgBackRest"):
             # both pgBackRest modes push into the same repository: start from its pre-backlog state
-            archive_dir = f"{ROOT}/store/pgbackrest-backlog/archive/backlog"
+            archive_dir = f"{ROOT}/store/pgbackrest-{name}/archive/{name}"
             for dirpath, _, files in os.walk(archive_dir):
                 for fn in files:
                     if fn[:24] in ready:
                         os.unlink(os.path.join(dirpath, fn))
-        shutil.rmtree(data)
-        run(["cp", "-a", saved, data])
-        with open(f"{data}/postgresql.auto.conf", "a") as f:
-            f.write(f"archive_command = '{cmd}'\n")
-        pg_start(data, BACKLOG_PORT)
-        t0 = time.monotonic()
-        failed_before = int(psql(BACKLOG_PORT, "SELECT failed_count FROM pg_stat_archiver"))
-        while any(f.endswith(".ready") for f in os.listdir(f"{data}/pg_wal/archive_status")):
-            if time.monotonic() - t0 > 1800:
-                raise SystemExit(f"{tool}: backlog not drained in 30 minutes")
-            time.sleep(0.05)
-        wall = time.monotonic() - t0
-        failed = psql(BACKLOG_PORT, "SELECT failed_count FROM pg_stat_archiver")
-        pg_stop(data)
-        record("archive backlog drain (file)", tool, segments=len(ready), wall=wall, seg_per_s=len(ready) / wall,
-               failed_attempts=int(failed) - failed_before)
+        wall, failed = drain(cmd, tool)
+        record("archive backlog drain (file)", tool, segments=len(ready), wall=wall, seg_per_s=len(ready) / wall, failed_attempts=failed)
+    # The same backlog into every tool's S3 repository (not timed: the replay rows read it from there).
+    drain(f"{multi['s3']} %p", "S3 fill", timeout=3600)
 
     # Replay feed: restore each tool's base backup and recover through all of that WAL. The floor
     # feeds the same WAL with cp from a plain directory: PostgreSQL's redo alone.
     target = f"{ROOT}/restore"
     redo_alone = "floor: redo alone (WAL already in pg_wal)"
-    for tool in ("wal-e", "pgBackRest lz4", "WAL-E 1.1.1", "floor: cp", redo_alone):
+    cases = [(store, t) for store in ("file", "s3") for t in ("wal-e", "pgBackRest lz4", "WAL-E 1.1.1")]
+    cases += [("file", "floor: cp"), ("file", redo_alone)]
+    for store, tool in cases:
         fresh_dir(target)
+        drop_caches()
         if tool == "pgBackRest lz4":
-            run(pgbr_cmd(conf, "backlog", "restore", f"--pg1-path={target}", "--type=none"))
+            restored_in = timed(pgbr_cmd(conf[store], name, "restore", f"--pg1-path={target}", "--type=none"))["wall"]
             # archive-get insists that it runs in pg1-path
-            restore = " ".join(pgbr_cmd(conf, "backlog", f"--pg1-path={target}", "archive-get", "%f", '"%p"'))
+            restore = " ".join(pgbr_cmd(conf[store], name, f"--pg1-path={target}", "archive-get", "%f", '"%p"'))
         elif tool == "floor: cp":
-            env, cmd = tools["wal-e"]
-            run(cmd("backup-fetch", target, "LATEST"), env=env)
+            env, cmd = tools[(store, "wal-e")]
+            restored_in = timed(cmd("backup-fetch", target, "LATEST"), env=env)["wall"]
             restore = f"cp {ROOT}/store/cp-backlog/%f \"%p\""
         elif tool == redo_alone:
             # Every segment placed in pg_wal beforehand and no restore_command: the server replays
             # them as crash recovery from the backup label. PostgreSQL's redo, with no fetching.
-            env, cmd = tools["wal-e"]
-            run(cmd("backup-fetch", target, "LATEST"), env=env)
+            env, cmd = tools[(store, "wal-e")]
+            restored_in = timed(cmd("backup-fetch", target, "LATEST"), env=env)["wall"]
             os.makedirs(f"{target}/pg_wal", exist_ok=True)
             placed = sorted(f for f in os.listdir(f"{ROOT}/store/cp-backlog") if re.fullmatch(r"[0-9A-F]{24}", f))
             for f in placed:
                 shutil.copy(f"{ROOT}/store/cp-backlog/{f}", f"{target}/pg_wal/{f}")
             restore = None
         else:
-            env, cmd = tools[tool]
-            run(cmd("backup-fetch", target, "LATEST"), env=env)
+            env, cmd = tools[(store, tool)]
+            restored_in = timed(cmd("backup-fetch", target, "LATEST"), env=env)["wall"]
             restore = f"env {env_line(env)} {' '.join(cmd('wal-fetch', '%f', '%p'))}"
         os.makedirs(f"{target}/pg_wal/archive_status", exist_ok=True)
         for fn in ("postgresql.conf", "pg_hba.conf"):
@@ -536,9 +568,12 @@ def backlog_and_replay():
         restored = len(re.findall(r"restored log file", open(log, errors="replace").read())) if restore else len(placed)
         rows = psql(RESTORE_PORT, "SELECT count(*) FROM feed")
         pg_stop(target)
-        assert rows == expected_rows, f"{tool}: recovered {rows} rows, expected {expected_rows}"
-        record("replay feed: archive recovery through restore_command (file)", tool, segments=restored, wall=wall,
+        assert rows == expected_rows, f"{tool} ({store}): recovered {rows} rows, expected {expected_rows}"
+        record(f"replay feed: archive recovery through restore_command ({store})", tool, segments=restored, wall=wall,
                wal_mbs=restored * SEG / 1e6 / wall)
+        if not tool.startswith("floor"):
+            record(f"time to a consistent database: restore, then replay of the backlog's WAL ({store})", tool,
+                   backlog_mib=len(ready) * 16, restore_s=restored_in, replay_s=wall, wall=restored_in + wall)
     shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(saved, ignore_errors=True)
 
@@ -548,41 +583,84 @@ def backlog_and_replay():
 RATIO_KEYS = {"us_per_file": "lower", "wall": "lower", "median_s": "lower", "mbs": "higher", "seg_per_s": "higher", "wal_mbs": "higher"}
 
 
+def aggregate(rows=None):
+    """[(section, tool, median figure, {run: figure})] in first-seen order: each numeric figure is
+    the median over the repetitions (BENCH_RUNS) that measured it."""
+    order, per = [], {}
+    for sec, tool, fig, r in ROWS if rows is None else rows:
+        if (sec, tool) not in per:
+            order.append((sec, tool))
+            per[(sec, tool)] = {}
+        per[(sec, tool)][r] = fig
+    out = []
+    for sec, tool in order:
+        figs = per[(sec, tool)]
+        med = {}
+        for f in figs.values():
+            for k in f:
+                if k not in med:
+                    vals = [g[k] for g in figs.values() if k in g]
+                    numeric = all(isinstance(v, (int, float)) for v in vals)
+                    med[k] = statistics.median(vals) if numeric else vals[0]
+        out.append((sec, tool, med, figs))
+    return out
+
+
+def speedup(key, ours, theirs):
+    return theirs[key] / ours[key] if RATIO_KEYS[key] == "lower" else ours[key] / theirs[key]
+
+
 def report(meta, name="latest"):
     os.makedirs(f"{REPO}/bench/results", exist_ok=True)
     stamp = time.strftime("%Y-%m-%d")
+    runs = len({r for *_, r in ROWS})
     lines = [f"# wal-e benchmark, {stamp}", "", meta, "",
              "Ratios are wal-e ÷ peer as a speed-up (peer time ÷ wal-e time, or wal-e rate ÷ peer rate): "
-             "above 1 means wal-e is faster.", ""]
+             "above 1 means wal-e is faster."]
+    if runs > 1:
+        lines += ["", f"Every figure is the median of {runs} runs (BENCH_RUNS={runs}); `spread` is (largest − smallest) ÷ "
+                  "median of the row's main figure across the runs, and the speed-up is the ratio of the medians with "
+                  "the lowest and highest of the runs' own ratios in brackets."]
+    lines.append("")
+    agg = aggregate()
     sections = []
-    for sec, _, _ in ROWS:
+    for sec, *_ in agg:
         if sec not in sections:
             sections.append(sec)
-    summary = {}
     for sec in sections:
-        rows = [(t, f) for s, t, f in ROWS if s == sec]
+        rows = [(t, med, figs) for s, t, med, figs in agg if s == sec]
         keys = []
-        for _, f in rows:
-            keys += [k for k in f if k not in keys]
-        ours = next((f for t, f in rows if t == "wal-e"), None)
-        lines += [f"## {sec}", "", "| tool | " + " | ".join(keys) + " | wal-e speed-up |", "|---" * (len(keys) + 2) + "|"]
-        for t, f in rows:
-            cells = [f"{f[k]:.3f}" if isinstance(f.get(k), float) else str(f.get(k, "")) for k in keys]
+        for _, med, _ in rows:
+            keys += [k for k in med if k not in keys]
+        ours = next(((med, figs) for t, med, figs in rows if t == "wal-e"), None)
+        spread_col = runs > 1
+        lines += [f"## {sec}", "", "| tool | " + " | ".join(keys) + (" | spread" if spread_col else "") + " | wal-e speed-up |",
+                  "|---" * (len(keys) + 2 + spread_col) + "|"]
+        for t, med, figs in rows:
+            cells = [f"{med[k]:.3f}" if isinstance(med.get(k), float) else str(med.get(k, "")) for k in keys]
+            key = next((k for k in RATIO_KEYS if k in med), None)
+            if spread_col:
+                vals = [f[key] for f in figs.values() if key and key in f]
+                cells.append(f"{(max(vals) - min(vals)) / med[key] * 100:.0f} %" if len(vals) > 1 and med[key] else "")
             ratio = ""
-            key = next((k for k in RATIO_KEYS if k in f), None)
-            if ours and key and t != "wal-e" and f[key]:
-                r = f[key] / ours[key] if RATIO_KEYS[key] == "lower" else ours[key] / f[key]
-                ratio = f"{r:.2f}×"
-                summary[(sec, t)] = r
+            if ours and key and t != "wal-e" and med.get(key) and ours[0].get(key):
+                ratio = f"{speedup(key, ours[0], med):.2f}×"
+                per_run = [speedup(key, ours[1][r], f) for r, f in figs.items() if r in ours[1] and f.get(key) and ours[1][r].get(key)]
+                if len(per_run) > 1:
+                    ratio += f" ({min(per_run):.2f}–{max(per_run):.2f})"
             lines.append(f"| {t} | " + " | ".join(cells) + f" | {ratio} |")
         lines.append("")
+    if any(sec.startswith("scale") for sec in sections):
+        import scales
+        lines += scales.slope_lines(sys.modules[__name__], agg)
     text = "\n".join(lines)
     suffix = "" if name == "latest" else "-" + name.split("-")[0]
     for out in (f"{stamp}{suffix}.md", f"{name}.md"):
         with open(f"{REPO}/bench/results/{out}", "w") as f:
             f.write(text)
     with open(f"{REPO}/bench/results/{name}.json", "w") as f:
-        json.dump({"meta": meta, "rows": [{"section": s, "tool": t, **fig} for s, t, fig in ROWS]}, f, indent=1)
+        json.dump({"meta": meta, "runs": runs, "rows": [{"section": s, "tool": t, "run": r + 1, **fig} for s, t, fig, r in ROWS],
+                   "medians": [{"section": s, "tool": t, **med} for s, t, med, _ in agg]}, f, indent=1)
     print(text)
 
 
@@ -614,50 +692,79 @@ def main():
     meta = versions()
     say(meta)
 
-    # The main cluster: pgbench data and random bytes; the WAL of the load is kept for the push test.
+    global RUN
+    scale_list = [int(x) for x in os.environ.get("BENCH_SCALES", "").split(",") if x.strip()]
+    if "backup" in only or "push" in only:
+        meta += main_cluster(only)
+    if "backlog" in only:
+        for RUN in range(RUNS):
+            backlog_and_replay()
+    if scale_list:
+        import scales
+        meta += scales.run_scales(sys.modules[__name__], scale_list)
+    if many:
+        import many_files
+        many_files.run_many_files(sys.modules[__name__], many)
+    report(meta)
+
+
+def load_cluster(port, scale, random_mb):
+    """pgbench data (very compressible) and a table of random bytes (incompressible)."""
+    say(f"loading pgbench scale {scale} and {random_mb} MB of random bytes")
+    run([f"{PGBIN}/pgbench", "-h", "127.0.0.1", "-p", str(port), "-i", "-s", str(scale), "-q", "postgres"])
+    psql(port, "CREATE EXTENSION IF NOT EXISTS pgcrypto")
+    rows = random_mb * 1000 * 1000 // 1170  # ~1170 bytes of heap per 1 KiB row
+    psql(port, f"CREATE TABLE random_data AS SELECT g AS id, gen_random_bytes(1024) AS payload FROM generate_series(1, {rows}) g")
+    psql(port, "SELECT pg_switch_wal()")
+    psql(port, "CHECKPOINT")
+
+
+def archive_to_all(cluster, stores=("file", "s3"), tools=("wal-e", "WAL-E 1.1.1", "pgBackRest lz4")):
+    """archive_command script pushing every segment to each tool's repository on each store;
+    --pool-size 1: a tool that pushes .ready neighbours would mark them .done for the others."""
+    confs = {s: pgbr_conf(s, cluster, PORTS[cluster], f"{ROOT}/{cluster}") for s in stores}
+    if "pgBackRest lz4" in tools:
+        for c in confs.values():
+            run(pgbr_cmd(c, cluster, "stanza-create"))
+    lines = []
+    for s in stores:
+        if "wal-e" in tools:
+            lines.append(f"env {env_line(wale_env(s, cluster))} {' '.join(wale_cmd('wal-push', '--pool-size', '1', '$1'))}")
+        if "WAL-E 1.1.1" in tools:
+            lines.append(f"env {env_line(walepy_env(s, cluster))} {' '.join(walepy_cmd('wal-push', '--pool-size', '1', '$1'))}")
+        if "pgBackRest lz4" in tools:
+            lines.append(' '.join(pgbr_cmd(confs[s], cluster, 'archive-push', '$1')))
+    script = f"{ROOT}/bin/archive-{cluster}-wal-e-WAL-E-pgbackrest.sh"  # pgBackRest checks for its name
+    write_script(script, "set -e\n" + "\n".join(lines) + "\n")
+    return script, confs
+
+
+def main_cluster(only):
+    """The main cluster's sections, BENCH_RUNS times; returns the cluster's description."""
+    global RUN
     main = f"{ROOT}/main"
     walsrc = f"{ROOT}/walsrc"
     fresh_dir(walsrc)
     init_cluster(main, MAIN_PORT, f"cp %p {walsrc}/%f")
-    say(f"loading pgbench scale {SCALE} and {RANDOM_MB} MB of random bytes")
-    run([f"{PGBIN}/pgbench", "-h", "127.0.0.1", "-p", str(MAIN_PORT), "-i", "-s", str(SCALE), "-q", "postgres"])
-    psql(MAIN_PORT, "CREATE EXTENSION IF NOT EXISTS pgcrypto")
-    rows = RANDOM_MB * 1000 * 1000 // 1170  # ~1170 bytes of heap per 1 KiB row
-    psql(MAIN_PORT, f"CREATE TABLE random_data AS SELECT g AS id, gen_random_bytes(1024) AS payload FROM generate_series(1, {rows}) g")
-    psql(MAIN_PORT, "SELECT pg_switch_wal()")
-    psql(MAIN_PORT, "CHECKPOINT")
+    load_cluster(MAIN_PORT, SCALE, RANDOM_MB)
     time.sleep(2)
     for s in sorted(os.listdir(walsrc)):
         if re.fullmatch(r"[0-9A-F]{24}", s):
             shutil.copy(f"{walsrc}/{s}", f"{ROOT}/pushsrc/{s}")
     subprocess.run(["chown", "-R", "postgres:postgres", f"{ROOT}/pushsrc"], check=True)
 
-    # From here on every WAL segment goes to all six repositories (backups wait for their WAL);
-    # --pool-size 1: a tool that pushes .ready neighbours would mark them .done for the others.
-    pgbr = {s: pgbr_conf(s) for s in ("file", "s3")}
-    for s in pgbr.values():
-        run(pgbr_cmd(s, "main", "stanza-create"))
-    script = f"{ROOT}/bin/archive-main-wal-e-WAL-E-pgbackrest.sh"  # pgBackRest checks for its name
-    write_script(script, "set -e\n" + "".join(
-        f"env {env_line(wale_env(s))} {' '.join(wale_cmd('wal-push', '--pool-size', '1', '$1'))}\n"
-        f"env {env_line(walepy_env(s))} {' '.join(walepy_cmd('wal-push', '--pool-size', '1', '$1'))}\n"
-        f"{' '.join(pgbr_cmd(pgbr[s], 'main', 'archive-push', '$1'))}\n" for s in ("file", "s3")))
+    # From here on every WAL segment goes to all six repositories (backups wait for their WAL).
+    script, _ = archive_to_all("main")
     set_archive_command(main, MAIN_PORT, f"{script} %p")
     psql(MAIN_PORT, "SELECT pg_switch_wal()")
     base_bytes = du(main, exclude="pg_wal")
-    meta += (f" Cluster: pgbench scale {SCALE} + {RANDOM_MB} MB of random bytea = {base_bytes / 1e6:.0f} MB without pg_wal.")
-
-    if "backup" in only:
-        backups_and_restores(main, base_bytes)
-    if "push" in only:
-        single_pushes(f"{ROOT}/pushsrc")
+    for RUN in range(RUNS):
+        if "backup" in only:
+            backups_and_restores(main, base_bytes)
+        if "push" in only:
+            single_pushes(f"{ROOT}/pushsrc")
     pg_stop(main)
-    if "backlog" in only:
-        backlog_and_replay()
-    if many:
-        import many_files
-        many_files.run_many_files(sys.modules[__name__], many)
-    report(meta)
+    return f" Cluster: pgbench scale {SCALE} + {RANDOM_MB} MB of random bytea = {base_bytes / 1e6:.0f} MB without pg_wal."
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 # Environment: BENCH_SCALE (pgbench scale, default 50), BENCH_RANDOM_MB (random table, default
 # 13 x scale), BENCH_REPLAY_GIB (WAL for the backlog and replay tests, default 1),
 # BENCH_PUSH_RUNS (default 11), BENCH_ONLY (backup,push,backlog; or files alone), BENCH_ROOT (/var/tmp/wale-bench),
-# BENCH_MANY_FILES (0: off; N: the N-file case of bench/many_files.py, e.g. 1000000).
+# BENCH_MANY_FILES (0: off; N: the N-file case of bench/many_files.py, e.g. 1000000),
+# BENCH_RUNS (repetitions of every measured section: medians and spread, default 1),
+# BENCH_SCALES (off; e.g. 10,60,300: the cost curve of bench/scales.py, plotted by bench/plot.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
@@ -36,3 +38,11 @@ stop_all() {
 }
 trap stop_all EXIT
 /usr/bin/python3 bench/bench.py
+if [ -n "${BENCH_SCALES:-}" ]; then
+  venv=${WALE_TEST_ROOT:-/opt/wal-e-test}/plot-venv
+  if ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    echo ">> installing matplotlib (PyPI) into $venv" >&2
+    /usr/bin/python3 -m venv "$venv" && "$venv/bin/pip" install -q 'matplotlib>=3.8'
+  fi
+  "$venv/bin/python" bench/plot.py
+fi
