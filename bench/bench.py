@@ -26,6 +26,7 @@ REPLAY_GIB = float(os.environ.get("BENCH_REPLAY_GIB", "1.0"))
 PUSH_RUNS = int(os.environ.get("BENCH_PUSH_RUNS", "11"))
 RUNS = int(os.environ.get("BENCH_RUNS", "1"))  # repetitions of every measured section: medians and spread
 WALE_PY = os.environ.get("BENCH_WALE_PY", "/opt/wal-e-test/wale-venv/bin/wal-e")
+BARMAN_BIN = os.environ.get("BENCH_BARMAN_BIN", "/opt/wal-e-test/barman-venv/bin")  # barman[cloud] (PyPI), S3 rows only
 S3_PORT = int(os.environ["WALE_TEST_S3_ENDPOINT"].rsplit(":", 1)[1])
 S3_KEY, S3_SECRET = os.environ["WALE_TEST_S3_ACCESS_KEY"], os.environ["WALE_TEST_S3_SECRET_KEY"]
 S3_CA = os.environ["WALE_TEST_S3_CA"]
@@ -192,11 +193,11 @@ def pgbr_conf(store, cluster="main", port=MAIN_PORT, data=None):
             f"repo1-s3-key-secret={S3_SECRET}\nrepo1-s3-uri-style=path\nrepo1-storage-verify-tls=n\n")
     with open(path, "w") as f:
         f.write(f"[global]\n{repo}repo1-retention-full=99\nlog-level-console=warn\nlog-level-file=off\n"
-                f"lock-path={ROOT}/run\nspool-path={ROOT}/spool-{cluster}\nstart-fast=y\nprocess-max=2\ncompress-type=lz4\n"
+                f"lock-path={ROOT}/run\nspool-path={ROOT}/spool-{store}-{cluster}\nstart-fast=y\nprocess-max=2\ncompress-type=lz4\n"
                 f"archive-async=n\n\n[{cluster}]\npg1-path={data or ROOT + '/' + cluster}\npg1-port={port}\n"
                 f"pg1-socket-path=/var/run/postgresql\n")
     shutil.chown(path, "postgres", "postgres")
-    for d in (f"{ROOT}/run", f"{ROOT}/spool-{cluster}"):
+    for d in (f"{ROOT}/run", f"{ROOT}/spool-{store}-{cluster}"):  # async's spool per repository: it remembers what it pushed
         mkdir_pg(d)
     return path
 
@@ -207,6 +208,27 @@ def wale_cmd(*args):
 
 def walepy_cmd(*args):
     return [WALE_PY, *args]
+
+
+def barman_env():
+    # boto3 over https to the same endpoint as wal-e and pgBackRest, verifying the private CA;
+    # SeaweedFS does not take boto3's default request checksums
+    return {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_CA_BUNDLE": S3_CA, "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required", "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+
+
+def barman_cmd(prog, cluster, *args, options=()):
+    """A barman-cloud program on the cluster's S3 repository (bucket bench-barman, lz4 as pgBackRest)."""
+    return [f"{BARMAN_BIN}/barman-cloud-{prog}", "--endpoint-url", f"https://127.0.0.1:{S3_PORT + 8}", *options,
+            f"s3://bench-barman/{cluster}", cluster, *args]
+
+
+def barman_version():
+    p = subprocess.run([f"{BARMAN_BIN}/barman-cloud-backup", "--version"], capture_output=True)
+    return "Barman " + (p.stdout + p.stderr).decode().split()[-1]
+
+
+BARMAN = barman_version() if os.path.exists(f"{BARMAN_BIN}/barman-cloud-backup") else "Barman"
 
 
 def pgbr_cmd(conf, cluster, *args):
@@ -285,6 +307,8 @@ def backups_and_restores(main, base_bytes):
         targets.append(("pgBackRest lz4", store, "lz4"))
         targets.append(("pgBackRest zst", store, "zst"))
         targets.append(("WAL-E 1.1.1", store, None))
+        if store == "s3":
+            targets.append((BARMAN, store, None))  # barman-cloud writes to object stores only
     labels = {}
     wale_names = {}
 
@@ -309,6 +333,11 @@ def backups_and_restores(main, base_bytes):
             before = stored_total("WAL-E", store)
             f = timed(walepy_cmd("backup-push", main), env=walepy_env(store))
             stored = stored_total("WAL-E", store) - before
+        elif tool == BARMAN:
+            before = s3_size("bench-barman", "main/main/base")
+            f = timed(barman_cmd("backup", "main", options=("--lz4", "--immediate-checkpoint", "-J", "2", "-h", "127.0.0.1", "-p",
+                                                          str(MAIN_PORT), "-U", "postgres")), env=barman_env())
+            stored = s3_size("bench-barman", "main/main/base") - before
         else:
             conf = pgbr_conf(store)
             f = timed(pgbr_cmd(conf, "main", "backup", "--type=full", f"--compress-type={codec}"))
@@ -318,6 +347,7 @@ def backups_and_restores(main, base_bytes):
             stored = last["info"]["repository"]["delta"]
         record(f"backup-push ({store})", tool, wall=f["wall"], mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"], rss_mib=f["rss_mib"],
                stored_mb=stored / 1e6)
+    s3_floors(wale_names[("wal-e", "file")], base_bytes)
     # Floor: only reading the cluster (cold cache, two readers, output discarded).
     drop_caches()
     f = timed(["sh", "-c", f"find {main} -path {main}/pg_wal -prune -o -type f -print0 | xargs -0 -P 2 -n 64 cat > /dev/null"])
@@ -343,6 +373,8 @@ def backups_and_restores(main, base_bytes):
             f = timed(wale_cmd("backup-fetch", target, wale_names[(tool, store)]), env={**wale_env(store), **keys})
         elif tool == "WAL-E 1.1.1":
             f = timed(walepy_cmd("backup-fetch", target, "LATEST"), env=walepy_env(store))
+        elif tool == BARMAN:
+            f = timed(barman_cmd("restore", "main", "latest", target), env=barman_env())
         else:
             conf = pgbr_conf(store)
             f = timed(pgbr_cmd(conf, "main", "restore", f"--pg1-path={target}", f"--set={labels[(store, codec)]}", "--type=none"))
@@ -350,6 +382,22 @@ def backups_and_restores(main, base_bytes):
         record(f"backup-fetch / restore ({store})", tool, wall=f["wall"], mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"],
                rss_mib=f["rss_mib"], restored_mb=restored / 1e6)
     shutil.rmtree(f"{ROOT}/restore", ignore_errors=True)
+
+
+def s3_floors(backup, base_bytes):
+    """What the S3 server itself needs for a backup's bytes: curl PUTting wal-e's stored partitions
+    (from its file:// backup, already compressed) over https, four at once as wal-e's pool, and
+    GETting them back to /dev/null: no tool can push or fetch those bytes faster through this server."""
+    parts = f"{ROOT}/store/wal-e-main/basebackups_005/{backup}/tar_partitions"
+    curl = (f"curl -s -f --cacert {S3_CA} --aws-sigv4 aws:amz:us-east-1:s3 --user {S3_KEY}:{S3_SECRET} "
+            f"https://127.0.0.1:{S3_PORT + 8}/bench-floor/{RUN}")
+    drop_caches()
+    f = timed(["sh", "-c", f"cd {parts} && ls | xargs -P 4 -I{{}} {curl}/{{}} -T {{}} -o /dev/null"])
+    record("backup-push (s3)", "floor: curl PUT of wal-e's stored partitions (https, 4 at once)", wall=f["wall"],
+           mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"])
+    f = timed(["sh", "-c", f"cd {parts} && ls | xargs -P 4 -I{{}} {curl}/{{}} -o /dev/null"])
+    record("backup-fetch / restore (s3)", "floor: curl GET of those partitions (https, 4 at once)", wall=f["wall"],
+           mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"])
 
 
 def single_pushes(walsrc):
@@ -362,7 +410,7 @@ def single_pushes(walsrc):
     names = segs[first:first + PUSH_RUNS]
     assert len(names) == PUSH_RUNS, f"only {len(segs)} segments in {walsrc} for {RUNS} runs of {PUSH_RUNS}"
     for store in ("file", "s3"):
-        for tool in ("wal-e", "wal-e native encryption", "pgBackRest lz4", "WAL-E 1.1.1"):
+        for tool in ("wal-e", "wal-e native encryption", "pgBackRest lz4", "WAL-E 1.1.1") + ((BARMAN,) if store == "s3" else ()):
             walls, rss = [], []
             for name in names:
                 # a copy outside pg_wal, so no .ready neighbours come into it
@@ -377,6 +425,8 @@ def single_pushes(walsrc):
                     f = timed(wale_cmd("wal-push", src), env={**wale_env(store, "push-enc"), **enc_keys()[0]})
                 elif tool == "WAL-E 1.1.1":
                     f = timed(walepy_cmd("wal-push", src), env=walepy_env(store, "push"))
+                elif tool == BARMAN:
+                    f = timed(barman_cmd("wal-archive", "push", src, options=("--lz4",)), env=barman_env())
                 else:
                     f = timed(pgbr_cmd(pgbr_conf(store, "main"), "main", "archive-push", src))
                 walls.append(f["wall"])
@@ -433,16 +483,22 @@ def backlog_and_replay():
         multi[store] = f"{ROOT}/bin/archive-{store}-{name}-wal-e-WAL-E-pgbackrest.sh"  # pgBackRest checks for its name
         write_script(multi[store], "set -e\n" + "".join(
             f"env {env_line(e)} {' '.join(c('wal-push', '--pool-size', '1', '$1'))}\n" for (st, _), (e, c) in tools.items() if st == store)
-            + f"{' '.join(pgbr_cmd(conf[store], name, 'archive-push', '$1'))}\n" + (f"cp $1 {ROOT}/store/cp-backlog/\n" if store == "file" else ""))
+            + f"{' '.join(pgbr_cmd(conf[store], name, 'archive-push', '$1'))}\n" + (f"cp $1 {ROOT}/store/cp-backlog/\n" if store == "file" else
+              f"env {env_line(barman_env())} {' '.join(barman_cmd('wal-archive', name, '$1', options=('--lz4',)))}\n"))
     both = f"{ROOT}/bin/archive-both-{name}-wal-e-WAL-E-pgbackrest.sh"
     write_script(both, f"set -e\n{multi['file']} $1\n{multi['s3']} $1\n")
     set_archive_command(data, BACKLOG_PORT, f"{both} %p")
     run([f"{PGBIN}/pgbench", "-h", "127.0.0.1", "-p", str(BACKLOG_PORT), "-i", "-s", "5", "-q", "postgres"])
     for store in ("file", "s3"):
         # a CHECKPOINT first: the backups' own (spread, checkpoint_timeout = 1h) then has nothing to write
-        for backup in (wale_cmd("backup-push", data), walepy_cmd("backup-push", data), pgbr_cmd(conf[store], name, "backup", "--type=full")):
+        backups = [(wale_cmd("backup-push", data), tools[(store, "wal-e")][0]), (walepy_cmd("backup-push", data), tools[(store, "WAL-E 1.1.1")][0]),
+                   (pgbr_cmd(conf[store], name, "backup", "--type=full"), None)]
+        if store == "s3":
+            backups.append((barman_cmd("backup", name, options=("--lz4", "-h", "127.0.0.1", "-p", str(BACKLOG_PORT), "-U", "postgres")),
+                            barman_env()))
+        for cmd, env in backups:
             psql(BACKLOG_PORT, "CHECKPOINT")
-            run(backup, env=tools[(store, "WAL-E 1.1.1" if backup[0] == WALE_PY else "wal-e")][0] if backup[0] != "pgbackrest" else None)
+            run(cmd, env=env)
 
     # The backlog: the archiver fails while the cluster writes REPLAY_GIB of WAL.
     set_archive_command(data, BACKLOG_PORT, "/bin/false")
@@ -505,14 +561,24 @@ def backlog_and_replay():
                         os.unlink(os.path.join(dirpath, fn))
         wall, failed = drain(cmd, tool)
         record("archive backlog drain (file)", tool, segments=len(ready), wall=wall, seg_per_s=len(ready) / wall, failed_attempts=failed)
-    # The same backlog into every tool's S3 repository (not timed: the replay rows read it from there).
-    drain(f"{multi['s3']} %p", "S3 fill", timeout=3600)
+    # The same backlog into each tool's S3 repository (the replay rows read it from there).
+    async_s3 = conf["s3"] + ".async"
+    with open(conf["s3"]) as f, open(async_s3, "w") as g:
+        g.write(f.read().replace("archive-async=n", "archive-async=y"))
+    shutil.chown(async_s3, "postgres", "postgres")
+    for tool, cmd in (
+            ("wal-e", f"env {env_line(tools[('s3', 'wal-e')][0])} {' '.join(wale_cmd('wal-push', '%p'))}"),
+            ("pgBackRest lz4 (async, process-max 2)", f"{' '.join(pgbr_cmd(async_s3, name, 'archive-push', '%p'))}"),
+            ("WAL-E 1.1.1", f"env {env_line(tools[('s3', 'WAL-E 1.1.1')][0])} {' '.join(walepy_cmd('wal-push', '%p'))}"),
+            (BARMAN, f"env {env_line(barman_env())} {' '.join(barman_cmd('wal-archive', name, '%p', options=('--lz4',)))}")):
+        wall, failed = drain(cmd, tool, timeout=3600)
+        record("archive backlog drain (s3)", tool, segments=len(ready), wall=wall, seg_per_s=len(ready) / wall, failed_attempts=failed)
 
     # Replay feed: restore each tool's base backup and recover through all of that WAL. The floor
     # feeds the same WAL with cp from a plain directory: PostgreSQL's redo alone.
     target = f"{ROOT}/restore"
     redo_alone = "floor: redo alone (WAL already in pg_wal)"
-    cases = [(store, t) for store in ("file", "s3") for t in ("wal-e", "pgBackRest lz4", "WAL-E 1.1.1")]
+    cases = [(store, t) for store in ("file", "s3") for t in ("wal-e", "pgBackRest lz4", "WAL-E 1.1.1") + ((BARMAN,) if store == "s3" else ())]
     cases += [("file", "floor: cp"), ("file", redo_alone)]
     for store, tool in cases:
         fresh_dir(target)
@@ -521,6 +587,9 @@ def backlog_and_replay():
             restored_in = timed(pgbr_cmd(conf[store], name, "restore", f"--pg1-path={target}", "--type=none"))["wall"]
             # archive-get insists that it runs in pg1-path
             restore = " ".join(pgbr_cmd(conf[store], name, f"--pg1-path={target}", "archive-get", "%f", '"%p"'))
+        elif tool == BARMAN:
+            restored_in = timed(barman_cmd("restore", name, "latest", target), env=barman_env())["wall"]
+            restore = f"env {env_line(barman_env())} {' '.join(barman_cmd('wal-restore', name, '%f', '%p'))}"
         elif tool == "floor: cp":
             env, cmd = tools[(store, "wal-e")]
             restored_in = timed(cmd("backup-fetch", target, "LATEST"), env=env)["wall"]
@@ -687,7 +756,7 @@ def main():
         many_files.run_many_files(sys.modules[__name__], many or 1000000)
         report(versions() + " Only the many-files case (BENCH_ONLY=files).", name="files-latest")
         return
-    for b in ("bench-wal-e", "bench-wal-e-py", "bench-pgbackrest", "bench-floor"):
+    for b in ("bench-wal-e", "bench-wal-e-py", "bench-pgbackrest", "bench-floor", "bench-barman"):
         s3_make_bucket(b)
     meta = versions()
     say(meta)
@@ -705,7 +774,8 @@ def main():
     if many:
         import many_files
         many_files.run_many_files(sys.modules[__name__], many)
-    report(meta)
+    # the cost curve alone (BENCH_ONLY=scales) has a report of its own, next to the main one
+    report(meta, name="scales-latest" if only == ["scales"] else "latest")
 
 
 def load_cluster(port, scale, random_mb):
@@ -719,7 +789,7 @@ def load_cluster(port, scale, random_mb):
     psql(port, "CHECKPOINT")
 
 
-def archive_to_all(cluster, stores=("file", "s3"), tools=("wal-e", "WAL-E 1.1.1", "pgBackRest lz4")):
+def archive_to_all(cluster, stores=("file", "s3"), tools=("wal-e", "WAL-E 1.1.1", "pgBackRest lz4", "Barman")):
     """archive_command script pushing every segment to each tool's repository on each store;
     --pool-size 1: a tool that pushes .ready neighbours would mark them .done for the others."""
     confs = {s: pgbr_conf(s, cluster, PORTS[cluster], f"{ROOT}/{cluster}") for s in stores}
@@ -734,6 +804,8 @@ def archive_to_all(cluster, stores=("file", "s3"), tools=("wal-e", "WAL-E 1.1.1"
             lines.append(f"env {env_line(walepy_env(s, cluster))} {' '.join(walepy_cmd('wal-push', '--pool-size', '1', '$1'))}")
         if "pgBackRest lz4" in tools:
             lines.append(' '.join(pgbr_cmd(confs[s], cluster, 'archive-push', '$1')))
+        if "Barman" in tools and s == "s3":
+            lines.append(f"env {env_line(barman_env())} {' '.join(barman_cmd('wal-archive', cluster, '$1', options=('--lz4',)))}")
     script = f"{ROOT}/bin/archive-{cluster}-wal-e-WAL-E-pgbackrest.sh"  # pgBackRest checks for its name
     write_script(script, "set -e\n" + "\n".join(lines) + "\n")
     return script, confs

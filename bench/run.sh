@@ -14,6 +14,12 @@ source scripts/lib/deps.sh
 ensure_deps
 ensure_wale_peer
 ensure_seaweedfs
+barman=$WALE_TEST_ROOT/barman-venv  # Barman 3.20 needs Python >= 3.12; Debian 12 has 3.11: 3.19.1
+if ! "$barman/bin/python" -c 'import barman, lz4, psycopg2, boto3' 2>/dev/null; then
+  echo ">> installing barman[cloud] 3.19.1 (PyPI) into $barman" >&2
+  /usr/bin/python3 -m venv "$barman" && "$barman/bin/pip" install -q 'barman[cloud]==3.19.1' lz4 psycopg2-binary
+fi
+chmod -R a+rX "$barman"
 if ! command -v pgbackrest >/dev/null; then
   echo ">> installing pgbackrest (Debian)" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null
