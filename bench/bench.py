@@ -320,6 +320,7 @@ def backups_and_restores(main, base_bytes):
     enc_env = {"wal-e gpg": lambda: gpg_env(), "wal-e native encryption": lambda: enc_keys()[0], "wal-e": lambda: {}}
     for tool, store, codec in targets:
         psql(MAIN_PORT, "CHECKPOINT")
+        wait_archived(main)
         drop_caches()
         if tool in enc_env:
             # Native encryption: only the public key on the database side, as in production.
@@ -807,8 +808,27 @@ def archive_to_all(cluster, stores=("file", "s3"), tools=("wal-e", "WAL-E 1.1.1"
         if "Barman" in tools and s == "s3":
             lines.append(f"env {env_line(barman_env())} {' '.join(barman_cmd('wal-archive', cluster, '$1', options=('--lz4',)))}")
     script = f"{ROOT}/bin/archive-{cluster}-wal-e-WAL-E-pgbackrest.sh"  # pgBackRest checks for its name
-    write_script(script, "set -e\n" + "\n".join(lines) + "\n")
+    write_parallel_script(script, lines)
     return script, confs
+
+
+def write_parallel_script(path, lines):
+    """An archive_command running every tool's push of the segment at once and failing if any
+    fails. A backup waits until its last segment reaches its own repository (and PostgreSQL's
+    pg_backup_stop until the archiver is done with it): run one after the other, a tool's figure
+    would include the pushes of the tools listed before it."""
+    write_script(path, "set -e\npids=''\n" + "".join(f"{l} &\npids=\"$pids $!\"\n" for l in lines)
+                 + "for p in $pids; do wait $p; done\n")
+
+
+def wait_archived(data, timeout=600):
+    """Until the cluster's archiver has nothing left .ready: a timed backup then waits only for the
+    WAL it writes itself, not for what earlier ones left in the archiver's queue."""
+    t0 = time.monotonic()
+    while any(f.endswith(".ready") for f in os.listdir(f"{data}/pg_wal/archive_status")):
+        if time.monotonic() - t0 > timeout:
+            raise SystemExit(f"the archiver of {data} has not caught up in {timeout} s")
+        time.sleep(0.1)
 
 
 def main_cluster(only):

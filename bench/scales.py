@@ -55,6 +55,7 @@ def measure(b, name, scale, data, mb, store, conf):
     stored = {}
     for tool in TOOLS:
         b.psql(PORT, "CHECKPOINT")
+        b.wait_archived(data)
         b.drop_caches()
         if tool == "wal-e":
             before = repo_bytes(b, name, store, tool)
