@@ -319,6 +319,7 @@ def backups_and_restores(main, base_bytes):
         return s3_size({"wal-e": "bench-wal-e", "WAL-E": "bench-wal-e-py"}[repo], "main/basebackups_005")
     enc_env = {"wal-e gpg": lambda: gpg_env(), "wal-e native encryption": lambda: enc_keys()[0], "wal-e": lambda: {}}
     for tool, store, codec in targets:
+        first_push("main", tool, store)
         psql(MAIN_PORT, "CHECKPOINT")
         wait_archived(main)
         drop_caches()
@@ -797,28 +798,43 @@ def archive_to_all(cluster, stores=("file", "s3"), tools=("wal-e", "WAL-E 1.1.1"
     if "pgBackRest lz4" in tools:
         for c in confs.values():
             run(pgbr_cmd(c, cluster, "stanza-create"))
-    lines = []
+    pushes = {}
     for s in stores:
         if "wal-e" in tools:
-            lines.append(f"env {env_line(wale_env(s, cluster))} {' '.join(wale_cmd('wal-push', '--pool-size', '1', '$1'))}")
+            pushes[f"wal-e-{s}"] = f"env {env_line(wale_env(s, cluster))} {' '.join(wale_cmd('wal-push', '--pool-size', '1', '$1'))}"
         if "WAL-E 1.1.1" in tools:
-            lines.append(f"env {env_line(walepy_env(s, cluster))} {' '.join(walepy_cmd('wal-push', '--pool-size', '1', '$1'))}")
+            pushes[f"WAL-E-{s}"] = f"env {env_line(walepy_env(s, cluster))} {' '.join(walepy_cmd('wal-push', '--pool-size', '1', '$1'))}"
         if "pgBackRest lz4" in tools:
-            lines.append(' '.join(pgbr_cmd(confs[s], cluster, 'archive-push', '$1')))
+            pushes[f"pgBackRest-{s}"] = ' '.join(pgbr_cmd(confs[s], cluster, 'archive-push', '$1'))
         if "Barman" in tools and s == "s3":
-            lines.append(f"env {env_line(barman_env())} {' '.join(barman_cmd('wal-archive', cluster, '$1', options=('--lz4',)))}")
+            pushes[f"Barman-{s}"] = f"env {env_line(barman_env())} {' '.join(barman_cmd('wal-archive', cluster, '$1', options=('--lz4',)))}"
     script = f"{ROOT}/bin/archive-{cluster}-wal-e-WAL-E-pgbackrest.sh"  # pgBackRest checks for its name
-    write_parallel_script(script, lines)
+    write_fair_script(script, pushes, f"{ROOT}/bin/first-{cluster}")
     return script, confs
 
 
-def write_parallel_script(path, lines):
-    """An archive_command running every tool's push of the segment at once and failing if any
-    fails. A backup waits until its last segment reaches its own repository (and PostgreSQL's
-    pg_backup_stop until the archiver is done with it): run one after the other, a tool's figure
-    would include the pushes of the tools listed before it."""
-    write_script(path, "set -e\npids=''\n" + "".join(f"{l} &\npids=\"$pids $!\"\n" for l in lines)
-                 + "for p in $pids; do wait $p; done\n")
+def write_fair_script(path, pushes, first_file):
+    """An archive_command that pushes the segment to the repository named in `first_file` (set by
+    first_push() before each timed backup) alone, then to all the others at once, failing if any
+    push fails. A backup waits until its last segment reaches its own repository: with the pushes
+    in a fixed order, a tool's figure would include the pushes of the tools listed before it."""
+    cases = "".join(f"  {key}) {cmd} ;;\n" for key, cmd in pushes.items())
+    write_script(path, f"set -e\npush() {{\n  case \"$2\" in\n{cases}  esac\n}}\n"
+                 f"first=$(cat {first_file} 2>/dev/null || true)\n"
+                 f"[ -z \"$first\" ] || push \"$1\" \"$first\"\npids=''\n"
+                 f"for t in {' '.join(pushes)}; do\n  [ \"$t\" = \"$first\" ] && continue\n  push \"$1\" $t &\n  pids=\"$pids $!\"\ndone\n"
+                 "for p in $pids; do wait $p; done\n")
+    with open(first_file, "w") as f:
+        f.write("")
+    shutil.chown(first_file, "postgres", "postgres")
+
+
+def first_push(cluster, tool, store):
+    """The repository the cluster's archive_command pushes to first, alone (see write_fair_script)."""
+    key = {"wal-e": "wal-e", "WAL-E 1.1.1": "WAL-E", "pgBackRest lz4": "pgBackRest", "pgBackRest zst": "pgBackRest"}.get(
+        tool, "Barman" if tool.startswith("Barman") else "wal-e")
+    with open(f"{ROOT}/bin/first-{cluster}", "w") as f:
+        f.write(f"{key}-{store}\n")
 
 
 def wait_archived(data, timeout=600):

@@ -55,6 +55,7 @@ def measure(b, name, scale, data, mb, store, conf):
     stored = {}
     for tool in TOOLS:
         b.psql(PORT, "CHECKPOINT")
+        b.first_push(name, tool, store)
         b.wait_archived(data)
         b.drop_caches()
         if tool == "wal-e":
