@@ -349,6 +349,7 @@ def backups_and_restores(main, base_bytes):
             stored = last["info"]["repository"]["delta"]
         record(f"backup-push ({store})", tool, wall=f["wall"], mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"], rss_mib=f["rss_mib"],
                stored_mb=stored / 1e6)
+    all_pushes("main")
     s3_floors(wale_names[("wal-e", "file")], base_bytes)
     # Floor: only reading the cluster (cold cache, two readers, output discarded).
     drop_caches()
@@ -814,27 +815,55 @@ def archive_to_all(cluster, stores=("file", "s3"), tools=("wal-e", "WAL-E 1.1.1"
 
 
 def write_fair_script(path, pushes, first_file):
-    """An archive_command that pushes the segment to the repository named in `first_file` (set by
-    first_push() before each timed backup) alone, then to all the others at once, failing if any
-    push fails. A backup waits until its last segment reaches its own repository: with the pushes
-    in a fixed order, a tool's figure would include the pushes of the tools listed before it."""
+    """An archive_command for several tools' repositories that leaves each timed backup alone with
+    its own tool. While `first_file` names a repository (first_push(), before each timed backup),
+    a segment is pushed there only, and a copy is kept in a spool with the list of the others;
+    deferred_pushes() pushes those later, untimed. Otherwise every push runs at once, failing if
+    any fails. A backup's start and stop each finish a segment: pushed to every repository on the
+    spot, a tool's figure would include the other tools' pushes (six, three in Python, on two
+    cores), and with a fixed order the pushes of the tools listed before it."""
     cases = "".join(f"  {key}) {cmd} ;;\n" for key, cmd in pushes.items())
-    write_script(path, f"set -e\npush() {{\n  case \"$2\" in\n{cases}  esac\n}}\n"
+    spool = first_file + ".spool"
+    os.makedirs(spool, exist_ok=True)
+    shutil.chown(spool, "postgres", "postgres")
+    write_script(path, f"set -e\npush() {{\n  case \"$2\" in\n{cases}  *) exit 3 ;;\n  esac\n}}\n"
                  f"first=$(cat {first_file} 2>/dev/null || true)\n"
-                 f"[ -z \"$first\" ] || push \"$1\" \"$first\"\npids=''\n"
-                 f"for t in {' '.join(pushes)}; do\n  [ \"$t\" = \"$first\" ] && continue\n  push \"$1\" $t &\n  pids=\"$pids $!\"\ndone\n"
+                 f"if [ -n \"$first\" ]; then\n  push \"$1\" \"$first\"\n  cp \"$1\" {spool}/\n"
+                 f"  echo \"$first $(basename \"$1\")\" >> {spool}/queue\n  exit 0\nfi\npids=''\n"
+                 f"for t in {' '.join(pushes)}; do\n  push \"$1\" $t &\n  pids=\"$pids $!\"\ndone\n"
                  "for p in $pids; do wait $p; done\n")
+    flush = path[:-3] + "-deferred.sh"
+    write_script(flush, f"set -e\n[ -f {spool}/queue ] || exit 0\n"
+                 f"while read done seg; do\n  for t in {' '.join(pushes)}; do\n    [ \"$t\" = \"$done\" ] || {path} {spool}/$seg $t\n"
+                 f"  done\n  rm -f {spool}/$seg\ndone < {spool}/queue\nrm -f {spool}/queue\n")
+    # the per-tool form: `script SEGMENT KEY` pushes to that repository only
+    with open(path) as f:
+        text = f.read()
+    text = text.replace("set -e\n", f"set -e\nPUSH_ONLY=${{2:-}}\n", 1).replace(
+        f"first=$(cat {first_file} 2>/dev/null || true)\n", f"[ -z \"$PUSH_ONLY\" ] || {{ push \"$1\" \"$PUSH_ONLY\"; exit 0; }}\n"
+        f"first=$(cat {first_file} 2>/dev/null || true)\n", 1)
+    with open(path, "w") as f:
+        f.write(text)
     with open(first_file, "w") as f:
         f.write("")
     shutil.chown(first_file, "postgres", "postgres")
 
 
 def first_push(cluster, tool, store):
-    """The repository the cluster's archive_command pushes to first, alone (see write_fair_script)."""
+    """Pushes what earlier timed backups deferred, then names the repository the cluster's
+    archive_command pushes to alone until the next call (see write_fair_script)."""
+    run(["sh", f"{ROOT}/bin/archive-{cluster}-wal-e-WAL-E-pgbackrest-deferred.sh"])
     key = {"wal-e": "wal-e", "WAL-E 1.1.1": "WAL-E", "pgBackRest lz4": "pgBackRest", "pgBackRest zst": "pgBackRest"}.get(
         tool, "Barman" if tool.startswith("Barman") else "wal-e")
     with open(f"{ROOT}/bin/first-{cluster}", "w") as f:
         f.write(f"{key}-{store}\n")
+
+
+def all_pushes(cluster):
+    """Back to pushing every segment everywhere (after the timed backups), deferred ones included."""
+    with open(f"{ROOT}/bin/first-{cluster}", "w") as f:
+        f.write("")
+    run(["sh", f"{ROOT}/bin/archive-{cluster}-wal-e-WAL-E-pgbackrest-deferred.sh"])
 
 
 def wait_archived(data, timeout=600):

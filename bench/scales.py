@@ -32,6 +32,8 @@ def run_scales(b, scales):
             # WAL goes to the measured store's repositories only; the previous store's are dropped
             # once the archiver has moved on to the new command (a 5 GB cluster's backups take
             # as much disk again).
+            if previous:
+                b.all_pushes(name)  # what the previous store's timed backups deferred, before its script is replaced
             script, confs = b.archive_to_all(name, stores=(store,), tools=TOOLS)
             b.set_archive_command(data, PORT, f"{script} %p")
             b.psql(PORT, "SELECT pg_switch_wal()")
