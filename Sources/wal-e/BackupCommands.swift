@@ -69,7 +69,10 @@ struct BackupFetchCommand: WALECommand {
         discussion: """
             BACKUP_NAME is a name from backup-list or LATEST. Tablespaces: pre-create pg_tblspc/<oid> links, or use \
             --restore-spec FILE|SOURCE, or --blind-restore. --prepare-recovery (implied by any --recovery-target-*) \
-            writes recovery.signal and a restore_command using wal-fetch into postgresql.auto.conf.
+            writes recovery.signal and a restore_command using wal-fetch into postgresql.auto.conf. --delta rebuilds \
+            an existing, stopped data directory (a standby or failed primary): files whose size, mode and checksum \
+            match the backup's manifest stay, others are rewritten, and what the backup lacks is removed (pg_wal \
+            emptied), except postgresql.conf, pg_hba.conf, pg_ident.conf, signal files and pg_log/ and log/.
             """)
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("p"), .customLong("pool-size")], help: "Partitions restored in parallel.")
@@ -78,6 +81,10 @@ struct BackupFetchCommand: WALECommand {
     var blindRestore = false
     @Option(name: .customLong("restore-spec"), help: "Tablespace restore spec: a JSON file, or SOURCE for the original locations.")
     var restoreSpec: String?
+    @Flag(
+        name: .customLong("delta"),
+        help: "Rebuild an existing, stopped data directory: keep the files that match the backup's manifest, rewrite the others, remove what the backup lacks.")
+    var delta = false
     @Flag(name: .customLong("prepare-recovery"), help: "Write recovery.signal and restore_command.")
     var prepareRecovery = false
     @Option(name: .customLong("restore-command"), help: "Restore_command to write (default: this wal-e with the current prefix).")
@@ -100,6 +107,7 @@ struct BackupFetchCommand: WALECommand {
         o.poolSize = max(1, poolSize)
         o.blindRestore = blindRestore
         o.restoreSpec = restoreSpec
+        o.delta = delta
         o.showProgress = progressOptions.show(terse: ctx.config.terse)
         if prepareRecovery || recoveryTargetTime != nil || recoveryTargetLSN != nil || recoveryTargetName != nil || restoreCommand != nil {
             let exe = executablePath()

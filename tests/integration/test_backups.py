@@ -199,3 +199,72 @@ def test_restores_a_wal_e_0_7_style_archive(wale, archive, scratch):
     assert os.stat(target).st_mode & 0o777 == 0o700
     listing = wale("backup-list", "--detail", prefix=prefix).stdout.decode()
     assert f"{name}\t" in listing and "\t8212\t000000010000000000000004\t00000040\t000000010000000000000004\t00000300\r\n" in listing
+
+
+def test_delta_restore_rebuilds_a_diverged_directory_in_place(make_cluster, wale, archive, scratch):
+    """backup-fetch --delta into the stopped source directory after it moved on: files that match
+    the manifest stay, changed ones (one with the same size) are rewritten, what the backup lacks
+    (new relations, junk, the diverged WAL) is removed, configuration and logs are kept, and the
+    cluster recovers to the restore point taken right after the backup."""
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "2", "-q")
+    c.psql("CREATE TABLE steady AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
+    backup_push(wale, c, prefix, "--fast")
+    expected = c.table_checksums()
+    c.psql("SELECT pg_create_restore_point('delta_target')")
+    c.wait_archived()
+    # The directory moves on: more transactions, a new table, a table dropped.
+    c.pgbench("-c", "2", "-T", "2", "-n")
+    c.psql("CREATE TABLE after_target AS SELECT g FROM generate_series(1, 50000) g")
+    c.psql("DROP TABLE steady")
+    c.psql("CHECKPOINT")
+    p = wale("backup-fetch", "--delta", c.data, "LATEST", prefix=prefix)
+    assert p.returncode == 1 and "attempting to overwrite a live data directory" in p.stderr.decode()
+    c.stop()
+    conf_before = {f: open(os.path.join(c.data, f)).read() for f in ("postgresql.conf", "pg_hba.conf")}
+    db = [d for d in os.listdir(os.path.join(c.data, "base")) if d not in ("1", "4")][0]
+    junk = [os.path.join(c.data, "base", db, "999999"), os.path.join(c.data, "stray.txt"),
+            os.path.join(c.data, "base", "777777", "1234")]
+    os.makedirs(os.path.dirname(junk[2]))
+    for j in junk:
+        with open(j, "wb") as f:
+            f.write(b"x" * 8192)
+    os.makedirs(os.path.join(c.data, "log"), exist_ok=True)
+    with open(os.path.join(c.data, "log", "server.log"), "w") as f:
+        f.write("kept\n")
+    with open(os.path.join(c.data, "PG_VERSION"), "w") as f:
+        f.write("99\n")  # same size, other content: only the checksum tells
+    run(["chown", "-R", "postgres:postgres", c.data])
+    assert c.wal_segments()
+
+    f = wale("backup-fetch", "--delta", "--recovery-target-name", "delta_target", "--recovery-target-action", "promote",
+             c.data, "LATEST", prefix=prefix)
+    err = f.stderr.decode()
+    assert f.returncode == 0, err
+    assert "every file matched the backup manifest" in err
+    line = next(l for l in err.splitlines() if "delta restore:" in l)
+    kept, total = (int(x) for x in line.split("delta restore: ")[1].split(" files")[0].split(" of "))
+    rewritten = int(line.split("in place, ")[1].split(" rewritten")[0])
+    removed = int(line.split("rewritten, ")[1].split(" removed")[0])
+    assert kept > total // 2, line  # most of the cluster did not change
+    assert rewritten >= 3 and kept + rewritten == total, line  # pg_control, PG_VERSION, pgbench_accounts at least
+    assert removed >= len(junk) + 2, line  # the junk, base/777777, after_target's files and the diverged WAL
+    for j in junk:
+        assert not os.path.exists(j), j
+    assert not os.path.exists(os.path.join(c.data, "base", "777777"))
+    assert open(os.path.join(c.data, "PG_VERSION")).read() == "15\n"
+    assert open(os.path.join(c.data, "log", "server.log")).read() == "kept\n"
+    assert {f: open(os.path.join(c.data, f)).read() for f in conf_before} == conf_before
+    assert c.wal_segments() == []
+    assert os.path.exists(os.path.join(c.data, "global", "pg_control"))
+    c.start()
+    c.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    assert c.table_checksums() == expected
+    assert c.psql("SELECT to_regclass('after_target') IS NULL") == "t"
+    amcheck(c)
+    # Into an empty directory --delta is a plain restore: nothing to keep, nothing to remove.
+    c.stop()
+    again = wale("backup-fetch", "--delta", os.path.join(scratch, "fresh-delta"), "LATEST", prefix=prefix)
+    assert again.returncode == 0, again.stderr.decode()
+    assert "delta restore: 0 of " in again.stderr.decode() and " rewritten, 0 removed" in again.stderr.decode()

@@ -24,6 +24,8 @@ public struct BackupFetch: Sendable {
         public var recovery: RecoverySettings?
         /// Draw the progress line on stderr.
         public var showProgress = false
+        /// Rebuild an existing, stopped data directory (BackupFetch+Delta.swift).
+        public var delta = false
         public init() {}
     }
 
@@ -69,11 +71,17 @@ public struct BackupFetch: Sendable {
         if unlink(root + "/global/pg_control") == 0 {
             logger.info("removed the global/pg_control already in \(root)", detail: "the backup's comes into place once every file is restored")
         }
-        let done = try await boundedConcurrently(partitions, width: options.poolSize) { p in
-            try await fetchPartition(p, backup: backup.name, root: root, allowed: locations, manifest: manifests)
+        if options.delta && !manifests {
+            logger.warning(
+                "backup \(backup.name) has no manifest: --delta rewrites every file", detail: "a WAL-E backup lists no checksums to compare with",
+                hint: "files the backup does not have are still removed")
         }
-        let files = done.reduce(0) { $0 + $1.0 }
-        let bytes = done.reduce(Int64(0)) { $0 + $1.1 }
+        let done = try await boundedConcurrently(partitions, width: options.poolSize) { p in
+            try await fetchPartition(p, backup: backup.name, root: root, allowed: locations, manifest: manifests, delta: options.delta)
+        }
+        let files = done.reduce(0) { $0 + $1.files }
+        let bytes = done.reduce(Int64(0)) { $0 + $1.bytes }
+        if options.delta { try finishDelta(root: root, extracted: done) }
         fixTablespaceMap(root: root)
         if options.blindRestore { try allowInPlaceTablespaces(root: root) }
         if let recovery = options.recovery { try writeRecoverySettings(root: root, recovery) }
@@ -101,16 +109,18 @@ public struct BackupFetch: Sendable {
     }
 
     private func fetchPartition(
-        _ p: (Int, String), backup: BackupName, root: String, allowed: [String], manifest: Bool
-    ) async throws -> (Int, Int64) {
+        _ p: (Int, String), backup: BackupName, root: String, allowed: [String], manifest: Bool, delta: Bool
+    ) async throws -> ExtractedPartition {
         let expected = manifest ? try await reader.manifest(backup, p.0) : nil
         let partition = prefix.url(forKey: p.1)
         let sink = try await reader.read(partition: p.1, what: "the restore of \(p.1)") {
-            SafeExtractor(root: root, allowedRoots: allowed, partition: partition, expected: expected, progress: progress)
+            SafeExtractor(root: root, allowedRoots: allowed, partition: partition, expected: expected, progress: progress, delta: delta)
         }
         progress.unitDone()
         try sink.checkComplete()
-        logger.info("restored a partition", detail: "\(partition): \(sink.files) files", ["action": "fetch-partition"])
-        return (sink.files, sink.bytes)
+        logger.info(
+            "restored a partition", detail: "\(partition): \(sink.files) files" + (delta ? " (\(sink.keptFiles) already in place)" : ""),
+            ["action": "fetch-partition"])
+        return ExtractedPartition(files: sink.files, bytes: sink.bytes, keptFiles: sink.keptFiles, keptBytes: sink.keptBytes, members: sink.members)
     }
 }

@@ -21,6 +21,18 @@ public final class SafeExtractor: TarSink {
     private var writeBehind = WriteBehind()
     public private(set) var files = 0
     public private(set) var bytes: Int64 = 0
+    /// Delta restore (`backup-fetch --delta`): a file already on disk with the manifest's size,
+    /// mode and checksum is kept (its stored bytes are still checked against the manifest, not
+    /// written); every member's path is remembered so that what the backup lacks can be removed.
+    let delta: Bool
+    /// The member being read is such a kept file.
+    private var keeping = false
+    public private(set) var keptFiles = 0
+    public private(set) var keptBytes: Int64 = 0
+    /// Where isUnchanged reads local files, allocated at the first.
+    private lazy var readBuffer = [UInt8](repeating: 0, count: 1 << 20)
+    /// Every member's normalised path (delta restores only).
+    public private(set) var members: Set<String> = []
 
     /// `root` and `allowedRoots` must be real paths (no symlinks). `expected` is the partition's
     /// manifest, when the backup has one.
@@ -31,8 +43,11 @@ public final class SafeExtractor: TarSink {
 
     let progress: Progress?
 
-    public init(root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?, progress: Progress? = nil) {
+    public init(
+        root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?, progress: Progress? = nil, delta: Bool = false
+    ) {
         self.progress = progress
+        self.delta = delta
         self.root = root
         self.allowedRoots = [root] + allowedRoots
         self.partition = partition
@@ -98,6 +113,7 @@ public final class SafeExtractor: TarSink {
     public func begin(_ e: TarEntry) throws {
         let parts = try components(e.name)
         entry = e
+        if delta { members.insert(parts.joined(separator: "/")) }
         switch e.kind {
         case .directory:
             let dir = try ensureDirectory(parts[...], name: e.name)
@@ -111,6 +127,13 @@ public final class SafeExtractor: TarSink {
             if let st = POSIX.lstat(path), st.st_mode & S_IFMT != S_IFREG {
                 if st.st_mode & S_IFMT == S_IFDIR { throw refuse("a directory is in the way", e.name) }
                 unlink(path)
+            }
+            let relative = parts.joined(separator: "/")
+            if delta, relative != "global/pg_control", let m = matcher?.expected[relative], try isUnchanged(path, m) {
+                keeping = true
+                matcher?.begin(file: relative, mode: e.mode)
+                written = 0
+                return
             }
             fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600, what: "create")
             // Only files the manifest lists are hashed (WAL-E's backups have no manifest).
@@ -143,6 +166,12 @@ public final class SafeExtractor: TarSink {
     }
 
     public func data(_ b: UnsafeRawBufferPointer) throws {
+        if keeping {
+            matcher?.update(b)
+            progress?.add(bytes: b.count)
+            written += Int64(b.count)
+            return
+        }
         guard fd >= 0 else { return }
         var done = 0
         while done < b.count {
@@ -162,6 +191,14 @@ public final class SafeExtractor: TarSink {
     public func end() throws {
         guard let e = entry else { return }
         entry = nil
+        if keeping {
+            keeping = false
+            files += 1
+            keptFiles += 1
+            keptBytes += written
+            try matcher?.end()
+            return
+        }
         guard e.kind == .file, fd >= 0 else { return }
         fchmod(fd, mode_t(e.mode & 0o7777))
         var times = [timespec(tv_sec: Int(e.mtime), tv_nsec: 0), timespec(tv_sec: Int(e.mtime), tv_nsec: 0)]
@@ -172,6 +209,28 @@ public final class SafeExtractor: TarSink {
         files += 1
         bytes += written
         try matcher?.end()
+    }
+
+    /// Whether the regular file at `path` already holds what the manifest says: size and mode
+    /// from one lstat, then the checksum of its content (read, never written).
+    func isUnchanged(_ path: String, _ m: ManifestEntry) throws -> Bool {
+        guard let st = POSIX.lstat(path), st.st_mode & S_IFMT == S_IFREG, Int64(st.st_size) == m.size,
+              UInt32(st.st_mode) & 0o7777 == m.mode & 0o7777 else { return false }
+        let fd = try POSIX.open(path, O_RDONLY | O_NOFOLLOW, what: "open")
+        defer { close(fd) }
+        let sum = FileChecksummer(m.algorithm)
+        var total: Int64 = 0
+        while true {
+            let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw POSIX.error("read", path)
+            }
+            if n == 0 { break }
+            readBuffer.withUnsafeBytes { sum.update(copying: UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            total += Int64(n)
+        }
+        return total == m.size && sum.finalizeAndReset() == m.checksum
     }
 
     /// After the whole partition: every file the manifest lists must have been restored.
