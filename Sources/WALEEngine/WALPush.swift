@@ -159,7 +159,7 @@ public struct WALPush: Sendable {
     }
 
     func push(_ file: OpenedFile) async throws -> Outcome {
-        let (path, name, source) = (file.path, file.name, file.source)
+        let (path, name) = (file.path, file.name)
         let key = prefix.walKey(name, suffix: compression.suffix)
         let url = prefix.url(forKey: key)
         let fields = ["action": "push-wal", "key": url, "prefix": prefix.pathPrefix, "seg": name]
@@ -177,13 +177,41 @@ public struct WALPush: Sendable {
         var options = WriteOptions(ifAbsent: true)
         options.gate = WriteGate { try await check.value == nil }
         options.sizeHint = file.size
-        let counted: any ByteSource & ByteCounting
+        let first = try body(file.source, file)
+        options.lateMetadata = first.lateMetadata
+        options.reread = { [self] in
+            // The same file again (PostgreSQL does not reuse a segment it has not archived).
+            let again = try LocalFileSource(path: path)
+            return try body(again, file)
+        }
+        let outcome = try await store.write(key, from: first.source, options: options)
+        if outcome == .alreadyExists {
+            // Found by the check (under any codec's name), or created by a racing pusher since
+            // (If-None-Match / link refused it).
+            if let existing = try await check.value {
+                return try await compareExisting(key: existing.key, existing: existing, path: path, fields: fields)
+            }
+            return try await compareExisting(key: key, existing: try await store.info(key), path: path, fields: fields)
+        }
+        let elapsed = max(POSIX.monotonic() - started, 1e-6)
+        let kib = Double(file.size) / 1024 / elapsed
+        logger.info(
+            "completed archiving to a file", detail: "Archiving to \"\(url)\" complete at \(formatRate(kib))KiB/s.",
+            fields.merging(["state": "complete", "rate": formatRate(kib)]) { $1 })
+        return .uploaded
+    }
+
+    /// What the store is given for `file`: its bytes compressed (and sealed), with the raw content's
+    /// digest where it rides along.
+    private func body(_ source: LocalFileSource, _ file: OpenedFile) throws -> RereadBody {
+        var lateMetadata: LateMetadata?
+        let counted: any ByteSource
         var digesting: DigestingSource?
         if store.storesLateMetadata {
             // The SHA-256 of the raw file rides along as object metadata, so a later push of the
             // same name is decided with one HEAD instead of a download.
             let d = DigestingSource(source)
-            options.lateMetadata = LateMetadata {
+            lateMetadata = LateMetadata {
                 [Self.digestMetadataKey: d.hexDigest(), Self.sizeMetadataKey: String(d.byteCount)]
             }
             digesting = d
@@ -195,26 +223,12 @@ public struct WALPush: Sendable {
             digesting = d
             counted = d
         } else {
-            counted = CountingSource(source)
+            counted = source
         }
         let digestOfContent = digesting.map { d in { (d.hexDigest(), d.byteCount) } }
         let encoded = TransformedSource(
             counted, try sealing.seal(compression.encoder(mode: file.mode, mtime: file.mtime), contentDigest: digestOfContent))
-        let outcome = try await store.write(key, from: encoded, options: options)
-        if outcome == .alreadyExists {
-            // Found by the check (under any codec's name), or created by a racing pusher since
-            // (If-None-Match / link refused it).
-            if let existing = try await check.value {
-                return try await compareExisting(key: existing.key, existing: existing, path: path, fields: fields)
-            }
-            return try await compareExisting(key: key, existing: try await store.info(key), path: path, fields: fields)
-        }
-        let elapsed = max(POSIX.monotonic() - started, 1e-6)
-        let kib = Double(counted.byteCount) / 1024 / elapsed
-        logger.info(
-            "completed archiving to a file", detail: "Archiving to \"\(url)\" complete at \(formatRate(kib))KiB/s.",
-            fields.merging(["state": "complete", "rate": formatRate(kib)]) { $1 })
-        return .uploaded
+        return RereadBody(source: encoded, lateMetadata: lateMetadata)
     }
 
     /// The first of `keys` (in that order of preference) that names an object; the lookups run at once.

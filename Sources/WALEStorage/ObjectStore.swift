@@ -49,6 +49,10 @@ public struct WriteOptions: Sendable {
     /// Metadata known only once the source has been read to the end (a digest of the content);
     /// backends that send metadata before the body use it when the whole object fits one request.
     public var lateMetadata: LateMetadata?
+    /// Makes the body again from the start (a file on disk), with its late metadata. A store that
+    /// buffers whole objects then takes upload memory as the body grows rather than the most it
+    /// could need, and reads the body again if memory runs short.
+    public var reread: (@Sendable () throws -> RereadBody)?
     /// Flush to stable storage before reporting success (where the backend can).
     public var durable = true
 
@@ -56,6 +60,16 @@ public struct WriteOptions: Sendable {
         self.ifAbsent = ifAbsent
         self.contentType = contentType
         self.metadata = metadata
+    }
+}
+
+/// See `WriteOptions.reread`.
+public struct RereadBody {
+    public var source: any ByteSource
+    public var lateMetadata: LateMetadata?
+    public init(source: any ByteSource, lateMetadata: LateMetadata?) {
+        self.source = source
+        self.lateMetadata = lateMetadata
     }
 }
 

@@ -17,12 +17,15 @@ final class PartReader {
     }
 
     /// The first part: the whole object if it ends within `size + slack` bytes (`ended`), else
-    /// exactly `size` bytes with the rest kept for `next()`.
-    func first(slack: Int) async throws -> (bytes: ByteBuffer, ended: Bool) {
+    /// exactly `size` bytes with the rest kept for `next()`. `grow` is asked, as the bytes read
+    /// pass each count, whether memory for them may be held; nil when it says no (what was read
+    /// is dropped).
+    func first(slack: Int, grow: (Int) async -> Bool = { _ in true }) async throws -> (bytes: ByteBuffer, ended: Bool)? {
         var out = ByteBufferAllocator().buffer(capacity: size + slack + (1 << 20))
         while out.readableBytes <= size + slack {
             guard let c = try await source.next() else { return (out, true) }
             out.writeBytes(c)
+            guard await grow(out.readableBytes) else { return nil }
         }
         return (split(out), false)
     }
@@ -77,6 +80,14 @@ public actor ByteBudget {
             return
         }
         await withCheckedContinuation { waiters.append((n, $0)) }
+    }
+
+    /// Takes `bytes` only if they are free now (ahead of queued waiters: a holder growing its share
+    /// must not wait behind uploads that cannot start until it is done); false, taking nothing, if not.
+    public func tryAcquire(_ bytes: Int) -> Bool {
+        guard bytes <= available else { return false }
+        available -= bytes
+        return true
     }
 
     public func release(_ bytes: Int) {

@@ -35,18 +35,28 @@ extension PartedUploadTarget {
     /// See `PartedUploadTarget`.
     func partedWrite(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
         if options.ifAbsent, options.gate == nil, try await info(key) != nil { return .alreadyExists }
-        let parts = PartReader(source, size: partSize)
+        var parts = PartReader(source, size: partSize)
+        var lateMetadata = options.lateMetadata
         // The caller's check ran while the part was read; nothing is sent before it says so.
         // Bound straight to a var: a second binding (a `let` copied into a var) would pin the first
         // part's storage until the whole object is uploaded, whatever the box below does (that
         // cost 16 MiB of peak RSS in S3 backup-push, four partitions each pinning ~5 MiB).
-        guard case (var first, let ended, let firstHold)? = try await readFirstPart(parts, options: options, budget: budget) else {
+        var read = try await readFirstPart(parts, options: options, budget: budget, growing: options.reread != nil)
+        if case .short = read, let reread = options.reread {
+            // Memory ran short while a body that can be read again grew: once more from the
+            // start, holding the most it can need (waited for while holding nothing).
+            let again = try reread()
+            (parts, lateMetadata) = (PartReader(again.source, size: partSize), again.lateMetadata)
+            read = try await readFirstPart(parts, options: options, budget: budget, growing: false)
+        }
+        guard case .read(var first, let ended, let firstHold) = read else {
             return .alreadyExists
         }
+        read = .refused  // or it would pin the first part's storage as well
         if ended {
             defer { first = ByteBuffer() }
             do {
-                let metadata = options.metadata.merging(options.lateMetadata?.value() ?? [:]) { $1 }
+                let metadata = options.metadata.merging(lateMetadata?.value() ?? [:]) { $1 }
                 let outcome = try await putWhole(key, first, metadata: metadata, options: options)
                 await budget.release(firstHold)
                 return outcome
@@ -73,7 +83,7 @@ extension PartedUploadTarget {
         first = ByteBuffer()
         do {
             let uploaded = try await putParts(session, first: box, parts: parts)
-            let metadata = options.metadata.merging(options.lateMetadata?.value() ?? [:]) { $1 }
+            let metadata = options.metadata.merging(lateMetadata?.value() ?? [:]) { $1 }
             return try await session.commit(uploaded, metadata: metadata)
         } catch {
             await session.abort()
@@ -138,29 +148,52 @@ extension PartedUploadTarget {
     }
 }
 
-/// The first part of an upload, read under the memory budget: the whole
-/// object if it ends within a part plus a little slack (or within the size the caller expects, up
-/// to 16 MiB: a WAL segment lzop could not shrink), with `held` bytes of budget taken for it.
-/// nil, with nothing held, when the caller's gate (its existence check, run while the part was
-/// read) says not to write.
-func readFirstPart(
-    _ parts: PartReader, options: WriteOptions, budget: ByteBudget
-) async throws -> (bytes: ByteBuffer, ended: Bool, held: Int)? {
+/// What reading the first part of an upload gave.
+enum FirstPart {
+    /// The bytes (the whole object if `ended`), with `held` bytes of budget taken for them.
+    case read(ByteBuffer, ended: Bool, held: Int)
+    /// The caller's gate said not to write; nothing held.
+    case refused
+    /// Growing, the body needed memory that was not free; nothing held, the bytes read dropped.
+    case short
+}
+
+/// The first part of an upload, read under the memory budget: the whole object if it ends within
+/// a part plus a little slack (or within the size the caller expects, up to 16 MiB: a WAL segment
+/// lzop could not shrink).
+///
+/// By default the most that can be needed is taken before reading. `growing` (a body that can be
+/// read again): one part and 1 MiB are taken first and more only as the bytes arrive, if free at
+/// once; a WAL segment is 4–9 MB after lzop, so several are compressed and sent at once where the
+/// most (17 MiB) would take the whole budget. Waiting for more while holding some could deadlock
+/// uploads that all grow, so when none is free the answer is `.short` and the caller starts again
+/// without growing.
+func readFirstPart(_ parts: PartReader, options: WriteOptions, budget: ByteBudget, growing: Bool) async throws -> FirstPart {
     let size = parts.size
     let hinted = min(Int(clamping: options.sizeHint ?? 0), 16 << 20)
     let slack = max(size, hinted) + (1 << 20) - size
-    let held = min(size + slack, budget.capacity)
+    let most = min(size + slack, budget.capacity)
+    var held = growing ? min(most, size + (1 << 20)) : most
     await budget.acquire(held)
     do {
-        let (first, ended) = try await parts.first(slack: slack)
+        let read = try await parts.first(slack: slack) { bytes in
+            guard bytes > held, held < most else { return true }
+            let more = min(most, (bytes + (1 << 20) - 1) & ~((1 << 20) - 1)) - held
+            guard await budget.tryAcquire(more) else { return false }
+            held += more
+            return true
+        }
+        guard let (first, ended) = read else {
+            await budget.release(held)
+            return .short
+        }
         if let gate = options.gate, try await !gate.mayProceed() {
             await budget.release(held)
-            return nil
+            return .refused
         }
-        return (first, ended, held)
+        return .read(first, ended: ended, held: held)
     } catch {
         await budget.release(held)
         throw error
     }
 }
-
