@@ -19,10 +19,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
-        // System libraries from Debian's -dev packages (liblzo2-dev, libzstd-dev, liblz4-dev).
+        // System libraries from Debian's -dev packages (liblzo2-dev, libzstd-dev, liblz4-dev, libxxhash-dev).
         .systemLibrary(name: "CLZO", path: "Sources/CLZO", providers: [.apt(["liblzo2-dev"])]),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", providers: [.apt(["liblz4-dev"])]),
+        // XXH3-128 (libxxhash-dev): wal-push's digest of a segment's raw content.
+        .systemLibrary(name: "CXXHash", path: "Sources/CXXHash", providers: [.apt(["libxxhash-dev"])]),
 
         // Linux calls the Glibc module does not import (syncfs), malloc tuning, SIMD Adler-32.
         .target(name: "CWALESupport"),
@@ -32,7 +34,7 @@ let package = Package(
         .target(
             name: "WALECodec",
             dependencies: [
-                "WALECore", "CLZO", "CZstd", "CLZ4", "CWALESupport",
+                "WALECore", "CLZO", "CZstd", "CLZ4", "CXXHash", "CWALESupport",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swift6),

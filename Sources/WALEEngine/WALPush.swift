@@ -208,24 +208,22 @@ public struct WALPush: Sendable {
         let counted: any ByteSource
         var digesting: DigestingSource?
         if store.storesLateMetadata {
-            // The SHA-256 of the raw file rides along as object metadata, so a later push of the
-            // same name is decided with one HEAD instead of a download.
-            let d = DigestingSource(source)
-            lateMetadata = LateMetadata {
-                [Self.digestMetadataKey: d.hexDigest(), Self.sizeMetadataKey: String(d.byteCount)]
-            }
+            // The raw file's digest rides along as object metadata, so a later push of the same
+            // name is decided with one HEAD instead of a download.
+            let d = DigestingSource(source, algorithm: Self.contentDigestAlgorithm)
+            lateMetadata = LateMetadata { Self.metadata(d.contentDigest()) }
             digesting = d
             counted = d
         } else if case .native = sealing {
             // The raw content's digest goes into the object's trailer: a re-push is then compared
             // without the private key, which the database host does not hold.
-            let d = DigestingSource(source)
+            let d = DigestingSource(source, algorithm: Self.contentDigestAlgorithm)
             digesting = d
             counted = d
         } else {
             counted = source
         }
-        let digestOfContent = digesting.map { d in { (d.hexDigest(), d.byteCount) } }
+        let digestOfContent = digesting.map { d in TrailerDigest(d.algorithm) { d.contentDigest() } }
         let encoded = TransformedSource(
             counted, try sealing.seal(compression.encoder(mode: file.mode, mtime: file.mtime), contentDigest: digestOfContent))
         return RereadBody(source: encoded, lateMetadata: lateMetadata)
@@ -261,17 +259,32 @@ public struct WALPush: Sendable {
         }
     }
 
-    /// The archive already has an object for this file: succeed if it holds the same bytes, refuse otherwise.
-    /// Object metadata: SHA-256 (hex) and length of the raw, uncompressed file.
-    public static let digestMetadataKey = "wale-content-sha256"
+    /// The digest new objects carry (see `ContentDigestAlgorithm`).
+    static let contentDigestAlgorithm = ContentDigestAlgorithm.xxh3
+    /// Object metadata: the raw, uncompressed file's digest (hex; the key names the algorithm:
+    /// `wale-content-xxh3-128`, or `wale-content-sha256` on objects written before 1.3) and length.
+    public static func digestMetadataKey(_ algorithm: ContentDigestAlgorithm) -> String { "wale-content-" + algorithm.rawValue }
     public static let sizeMetadataKey = "wale-content-size"
 
+    static func metadata(_ d: ContentDigest) -> [String: String] {
+        [digestMetadataKey(d.algorithm): d.hex, sizeMetadataKey: String(d.length)]
+    }
+
+    /// The digest an object's metadata carries, if any.
+    static func digest(in metadata: [String: String]?) -> ContentDigest? {
+        guard let metadata, let size = metadata[sizeMetadataKey].flatMap({ Int64($0) }) else { return nil }
+        for a in ContentDigestAlgorithm.allCases {
+            if let hex = metadata[digestMetadataKey(a)] { return ContentDigest(a, hex: hex, length: size) }
+        }
+        return nil
+    }
+
+    /// The archive already has an object for this file: succeed if it holds the same bytes, refuse otherwise.
     private func compareExisting(key: String, existing: ObjectInfo?, path: String, fields: [String: String]) async throws -> Outcome {
         let url = prefix.url(forKey: key)
-        let (localDigest, localSize) = try await DigestingSource(LocalFileSource(path: path)).drain()
-        let archived: (String, Int64)
-        if let digest = existing?.metadata[Self.digestMetadataKey], let size = existing?.metadata[Self.sizeMetadataKey].flatMap({ Int64($0) }) {
-            archived = (digest, size)  // decided from the HEAD alone
+        let archived: ContentDigest
+        if let d = Self.digest(in: existing?.metadata) {
+            archived = d  // decided from the HEAD alone
         } else {
             do {
                 archived = try await readArchived(key)
@@ -282,28 +295,32 @@ public struct WALPush: Sendable {
                     hint: "inspect the archive; remove the damaged object by hand only if you are sure \(path) is the right content")
             }
         }
-        return try decide(url: url, path: path, archived: archived, local: (localDigest, localSize), fields: fields)
+        // The local file's digest with the archived one's algorithm.
+        let local = try await DigestingSource(LocalFileSource(path: path), algorithm: archived.algorithm).drain()
+        return try decide(url: url, path: path, archived: archived, local: local, fields: fields)
     }
 
-    /// SHA-256 and length of an archived object's decoded content (objects without our metadata:
-    /// written by WAL-E or by a store that keeps none). A natively encrypted object says them in
-    /// its trailer, read without the private key.
-    private func readArchived(_ key: String) async throws -> (String, Int64) {
-        try await store.read(key) { src in
+    /// The digest and length of an archived object's decoded content (objects without our
+    /// metadata: written by WAL-E or by a store that keeps none). A natively encrypted object says
+    /// them in its trailer, read without the private key.
+    private func readArchived(_ key: String) async throws -> ContentDigest {
+        let algorithm = Self.contentDigestAlgorithm
+        return try await store.read(key) { src in
             let first = try await src.next() ?? []
             if Compression.sniff(first) == .native {
                 var tail = first
                 while let c = try await src.next() { tail = Array((tail + c).suffix(64)) }
                 if let d = NativeEncryption.contentDigest(head: first, tail: tail) { return d }
-                return try await store.read(key) { again in try await DigestingSource(TransformedSource(again, AutoDecoder(name: key))).drain() }
+                return try await store.read(key) { again in
+                    try await DigestingSource(TransformedSource(again, AutoDecoder(name: key)), algorithm: algorithm).drain()
+                }
             }
-            return try await DigestingSource(TransformedSource(PrefixedSource(first, src), AutoDecoder(name: key))).drain()
+            return try await DigestingSource(TransformedSource(PrefixedSource(first, src), AutoDecoder(name: key)), algorithm: algorithm).drain()
         }
     }
 
-    private func decide(url: String, path: String, archived: (String, Int64), local: (String, Int64), fields: [String: String]) throws -> Outcome {
-        let (localDigest, localSize) = local
-        if archived == (localDigest, localSize) {
+    private func decide(url: String, path: String, archived: ContentDigest, local: ContentDigest, fields: [String: String]) throws -> Outcome {
+        if archived == local {
             logger.info(
                 "WAL file is already archived with identical content", detail: "\"\(url)\" matches \"\(path)\"; nothing uploaded.",
                 fields.merging(["state": "skip"]) { $1 })
@@ -311,7 +328,7 @@ public struct WALPush: Sendable {
         }
         throw WALEError(
             .overwriteRefused, "refusing to overwrite archived WAL file \"\(url)\" with different content",
-            detail: "archived: \(archived.1) bytes, sha256 \(archived.0); local \"\(path)\": \(localSize) bytes, sha256 \(localDigest)",
+            detail: "archived: \(archived); local \"\(path)\": \(local)",
             hint: "two clusters may be archiving to the same prefix, or the cluster was restored without a new timeline; "
                 + "give each cluster its own prefix")
     }

@@ -114,8 +114,13 @@ func random(_ n: Int) -> [UInt8] {
     }
 
     @Test func digest() async throws {
-        let d = DigestingSource(BytesSource(Array("abc".utf8)))
-        let (hex, n) = try await d.drain()
-        #expect(n == 3 && hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let d = try await DigestingSource(BytesSource(Array("abc".utf8))).drain()
+        #expect(d == ContentDigest(.sha256, hex: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", length: 3))
+        // Known answers from Python's xxhash 3.6.0 (xxh3_128, canonical big-endian hex).
+        let x = try await DigestingSource(BytesSource(Array("abc".utf8), chunkSize: 1), algorithm: .xxh3).drain()
+        #expect(x == ContentDigest(.xxh3, hex: "06b05ab6733a618578af5f94892f3950", length: 3))
+        #expect(try await DigestingSource(BytesSource([]), algorithm: .xxh3).drain().hex == "99aa06d3014798d86001c324468d497f")
+        let big = (0..<1000).flatMap { _ in (0..<256).map { UInt8($0) } }
+        #expect(try await DigestingSource(BytesSource(big, chunkSize: 7777), algorithm: .xxh3).drain().hex == "548512d98989de2d776474c39d20f9aa")
     }
 }

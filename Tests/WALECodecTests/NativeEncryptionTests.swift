@@ -8,8 +8,8 @@ import WALECore
     let mallory = EncryptionPrivateKey.generate()
     var chunk: Int { NativeEncryption.chunkSize }
 
-    func encrypt(_ plain: [UInt8], to keys: [EncryptionPublicKey], digest: (String, Int64)? = nil) async throws -> [UInt8] {
-        try await run(try NativeEncryptor(recipients: keys, contentDigest: digest.map { d in { d } }), plain, feed: 10_000)
+    func encrypt(_ plain: [UInt8], to keys: [EncryptionPublicKey], digest: ContentDigest? = nil) async throws -> [UInt8] {
+        try await run(try NativeEncryptor(recipients: keys, contentDigest: digest.map { d in TrailerDigest(d.algorithm) { d } }), plain, feed: 10_000)
     }
 
     func decrypt(_ sealed: [UInt8], with keys: [EncryptionPrivateKey]) async throws -> [UInt8] {
@@ -91,7 +91,7 @@ import WALECore
     @Test func rewrapReplacesOnlyTheRetiredKeysStanzaAndKeepsTheBody() async throws {
         let bob = EncryptionPrivateKey.generate()
         let plain = random(3 * chunk + 7)
-        let digest = (String(repeating: "cd", count: 32), Int64(plain.count))
+        let digest = ContentDigest(.xxh3, hex: String(repeating: "cd", count: 16), length: Int64(plain.count))
         let sealed = try await encrypt(plain, to: [alice.publicKey, escrow.publicKey], digest: digest)
         let oldHeader = 11 + 2 * NativeEncryption.stanzaSize
         guard case .rewrapped(let header, let oldLength, let before, let after) = try NativeEncryption.rewrap(head: sealed, from: alice, to: [bob.publicKey])
@@ -104,7 +104,7 @@ import WALECore
         #expect(try await decrypt(rewrapped, with: [escrow]) == plain)
         await #expect(throws: WALEError.self) { _ = try await decrypt(rewrapped, with: [alice]) }  // retired
         // The trailer (wal-push's re-push check) is untouched.
-        #expect(NativeEncryption.contentDigest(head: rewrapped, tail: Array(rewrapped.suffix(64)))?.0 == digest.0)
+        #expect(NativeEncryption.contentDigest(head: rewrapped, tail: Array(rewrapped.suffix(64))) == digest)
         // Objects not wrapped for the retired key, and objects that are not native, are left alone.
         #expect(try NativeEncryption.rewrap(head: rewrapped, from: alice, to: [bob.publicKey]) == .notForKey([escrow.publicKey.idText, bob.publicKey.idText]))
         #expect(try NativeEncryption.rewrap(head: Array("\u{89}LZO\0\r\n".utf8) + [0, 0, 0], from: alice, to: [bob.publicKey]) == .notNative)
@@ -141,15 +141,22 @@ import WALECore
         }
     }
 
-    @Test func trailerCarriesTheContentDigestAuthenticated() async throws {
-        let digest = (String(repeating: "ab", count: 32), Int64(16 << 20))
-        let sealed = try await encrypt(random(2 * chunk), to: [alice.publicKey], digest: digest)
-        let d = NativeEncryption.contentDigest(head: Array(sealed.prefix(16)), tail: Array(sealed.suffix(64)))
-        #expect(d?.0 == digest.0 && d?.1 == digest.1)
-        _ = try await decrypt(sealed, with: [alice])
+    /// XXH3-128 (what wal-push writes) and SHA-256 (objects written before 1.3, still read).
+    @Test(arguments: [ContentDigest(.xxh3, hex: String(repeating: "ab", count: 16), length: 16 << 20),
+                      ContentDigest(.sha256, hex: String(repeating: "ab", count: 32), length: 16 << 20)])
+    func trailerCarriesTheContentDigestAuthenticated(digest: ContentDigest) async throws {
+        let plain = random(2 * chunk)
+        let sealed = try await encrypt(plain, to: [alice.publicKey], digest: digest)
+        #expect(sealed[9] == (digest.algorithm == .xxh3 ? 2 : 1))
+        #expect(sealed.count == 11 + NativeEncryption.stanzaSize + 2 * (chunk + 16) + (digest.algorithm == .xxh3 ? 24 : 40))
+        #expect(NativeEncryption.contentDigest(head: Array(sealed.prefix(16)), tail: Array(sealed.suffix(64))) == digest)
+        #expect(try await decrypt(sealed, with: [alice]) == plain)
         var t = sealed
         t[t.count - 1] ^= 1  // the length in the trailer
         await expectCorrupt(t, "trailer altered")
+        var h = sealed
+        h[h.count - 20] ^= 1  // the digest in the trailer
+        await expectCorrupt(h, "trailer digest altered")
         #expect(NativeEncryption.contentDigest(head: Array(sealed.prefix(16)), tail: []) == nil)
     }
 

