@@ -422,6 +422,10 @@ def single_pushes(walsrc):
                 with open(src, "rb") as f:
                     while f.read(1 << 20):
                         pass
+                # Each push starts with no dirty pages waiting (untimed): otherwise the first tool
+                # measured after the data load pays for its writeback in its fsync (wal-e's median
+                # was 50-64 ms against 29-36 ms minima in a BENCH_ONLY=push run).
+                os.sync()
                 if tool == "wal-e":
                     f = timed(wale_cmd("wal-push", src), env=wale_env(store, "push"))
                 elif tool == "wal-e native encryption":
