@@ -1,6 +1,7 @@
 """Bad input: a clear message, a stable exit code, and nothing half-written where PostgreSQL reads."""
 import os
 import shutil
+import xxhash
 
 from harness import chown_pg, run
 
@@ -192,7 +193,9 @@ def test_existing_segment_with_different_content_is_not_overwritten(wale, archiv
     p = wale("wal-push", src, prefix=prefix, user=None)
     assert p.returncode == 3
     assert "refusing to overwrite archived WAL file" in stderr(p)
-    assert "sha256" in stderr(p)
+    # Both digests are named: the local file's (XXH3-128, as new objects carry) and the archived one's.
+    assert "xxh3-128 " + xxhash.xxh3_128(open(src, "rb").read()).hexdigest() in stderr(p)
+    assert stderr(p).count("xxh3-128 ") == 2
     assert open(obj, "rb").read() == before
     # Pushing with another codec does not sneak a second copy in either.
     p = wale("wal-push", src, prefix=prefix, user=None, env={"WALE_COMPRESSION": "zstd"})

@@ -46,7 +46,7 @@ def independent_decrypt(blob, private_key_file):
             key = AESGCM(kek).decrypt(bytes(11) + b"\x01", s[40:88], kid)
     assert key is not None
     body, trailer = blob[11 + 88 * n:], b""
-    size = 24 if flags & 2 else 40 if flags & 1 else 0  # XXH3-128 or (before 1.3) SHA-256, + length
+    size = 24 if flags & 2 else 40 if flags & 1 else 0  # XXH3-128 or (wal-e 1.2 and earlier) SHA-256, + length
     if size:
         body, trailer = body[:-size], body[-size:]
     framed, out, i = (1 << log2) + 16, b"", 0
