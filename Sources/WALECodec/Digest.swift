@@ -80,11 +80,14 @@ final class XXH3Hasher {
         XXH3_128bits_reset(state)
     }
     deinit { XXH3_freeState(state) }
-    func update(_ c: [UInt8]) { c.withUnsafeBytes { _ = XXH3_128bits_update(state, $0.baseAddress, $0.count) } }
-    func finalize() -> String {
+    func update(_ c: [UInt8]) { c.withUnsafeBytes { update($0) } }
+    func update(_ b: UnsafeRawBufferPointer) { _ = XXH3_128bits_update(state, b.baseAddress, b.count) }
+    func finalize() -> String { hexString(finalizeBytes()) }
+    /// The digest's 16 bytes, big-endian (XXH128's canonical form).
+    func finalizeBytes() -> [UInt8] {
         var canonical = XXH128_canonical_t()
         XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state))
-        return withUnsafeBytes(of: canonical.digest) { hexString($0) }
+        return withUnsafeBytes(of: canonical.digest) { Array($0) }
     }
 }
 

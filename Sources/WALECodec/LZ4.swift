@@ -1,7 +1,8 @@
 import CLZ4
 import WALECore
 
-/// LZ4 frames (256 KiB linked blocks, content checksum on); opt-in codec, key suffix `.lz4`.
+/// LZ4 frames (256 KiB linked blocks; content checksum and, so that no flipped bit in a block can
+/// decode unnoticed, block checksums on); opt-in codec, key suffix `.lz4`.
 public final class LZ4Encoder: ByteTransform {
     private var ctx: OpaquePointer?
     private var prefs = LZ4F_preferences_t()
@@ -17,6 +18,7 @@ public final class LZ4Encoder: ByteTransform {
         ctx = c
         prefs.frameInfo.blockSizeID = LZ4F_max256KB
         prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled
+        prefs.frameInfo.blockChecksumFlag = LZ4F_blockChecksumEnabled
         prefs.compressionLevel = level
     }
     deinit { LZ4F_freeCompressionContext(ctx) }

@@ -78,15 +78,18 @@ public final class LzopEncoder: ByteTransform {
         // Raw memory: a batch's blocks write their own entries from several threads at once.
         let lengths: UnsafeMutablePointer<Int>
         let sums: UnsafeMutablePointer<UInt32>
+        let compressedSums: UnsafeMutablePointer<UInt32>
         init(_ n: Int) {
             lengths = .allocate(capacity: n)
             sums = .allocate(capacity: n)
+            compressedSums = .allocate(capacity: n)
         }
         deinit {
             out.forEach { $0.deallocate() }
             work.forEach { $0.deallocate() }
             lengths.deallocate()
             sums.deallocate()
+            compressedSums.deallocate()
         }
         /// Makes slots 0..<n usable (call before a batch, on one thread; `out` and `work` are only
         /// read while the batch runs).
@@ -96,7 +99,8 @@ public final class LzopEncoder: ByteTransform {
                 work.append(.allocate(byteCount: workSize, alignment: 16))
             }
         }
-        /// Compresses `src` into slot `i`; records the compressed length and the data's Adler-32.
+        /// Compresses `src` into slot `i`; records the compressed length, the data's Adler-32 and
+        /// the compressed bytes' Adler-32 (when they are smaller, i.e. will be stored).
         /// Slots are disjoint, so batches call this from several threads at once.
         func compress(_ i: Int, _ src: UnsafeRawPointer, _ n: Int) {
             let sum = wale_adler32(1, src, n)
@@ -106,6 +110,7 @@ public final class LzopEncoder: ByteTransform {
             precondition(rc == LZO_E_OK, "lzo1x_1_compress failed with \(rc)")
             lengths[i] = Int(produced)
             sums[i] = sum
+            compressedSums[i] = Int(produced) < n ? wale_adler32(1, out[i], Int(produced)) : 0
         }
     }
 
@@ -170,7 +175,7 @@ public final class LzopEncoder: ByteTransform {
                     let block = UnsafeRawBufferPointer(start: base + i * Lzop.blockSize, count: sizes[i])
                     appendBlock(
                         block, adler: slots.sums[i], compressed: UnsafeRawBufferPointer(start: slots.out[i], count: slots.lengths[i]),
-                        to: &out)
+                        compressedAdler: slots.compressedSums[i], to: &out)
                 }
             }
             input.consume(total)
@@ -191,7 +196,11 @@ public final class LzopEncoder: ByteTransform {
         body += [UInt8(lib >> 8), UInt8(lib & 0xFF)]
         body += [0x09, 0x40]  // version needed to extract
         body += [1, 5]  // method M_LZO1X_1, level 5
-        appendBE32(&body, Lzop.fOSUnix | Lzop.fStdout | Lzop.fStdin | Lzop.fAdler32D)
+        // Both Adler-32s: of each block's data, and of its compressed bytes. The second is not
+        // WAL-E's (lzop's default) but is lzop's format (`lzop -d` checks it): without it a
+        // flipped bit in a match offset that points into a run of equal bytes decodes to the same
+        // data, and verify would call a damaged object sound.
+        appendBE32(&body, Lzop.fOSUnix | Lzop.fStdout | Lzop.fStdin | Lzop.fAdler32D | Lzop.fAdler32C)
         appendBE32(&body, mode)
         appendBE32(&body, UInt32(truncatingIfNeeded: mtime))
         appendBE32(&body, UInt32(truncatingIfNeeded: mtime >> 32))
@@ -202,11 +211,14 @@ public final class LzopEncoder: ByteTransform {
         return h
     }
 
-    private func appendBlock(_ block: UnsafeRawBufferPointer, adler: UInt32, compressed: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+    private func appendBlock(
+        _ block: UnsafeRawBufferPointer, adler: UInt32, compressed: UnsafeRawBufferPointer, compressedAdler: UInt32, to out: inout [UInt8]
+    ) {
         appendBE32(&out, UInt32(block.count))
         let stored = compressed.count >= block.count
         appendBE32(&out, stored ? UInt32(block.count) : UInt32(compressed.count))
         appendBE32(&out, adler)
+        if !stored { appendBE32(&out, compressedAdler) }
         out.append(contentsOf: stored ? block : compressed)
     }
 }
