@@ -181,8 +181,7 @@ public struct WALPush: Sendable {
         options.lateMetadata = first.lateMetadata
         options.reread = { [self] in
             // The same file again (PostgreSQL does not reuse a segment it has not archived).
-            let again = try LocalFileSource(path: path)
-            return try body(again, file)
+            try body(try Self.reopen(path, as: file.stat), file)
         }
         let outcome = try await store.write(key, from: first.source, options: options)
         if outcome == .alreadyExists {
@@ -199,6 +198,20 @@ public struct WALPush: Sendable {
             "completed archiving to a file", detail: "Archiving to \"\(url)\" complete at \(formatRate(kib))KiB/s.",
             fields.merging(["state": "complete", "rate": formatRate(kib)]) { $1 })
         return .uploaded
+    }
+
+    /// `path` opened again, refused unless it is still the file first opened (`first`): a file
+    /// replaced under the path, or one whose size changed, is not uploaded in its place.
+    static func reopen(_ path: String, as first: stat) throws -> LocalFileSource {
+        let fd = try POSIX.open(path, O_RDONLY)
+        let source = LocalFileSource(fd: fd, path: path)  // owns fd
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_dev == first.st_dev, st.st_ino == first.st_ino, st.st_size == first.st_size else {
+            throw WALEError(
+                .io, "\"\(path)\" was replaced or changed size while it was being archived",
+                hint: "nothing was uploaded; PostgreSQL runs archive_command again")
+        }
+        return source
     }
 
     /// What the store is given for `file`: its bytes compressed (and sealed), with the raw content's

@@ -1,4 +1,6 @@
 import Testing
+import Foundation
+import WALECore
 import WALECodec
 @testable import WALEEngine
 
@@ -17,5 +19,36 @@ import WALECodec
         #expect(WALPush.digest(in: ["wale-content-size": "3"]) == nil)
         #expect(WALPush.digest(in: nil) == nil)
         #expect(WALPush.contentDigestAlgorithm == .xxh3)
+    }
+}
+
+/// A push that runs short of upload memory reads its segment again: only the same file.
+@Suite struct WALPushRereadTests {
+    @Test func aReplacedOrResizedFileIsNotReadAgain() throws {
+        let dir = "/tmp/wale-reread-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { _ = try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/000000010000000000000001"
+        func write(_ p: String, _ bytes: [UInt8]) { FileManager.default.createFile(atPath: p, contents: Data(bytes)) }
+        write(path, [UInt8](repeating: 1, count: 8192))
+        var first = stat()
+        #expect(stat(path, &first) == 0)
+        #expect(throws: Never.self) { _ = try WALPush.reopen(path, as: first) }
+        // Replaced by rename (another inode), though of the same size.
+        write(dir + "/other", [UInt8](repeating: 2, count: 8192))
+        #expect(rename(dir + "/other", path) == 0)
+        #expect(throws: WALEError.self) { _ = try WALPush.reopen(path, as: first) }
+        var second = stat()
+        #expect(stat(path, &second) == 0)
+        // The same inode, grown.
+        let fd = open(path, O_WRONLY | O_APPEND)
+        #expect(Foundation.write(fd, [UInt8(3)], 1) == 1)
+        close(fd)
+        do {
+            _ = try WALPush.reopen(path, as: second)
+            Issue.record("a resized file was read again")
+        } catch let e as WALEError {
+            #expect(e.kind == .io && e.message.contains("replaced or changed size"))
+        }
     }
 }

@@ -164,8 +164,9 @@ enum FirstPart {
 ///
 /// By default the most that can be needed is taken before reading. `growing` (a body that can be
 /// read again): one part and 1 MiB are taken first and more only as the bytes arrive, if free at
-/// once; a WAL segment is 4–9 MB after lzop, so several are compressed and sent at once where the
-/// most (17 MiB) would take the whole budget. Waiting for more while holding some could deadlock
+/// once. A WAL segment after lzop is anything from a few hundred KB (a switched, mostly empty one)
+/// to 16 MiB (random data; the benchmark's pgbench WAL is ~10.8 MB), so segments that compress
+/// well are sent several at once where the most (17 MiB) would take the whole budget. Waiting for more while holding some could deadlock
 /// uploads that all grow, so when none is free the answer is `.short` and the caller starts again
 /// without growing.
 func readFirstPart(_ parts: PartReader, options: WriteOptions, budget: ByteBudget, growing: Bool) async throws -> FirstPart {
