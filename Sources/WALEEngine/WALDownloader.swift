@@ -42,9 +42,16 @@ public struct WALDownloader: Sendable {
 
     /// Reads the object `key` holding `name`, decoded and checked as `download` checks it, and
     /// writes nothing (verify, wal-verify --integrity).
+    ///
+    /// Where the object's metadata records the digest of the file wal-push read (S3, Azure, Swift,
+    /// GCS), the decoded content must match it too: that is the end-to-end check, from the file in
+    /// pg_wal to what a restore would be given, which no codec checksum (made after the read) is.
     public func check(key: String, name: String) async throws {
+        let recorded = store.storesLateMetadata ? WALPush.digest(in: try await store.info(key)?.metadata) : nil
         try await store.read(key) { src in
-            let decoded = TransformedSource(src, AutoDecoder(name: key))
+            let plain = TransformedSource(src, AutoDecoder(name: key))
+            let digesting = recorded.map { DigestingSource(plain, algorithm: $0.algorithm) }
+            let decoded: any ByteSource = digesting ?? plain
             var head: [UInt8] = []
             var size: UInt64 = 0
             while let chunk = try await decoded.next() {
@@ -52,6 +59,11 @@ public struct WALDownloader: Sendable {
                 size += UInt64(chunk.count)
             }
             _ = try checkedSegmentSize(head, fileSize: size, name: name, key: key)
+            if let recorded, let now = digesting?.contentDigest(), now != recorded {
+                throw WALEError(
+                    .corrupt, "archived object \(key) does not hold the bytes wal-push archived",
+                    detail: "recorded at push: \(recorded); decoded now: \(now)")
+            }
         }
     }
 

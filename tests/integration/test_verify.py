@@ -59,11 +59,18 @@ class S3Objects:
     def get(self, key):
         return self.curl(self.base + self.path + "/" + key)
 
-    def put(self, key, data):
+    def metadata(self, key):
+        """The object's user metadata (x-amz-meta-*), from a HEAD."""
+        out = self.curl("-I", self.base + self.path + "/" + key).decode()
+        return {k.strip().lower()[len("x-amz-meta-"):]: v.strip() for k, v in
+                (line.split(":", 1) for line in out.splitlines() if line.lower().startswith("x-amz-meta-"))}
+
+    def put(self, key, data, metadata=None):
         with tempfile.NamedTemporaryFile() as f:
             f.write(data)
             f.flush()
-            self.curl("-T", f.name, self.base + self.path + "/" + key)
+            headers = [a for k, v in (metadata or {}).items() for a in ("-H", f"x-amz-meta-{k}: {v}")]
+            self.curl(*headers, "-T", f.name, self.base + self.path + "/" + key)
 
     def delete(self, key):
         self.curl("-X", "DELETE", self.base + self.path + "/" + key)
@@ -160,6 +167,29 @@ def with_member(partition, name):
     dst.addfile(extra, io.BytesIO(b"extra"))
     dst.close()
     return run(["lzop", "-c"], input=out.getvalue()).stdout
+
+
+def test_verify_checks_wal_against_the_digest_recorded_at_push(make_cluster, wale, s3_prefix):
+    """A WAL object whose codec is sound and whose segment is well formed, but whose content is not
+    what wal-push read from pg_wal (re-encoded with a changed record byte, the metadata kept): the
+    digest recorded at push catches it in verify and wal-verify --integrity; no other check can."""
+    objs = S3Objects(s3_prefix)
+    c, name = backup_with_wal(make_cluster, wale, s3_prefix)
+    c.stop()
+    key = f"wal_005/{name[5:29]}.lzo"
+    meta = objs.metadata(key)
+    assert meta.get("wale-content-xxh3-128") and meta.get("wale-content-size") == str(16 << 20), meta
+    raw = bytearray(subprocess.run(["lzop", "-dc"], input=objs.get(key), capture_output=True, check=True).stdout)
+    assert len(raw) == 16 << 20
+    raw[(8 << 20) + 1000] ^= 0x10  # a record byte far from the first page header
+    objs.put(key, subprocess.run(["lzop", "-c"], input=bytes(raw), capture_output=True, check=True).stdout, metadata=meta)
+    assert objs.metadata(key) == meta
+    for args in (("verify", name), ("wal-verify", "--integrity")):
+        p = wale(*args, prefix=s3_prefix, env={"WALE_RETRIES": "1"})
+        out = p.stdout.decode() + p.stderr.decode()
+        assert p.returncode == 65, f"{args}: {p.returncode}\n{out}"
+        assert key in out and "does not hold the bytes wal-push archived" in out, out
+        assert "Traceback" not in out and "Fatal error" not in out
 
 
 def test_verify_reads_a_wal_e_backup_and_gpg(make_cluster, wale, archive, scratch):
