@@ -6,7 +6,8 @@ import WALECore
 import WALEStorage
 
 /// Downloads one archived WAL file to a local path: whichever codec wrote it, decoded and
-/// checked (codec checksums; for segments, size and page header), visible only when complete.
+/// checked (codec checksums; for segments, size and page header; the content against the digest
+/// wal-push recorded, where the store keeps metadata), visible only when complete.
 public struct WALDownloader: Sendable {
     public let store: any ObjectStore
     public let prefix: StoragePrefix
@@ -31,7 +32,7 @@ public struct WALDownloader: Sendable {
             let key = prefix.walKey(name, suffix: suffix)
             do {
                 return try await store.read(key) { src in
-                    try await write(TransformedSource(src, AutoDecoder(name: key)), name: name, key: key, to: target, durable: durable)
+                    try await write(src, name: name, key: key, to: target, durable: durable)
                 }
             } catch let e as WALEError where e.kind == .notFound {
                 continue
@@ -47,23 +48,42 @@ public struct WALDownloader: Sendable {
     /// GCS), the decoded content must match it too: that is the end-to-end check, from the file in
     /// pg_wal to what a restore would be given, which no codec checksum (made after the read) is.
     public func check(key: String, name: String) async throws {
-        let recorded = store.storesLateMetadata ? WALPush.digest(in: try await store.info(key)?.metadata) : nil
         try await store.read(key) { src in
-            let plain = TransformedSource(src, AutoDecoder(name: key))
-            let digesting = recorded.map { DigestingSource(plain, algorithm: $0.algorithm) }
-            let decoded: any ByteSource = digesting ?? plain
+            let decoded = Decoded(src, key: key)
             var head: [UInt8] = []
             var size: UInt64 = 0
-            while let chunk = try await decoded.next() {
+            while let chunk = try await decoded.source.next() {
                 if head.count < WALPageHeader.length { head += chunk.prefix(WALPageHeader.length - head.count) }
                 size += UInt64(chunk.count)
             }
             _ = try checkedSegmentSize(head, fileSize: size, name: name, key: key)
-            if let recorded, let now = digesting?.contentDigest(), now != recorded {
-                throw WALEError(
-                    .corrupt, "archived object \(key) does not hold the bytes wal-push archived",
-                    detail: "recorded at push: \(recorded); decoded now: \(now)")
-            }
+            try decoded.checkDigest()
+        }
+    }
+
+    /// An archived object decoded, and hashed when its metadata (read with it: the GET's headers)
+    /// records the digest wal-push took of the file it read: the end-to-end check, from the file in
+    /// pg_wal to the bytes a restore is given, which no codec checksum (made after the read) is.
+    struct Decoded {
+        let source: any ByteSource
+        private let digesting: DigestingSource?
+        private let recorded: ContentDigest?
+        private let key: String
+
+        init(_ src: any ByteSource, key: String) {
+            let plain = TransformedSource(src, AutoDecoder(name: key))
+            recorded = (src as? any ObjectMetadataSource).flatMap { WALPush.digest(in: $0.metadata) }
+            digesting = recorded.map { DigestingSource(plain, algorithm: $0.algorithm) }
+            source = digesting ?? plain
+            self.key = key
+        }
+
+        /// Call once the source is drained.
+        func checkDigest() throws {
+            guard let recorded, let now = digesting?.contentDigest(), now != recorded else { return }
+            throw WALEError(
+                .corrupt, "archived object \(key) does not hold the bytes wal-push archived",
+                detail: "recorded at push: \(recorded); decoded now: \(now)")
         }
     }
 
@@ -84,8 +104,9 @@ public struct WALDownloader: Sendable {
     }
 
     private func write(
-        _ decoded: any ByteSource, name: String, key: String, to target: String, durable: Bool
+        _ src: any ByteSource, name: String, key: String, to target: String, durable: Bool
     ) async throws -> WALSegmentSize? {
+        let decoded = Decoded(src, key: key)
         let writer: AtomicFileWriter
         do {
             writer = try AtomicFileWriter(path: target, writeBehind: durable)
@@ -94,11 +115,12 @@ public struct WALDownloader: Sendable {
         }
         defer { writer.abort() }
         var head: [UInt8] = []
-        while let chunk = try await decoded.next() {
+        while let chunk = try await decoded.source.next() {
             if head.count < WALPageHeader.length { head += chunk.prefix(WALPageHeader.length - head.count) }
             do { try writer.write(chunk) } catch let e as WALEError { throw WALEError(.io, e.message) }
         }
         let size = try checkedSegmentSize(head, fileSize: UInt64(writer.bytesWritten), name: name, key: key)
+        try decoded.checkDigest()  // before the file becomes visible
         do { try writer.commit(durable: durable) } catch let e as WALEError { throw WALEError(.io, e.message) }
         return size
     }

@@ -73,6 +73,13 @@ public struct RereadBody {
     }
 }
 
+/// A read's source that also carries the object's user metadata (the HTTP stores: from the GET's
+/// own headers, so no HEAD is needed to learn it). Readers cast the source they are given.
+public protocol ObjectMetadataSource: ByteSource {
+    /// Lower-case names, as `ObjectInfo.metadata`.
+    var metadata: [String: String] { get }
+}
+
 /// See `WriteOptions.gate`.
 public final class WriteGate: Sendable {
     let check: @Sendable () async throws -> Bool

@@ -248,6 +248,10 @@ func pattern(_ n: Int, seed: UInt8 = 7) -> [UInt8] { (0..<n).map { UInt8(truncat
             #expect(info.size == Int64(size))
             #expect(info.metadata["wale-early"] == "e-\(name)")
             #expect(info.metadata["wale-content-sha256"] == "late-\(name)")
+            // A read carries the same metadata (wal-fetch checks the digest without a HEAD).
+            let carried = try await store.read(p + name) { src in (src as? any ObjectMetadataSource)?.metadata }
+            #expect(carried?["wale-early"] == "e-\(name)")
+            #expect(carried?["wale-content-sha256"] == "late-\(name)")
         }
         try await store.delete([p + "small", p + "blocks"])
     }

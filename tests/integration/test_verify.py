@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from harness import run, s3_env
+from harness import chown_pg, run, s3_env
 from test_backups import backup_push, restore_config
 from test_wal_archiving import archiving_cluster
 
@@ -169,10 +169,11 @@ def with_member(partition, name):
     return run(["lzop", "-c"], input=out.getvalue()).stdout
 
 
-def test_verify_checks_wal_against_the_digest_recorded_at_push(make_cluster, wale, s3_prefix):
+def test_verify_checks_wal_against_the_digest_recorded_at_push(make_cluster, wale, s3_prefix, scratch):
     """A WAL object whose codec is sound and whose segment is well formed, but whose content is not
     what wal-push read from pg_wal (re-encoded with a changed record byte, the metadata kept): the
-    digest recorded at push catches it in verify and wal-verify --integrity; no other check can."""
+    digest recorded at push catches it in verify, wal-verify --integrity and wal-fetch (which
+    writes nothing and aborts recovery: 128 + 65); no other check can."""
     objs = S3Objects(s3_prefix)
     c, name = backup_with_wal(make_cluster, wale, s3_prefix)
     c.stop()
@@ -190,6 +191,15 @@ def test_verify_checks_wal_against_the_digest_recorded_at_push(make_cluster, wal
         assert p.returncode == 65, f"{args}: {p.returncode}\n{out}"
         assert key in out and "does not hold the bytes wal-push archived" in out, out
         assert "Traceback" not in out and "Fatal error" not in out
+    pg_wal = os.path.join(scratch, "restore-here")
+    os.mkdir(pg_wal)
+    chown_pg(pg_wal)
+    dest = os.path.join(pg_wal, "RECOVERYXLOG")
+    p = wale("wal-fetch", name[5:29], dest, prefix=s3_prefix, env={"WALE_RETRIES": "1"})
+    out = p.stderr.decode()
+    assert p.returncode == 128 + 65 and "does not hold the bytes wal-push archived" in out, f"{p.returncode}\n{out}"
+    # Nothing where PostgreSQL could read it, no temporary beside it (the prefetch area aside).
+    assert not os.path.exists(dest) and [n for n in os.listdir(pg_wal) if n != ".wal-e"] == [], os.listdir(pg_wal)
 
 
 def test_verify_reads_a_wal_e_backup_and_gpg(make_cluster, wale, archive, scratch):

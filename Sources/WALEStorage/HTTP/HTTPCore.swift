@@ -84,15 +84,27 @@ struct HTTPCore: Sendable {
     /// Streams an object into `body`: `get(headers)` opens the object with these extra headers
     /// (none at first; then the range from the last good byte, under `rangeHeader`, and If-Match),
     /// as `open` does.
+    /// `metadata` reads the object's user metadata from the first answer's headers.
     func read<R>(
-        _ what: String, rangeHeader: String = "range", get: @escaping (_ headers: [(String, String)]) async throws -> HTTPClientResponse,
+        _ what: String, rangeHeader: String = "range", metadata: (HTTPHeaders) -> [String: String] = { _ in [:] },
+        get: @escaping (_ headers: [(String, String)]) async throws -> HTTPClientResponse,
         _ body: (any ByteSource) async throws -> R
     ) async throws -> R {
         let first = try await get([])
-        let source = ResumableBody(first: first, what: what, limits: limits, retry: RetryBudget(retry, logger: logger)) { offset, etag in
+        let source = ResumableBody(
+            first: first, metadata: metadata(first.headers), what: what, limits: limits, retry: RetryBudget(retry, logger: logger)
+        ) { offset, etag in
             try await get(rangeHeaders(offset: offset, etag: etag, rangeHeader: rangeHeader))
         }
         return try await body(source)
+    }
+
+    /// The user metadata among `headers`: those named `prefix` + name (`x-amz-meta-`...), by
+    /// lower-case name.
+    static func userMetadata(_ headers: HTTPHeaders, prefix: String) -> [String: String] {
+        var meta: [String: String] = [:]
+        for h in headers where h.name.lowercased().hasPrefix(prefix) { meta[String(h.name.lowercased().dropFirst(prefix.count))] = h.value }
+        return meta
     }
 
     /// A request that got no answer: TLS verification failures are the user's to fix (and not

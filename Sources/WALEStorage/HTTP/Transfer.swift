@@ -99,7 +99,7 @@ struct ProgressWatchdog {
 /// rest), with the store's retry
 /// policy's bounded attempts and backoff, so a reader never sees the failure unless the store
 /// keeps failing. A body shorter than its Content-Length is a failure too.
-final class ResumableBody: ByteSource {
+final class ResumableBody: ObjectMetadataSource {
     typealias Open = (_ offset: Int64, _ etag: String?) async throws -> HTTPClientResponse
     private var iterator: HTTPClientResponse.Body.AsyncIterator
     private let open: Open
@@ -109,8 +109,10 @@ final class ResumableBody: ByteSource {
     private let etag: String?
     private let length: Int64?
     private var offset: Int64 = 0
+    let metadata: [String: String]
 
-    init(first: HTTPClientResponse, what: String, limits: TransferLimits, retry: RetryBudget, open: @escaping Open) {
+    init(first: HTTPClientResponse, metadata: [String: String], what: String, limits: TransferLimits, retry: RetryBudget, open: @escaping Open) {
+        self.metadata = metadata
         iterator = first.body.makeAsyncIterator()
         etag = first.headers.first(name: "etag")
         length = first.headers.first(name: "content-length").flatMap { Int64($0) }

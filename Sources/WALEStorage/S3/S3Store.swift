@@ -152,15 +152,16 @@ public struct S3Store: PartedUploadTarget {
         }
         if r.status == 404 { return nil }
         guard r.status == 200 else { throw failure(r, "HEAD \(key)", key: key) }
-        var meta: [String: String] = [:]
-        for h in r.headers where h.name.lowercased().hasPrefix("x-amz-meta-") { meta[String(h.name.lowercased().dropFirst(11))] = h.value }
+        let meta = HTTPCore.userMetadata(r.headers, prefix: "x-amz-meta-")
         return ObjectInfo(
             key: key, size: Int64(r.headers.first(name: "content-length") ?? "0") ?? 0,
             lastModified: r.headers.first(name: "last-modified").flatMap(parseHTTPDate) ?? 0, metadata: meta)
     }
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
-        try await core.read("GET s3://\(config.bucket)/\(key)", get: { range in try await get(key, range: range) }, body)
+        try await core.read(
+            "GET s3://\(config.bucket)/\(key)", metadata: { HTTPCore.userMetadata($0, prefix: "x-amz-meta-") },
+            get: { range in try await get(key, range: range) }, body)
     }
 
     /// A GET whose head said 200 (or 206 for a range); anything else becomes its error.

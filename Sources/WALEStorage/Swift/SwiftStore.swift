@@ -117,15 +117,16 @@ public struct SwiftStore: PartedUploadTarget {
         let r = try await send(.HEAD, name: SwiftConfiguration.objectName(key), what: "HEAD \(key)")
         if r.status == 404 { return nil }
         guard r.status / 100 == 2 else { throw failure(r, "HEAD \(key)", key: key) }
-        var meta: [String: String] = [:]
-        for h in r.headers where h.name.lowercased().hasPrefix("x-object-meta-") { meta[String(h.name.lowercased().dropFirst(14))] = h.value }
+        let meta = HTTPCore.userMetadata(r.headers, prefix: "x-object-meta-")
         return ObjectInfo(
             key: key, size: Int64(r.headers.first(name: "content-length") ?? "0") ?? 0,
             lastModified: r.headers.first(name: "last-modified").flatMap(parseHTTPDate) ?? 0, metadata: meta)
     }
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
-        try await core.read("GET \(target)/\(key)", get: { range in try await get(key, range: range) }, body)
+        try await core.read(
+            "GET \(target)/\(key)", metadata: { HTTPCore.userMetadata($0, prefix: "x-object-meta-") }, get: { range in try await get(key, range: range) },
+            body)
     }
 
     func get(_ key: String, range: [(String, String)]) async throws -> HTTPClientResponse {

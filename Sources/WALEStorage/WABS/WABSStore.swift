@@ -124,17 +124,21 @@ public struct WABSStore: PartedUploadTarget {
         let r = try await send(.HEAD, key: key, what: "HEAD \(key)")
         if r.status == 404 { return nil }
         guard r.status == 200 else { throw failure(r, "HEAD \(key)", key: key) }
-        var meta: [String: String] = [:]
-        for h in r.headers where h.name.lowercased().hasPrefix("x-ms-meta-") {
-            meta[String(h.name.lowercased().dropFirst(10)).replacingUnderscores()] = h.value
-        }
         return ObjectInfo(
             key: key, size: Int64(r.headers.first(name: "content-length") ?? "0") ?? 0,
-            lastModified: r.headers.first(name: "last-modified").flatMap(parseHTTPDate) ?? 0, metadata: meta)
+            lastModified: r.headers.first(name: "last-modified").flatMap(parseHTTPDate) ?? 0, metadata: Self.metadata(r.headers))
+    }
+
+    /// The blob's metadata (Azure names cannot hold `-`: written with `_`).
+    static func metadata(_ headers: HTTPHeaders) -> [String: String] {
+        var meta: [String: String] = [:]
+        for (k, v) in HTTPCore.userMetadata(headers, prefix: "x-ms-meta-") { meta[k.replacingUnderscores()] = v }
+        return meta
     }
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
-        try await core.read("GET \(target)/\(key)", rangeHeader: "x-ms-range", get: { range in try await get(key, range: range) }, body)
+        try await core.read(
+            "GET \(target)/\(key)", rangeHeader: "x-ms-range", metadata: Self.metadata, get: { range in try await get(key, range: range) }, body)
     }
 
     /// A Get Blob whose head said 200 (or 206 for a range); anything else becomes its error.
