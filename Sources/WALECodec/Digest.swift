@@ -32,21 +32,21 @@ public struct ContentDigest: Sendable, Equatable, CustomStringConvertible {
 public final class DigestingSource: ByteSource, ByteCounting {
     private let upstream: any ByteSource
     public let algorithm: ContentDigestAlgorithm
-    private let sha: BackgroundSHA256?
-    private let xxh: XXH3Hasher?
+    private let hasher: any StreamHasher
     public private(set) var byteCount: Int64 = 0
 
     public init(_ upstream: any ByteSource, algorithm: ContentDigestAlgorithm = .sha256) {
         self.upstream = upstream
         self.algorithm = algorithm
-        sha = algorithm == .sha256 ? BackgroundSHA256() : nil
-        xxh = algorithm == .xxh3 ? XXH3Hasher() : nil
+        switch algorithm {
+        case .sha256: hasher = BackgroundSHA256()
+        case .xxh3: hasher = XXH3Hasher()
+        }
     }
 
     public func next() async throws -> [UInt8]? {
         guard let c = try await upstream.next() else { return nil }
-        sha?.update(c)
-        xxh?.update(c)
+        hasher.update(c)
         byteCount += Int64(c.count)
         return c
     }
@@ -57,7 +57,7 @@ public final class DigestingSource: ByteSource, ByteCounting {
     /// answer on every call).
     public func hexDigest() -> String {
         if let digest { return digest }
-        let d = sha?.finalizeAndReset() ?? xxh!.finalize()
+        let d = hasher.finalizeHex()
         digest = d
         return d
     }
@@ -72,8 +72,19 @@ public final class DigestingSource: ByteSource, ByteCounting {
     }
 }
 
+/// One of `ContentDigestAlgorithm`'s hashers, fed a stream's chunks in order.
+protocol StreamHasher: AnyObject {
+    func update(_ c: [UInt8])
+    /// Lower-case hex of the digest of everything fed (call once).
+    func finalizeHex() -> String
+}
+
+extension BackgroundSHA256: StreamHasher {
+    func finalizeHex() -> String { finalizeAndReset() }
+}
+
 /// XXH3-128 of a stream (libxxhash), as lower-case hex of its canonical (big-endian) form.
-final class XXH3Hasher {
+final class XXH3Hasher: StreamHasher {
     private let state: OpaquePointer
     init() {
         state = XXH3_createState()
@@ -82,7 +93,7 @@ final class XXH3Hasher {
     deinit { XXH3_freeState(state) }
     func update(_ c: [UInt8]) { c.withUnsafeBytes { update($0) } }
     func update(_ b: UnsafeRawBufferPointer) { _ = XXH3_128bits_update(state, b.baseAddress, b.count) }
-    func finalize() -> String { hexString(finalizeBytes()) }
+    func finalizeHex() -> String { hexString(finalizeBytes()) }
     /// The digest's 16 bytes, big-endian (XXH128's canonical form).
     func finalizeBytes() -> [UInt8] {
         var canonical = XXH128_canonical_t()
