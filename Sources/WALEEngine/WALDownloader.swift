@@ -43,10 +43,6 @@ public struct WALDownloader: Sendable {
 
     /// Reads the object `key` holding `name`, decoded and checked as `download` checks it, and
     /// writes nothing (verify, wal-verify --integrity).
-    ///
-    /// Where the object's metadata records the digest of the file wal-push read (S3, Azure, Swift,
-    /// GCS), the decoded content must match it too: that is the end-to-end check, from the file in
-    /// pg_wal to what a restore would be given, which no codec checksum (made after the read) is.
     public func check(key: String, name: String) async throws {
         try await store.read(key) { src in
             let decoded = Decoded(src, key: key)

@@ -287,7 +287,7 @@ public struct WALPush: Sendable {
     static func digest(in metadata: [String: String]?) -> ContentDigest? {
         guard let metadata, let size = metadata[sizeMetadataKey].flatMap({ Int64($0) }) else { return nil }
         for a in ContentDigestAlgorithm.allCases {
-            if let hex = metadata[digestMetadataKey(a)] { return ContentDigest(a, hex: hex, length: size) }
+            if let hex = metadata[digestMetadataKey(a)] { return ContentDigest(a, hex: hex.lowercased(), length: size) }
         }
         return nil
     }

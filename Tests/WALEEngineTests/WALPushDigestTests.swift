@@ -18,6 +18,8 @@ import WALECodec
         #expect(WALPush.digest(in: ["wale-content-sha256": "ab"]) == nil)
         #expect(WALPush.digest(in: ["wale-content-size": "3"]) == nil)
         #expect(WALPush.digest(in: nil) == nil)
+        // Hex in either case (another tool may write upper case): compared as lower case.
+        #expect(WALPush.digest(in: ["wale-content-xxh3-128": x.hex.uppercased(), "wale-content-size": "16777216"]) == x)
         #expect(WALPush.contentDigestAlgorithm == .xxh3)
     }
 }
