@@ -21,9 +21,16 @@ class FileObjects:
         with open(os.path.join(self.adir, key), "rb") as f:
             return f.read()
 
-    def put(self, key, data):
+    def put(self, key, data, metadata=None):
         with open(os.path.join(self.adir, key), "wb") as f:
             f.write(data)
+        for k, v in (metadata or {}).items():
+            os.setxattr(os.path.join(self.adir, key), "user." + k, v.encode())
+
+    def metadata(self, key):
+        """The object's metadata: the file's user extended attributes."""
+        path = os.path.join(self.adir, key)
+        return {n[5:]: os.getxattr(path, n).decode() for n in os.listxattr(path) if n.startswith("user.")}
 
     def delete(self, key):
         os.unlink(os.path.join(self.adir, key))
@@ -169,13 +176,14 @@ def with_member(partition, name):
     return run(["lzop", "-c"], input=out.getvalue()).stdout
 
 
-def test_verify_checks_wal_against_the_digest_recorded_at_push(make_cluster, wale, s3_prefix, scratch):
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_verify_checks_wal_against_the_digest_recorded_at_push(request, make_cluster, wale, scratch, store):
     """A WAL object whose codec is sound and whose segment is well formed, but whose content is not
     what wal-push read from pg_wal (re-encoded with a changed record byte, the metadata kept): the
     digest recorded at push catches it in verify, wal-verify --integrity and wal-fetch (which
     writes nothing and aborts recovery: 128 + 65); no other check can."""
-    objs = S3Objects(s3_prefix)
-    c, name = backup_with_wal(make_cluster, wale, s3_prefix)
+    prefix, objs = prefix_and_objects(request, store)
+    c, name = backup_with_wal(make_cluster, wale, prefix)
     c.stop()
     key = f"wal_005/{name[5:29]}.lzo"
     meta = objs.metadata(key)
@@ -186,7 +194,7 @@ def test_verify_checks_wal_against_the_digest_recorded_at_push(make_cluster, wal
     objs.put(key, subprocess.run(["lzop", "-c"], input=bytes(raw), capture_output=True, check=True).stdout, metadata=meta)
     assert objs.metadata(key) == meta
     for args in (("verify", name), ("wal-verify", "--integrity")):
-        p = wale(*args, prefix=s3_prefix, env={"WALE_RETRIES": "1"})
+        p = wale(*args, prefix=prefix, env={"WALE_RETRIES": "1"})
         out = p.stdout.decode() + p.stderr.decode()
         assert p.returncode == 65, f"{args}: {p.returncode}\n{out}"
         assert key in out and "does not hold the bytes wal-push archived" in out, out
@@ -195,7 +203,7 @@ def test_verify_checks_wal_against_the_digest_recorded_at_push(make_cluster, wal
     os.mkdir(pg_wal)
     chown_pg(pg_wal)
     dest = os.path.join(pg_wal, "RECOVERYXLOG")
-    p = wale("wal-fetch", name[5:29], dest, prefix=s3_prefix, env={"WALE_RETRIES": "1"})
+    p = wale("wal-fetch", name[5:29], dest, prefix=prefix, env={"WALE_RETRIES": "1"})
     out = p.stderr.decode()
     assert p.returncode == 128 + 65 and "does not hold the bytes wal-push archived" in out, f"{p.returncode}\n{out}"
     # Nothing where PostgreSQL could read it, no temporary beside it (the prefetch area aside).

@@ -15,6 +15,8 @@ int wale_write_behind(int fd, long long offset, long long length);
 int wale_set_direct(int fd, int on);
 /* pipe2(fds, O_CLOEXEC): a child started by another thread never inherits either end. */
 int wale_pipe_cloexec(int fds[2]);
+/* Extended attributes (the file store's object metadata): Swift's Glibc module lacks sys/xattr.h. */
+#include <sys/xattr.h>
 #include <stddef.h>
 #include <stdint.h>
 /* Adler-32 as lzop/zlib define it (AVX2 when the CPU has it); the portable loop for tests. */

@@ -7,7 +7,8 @@ import WALECore
 ///
 /// Writes go to a hidden temporary file, are fsynced, then renamed (or hard-linked, for
 /// if-absent writes) into place, and the directory is fsynced. Deletes prune directories
-/// left empty, up to `pruneStop`.
+/// left empty, up to `pruneStop`. Object metadata (wal-push's content digest) is kept as the
+/// file's user extended attributes, set before the file appears, where the file system has them.
 public struct FileStore: ObjectStore {
     public let root: String
     public let pruneStop: String
@@ -30,9 +31,18 @@ public struct FileStore: ObjectStore {
 
     func path(_ key: String) -> String { root + key }
 
+    /// Kept as user extended attributes (ext4, xfs, btrfs, tmpfs from Linux 6.6). Where the file
+    /// system has none they are silently absent, and the engine decides as for an object WAL-E
+    /// wrote (a repeated push reads the object back; a restore has no digest to check). Copies
+    /// made without `-X`/`--xattrs` lose them the same way.
+    public var storesLateMetadata: Bool { true }
+
     public func info(_ key: String) async throws -> ObjectInfo? {
-        guard let st = FileWatchdog.shared.guarded("stat \(key)", { POSIX.stat(path(key)) }), st.st_mode & S_IFMT == S_IFREG else { return nil }
-        return ObjectInfo(key: key, size: Int64(st.st_size), lastModified: POSIX.mtime(st))
+        let p = path(key)
+        guard let (st, meta) = FileWatchdog.shared.guarded("stat \(key)", { POSIX.stat(p).map { ($0, POSIX.userAttributes(path: p)) } }),
+            st.st_mode & S_IFMT == S_IFREG
+        else { return nil }
+        return ObjectInfo(key: key, size: Int64(st.st_size), lastModified: POSIX.mtime(st), metadata: meta)
     }
 
     public func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
@@ -44,7 +54,7 @@ public struct FileStore: ObjectStore {
         } catch let e as WALEError where e.kind == .notFound {
             throw WALEError(.notFound, "object \(key) does not exist", detail: "no file \(path(key))")
         }
-        return try await body(WatchedSource(source, id: watch, side: .reading))
+        return try await body(FileObjectSource(WatchedSource(source, id: watch, side: .reading), metadata: source.userAttributes()))
     }
 
     public func write(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
@@ -74,6 +84,8 @@ public struct FileStore: ObjectStore {
             rmdir(tmpdir)  // only when empty: other writers' files keep it
         }
         try await writer.write(from: WatchedSource(source, id: watch, side: .writing))
+        let metadata = options.metadata.merging(options.lateMetadata?.value() ?? [:]) { $1 }
+        if !metadata.isEmpty { writer.setUserAttributes(metadata) }  // best effort: see storesLateMetadata
         FileWatchdog.shared.pause(watch)  // the gate may ask the store about other names
         if let gate = options.gate, try await !gate.mayProceed() { return .alreadyExists }
         FileWatchdog.shared.resume(watch)
@@ -145,4 +157,15 @@ public struct FileStore: ObjectStore {
             dir = POSIX.dirname(dir)
         }
     }
+}
+
+/// A file object being read, with its metadata (its user extended attributes).
+final class FileObjectSource: ObjectMetadataSource {
+    let inner: any ByteSource
+    let metadata: [String: String]
+    init(_ inner: any ByteSource, metadata: [String: String]) {
+        self.inner = inner
+        self.metadata = metadata
+    }
+    func next() async throws -> [UInt8]? { try await inner.next() }
 }

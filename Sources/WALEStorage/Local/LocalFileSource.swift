@@ -31,6 +31,9 @@ public final class LocalFileSource: ByteSource {
 
     deinit { if fd >= 0 { close(fd) } }
 
+    /// The file's user extended attributes (see `POSIX.userAttributes`); empty once read to the end.
+    public func userAttributes() -> [String: String] { fd >= 0 ? POSIX.userAttributes(fd: fd) : [:] }
+
     public func next() async throws -> [UInt8]? {
         guard fd >= 0 else { return nil }
         let chunk = try POSIX.read(fd, count: chunkSize, path: path)
@@ -107,6 +110,13 @@ public final class AtomicFileWriter {
         guard let s = staging else { return }
         staging = nil
         try s.finish(fd: fd, path: temporaryPath)
+    }
+
+    /// Sets the file's user extended attributes (before it is committed, so they appear with it);
+    /// false when the file system keeps none.
+    @discardableResult
+    public func setUserAttributes(_ attributes: [String: String]) -> Bool {
+        fd >= 0 && POSIX.setUserAttributes(fd: fd, attributes)
     }
 
     /// Copies a whole source into the file.

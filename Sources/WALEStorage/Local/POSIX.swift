@@ -73,6 +73,48 @@ public enum POSIX {
         if Glibc.fsync(fd) != 0 && errno != EINVAL { throw error("fsync directory", path) }
     }
 
+    /// A file's user extended attributes (`user.` + name), by lower-case name: object metadata
+    /// for the file store. `list` and `get` are flistxattr/fgetxattr or listxattr/getxattr. Empty
+    /// where the file system keeps none; values above 4 KiB are skipped.
+    static func userAttributes(list: (UnsafeMutablePointer<CChar>?, Int) -> Int, get: (String, UnsafeMutableRawPointer?, Int) -> Int) -> [String: String] {
+        let size = list(nil, 0)
+        guard size > 0 else { return [:] }
+        var names = [CChar](repeating: 0, count: size)
+        let got = names.withUnsafeMutableBufferPointer { list($0.baseAddress, size) }
+        guard got > 0, got <= size else { return [:] }  // the list changed in between: none
+        var out: [String: String] = [:]
+        for raw in names[0..<got].split(separator: 0) {
+            let name = String(decoding: raw.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard name.hasPrefix("user.") else { continue }
+            let length = get(name, nil, 0)
+            guard length >= 0, length <= 4096 else { continue }
+            var value = [UInt8](repeating: 0, count: length)
+            guard value.withUnsafeMutableBytes({ get(name, $0.baseAddress, length) }) == length else { continue }
+            out[String(name.dropFirst(5)).lowercased()] = String(decoding: value, as: UTF8.self)
+        }
+        return out
+    }
+
+    public static func userAttributes(fd: Int32) -> [String: String] {
+        userAttributes(list: { flistxattr(fd, $0, $1) }, get: { fgetxattr(fd, $0, $1, $2) })
+    }
+
+    public static func userAttributes(path: String) -> [String: String] {
+        userAttributes(list: { listxattr(path, $0, $1) }, get: { getxattr(path, $0, $1, $2) })
+    }
+
+    /// Sets `attributes` as user extended attributes of the open file; false when the file system
+    /// refused any (it keeps none: tmpfs before Linux 6.6, some network file systems).
+    @discardableResult
+    public static func setUserAttributes(fd: Int32, _ attributes: [String: String]) -> Bool {
+        var ok = true
+        for (k, v) in attributes.sorted(by: { $0.key < $1.key }) {
+            let bytes = Array(v.utf8)
+            if fsetxattr(fd, "user." + k, bytes, bytes.count, 0) != 0 { ok = false }
+        }
+        return ok
+    }
+
     public static func stat(_ path: String) -> stat? {
         var st = Glibc.stat()
         return fstatat(AT_FDCWD, path, &st, 0) == 0 ? st : nil
