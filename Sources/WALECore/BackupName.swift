@@ -1,26 +1,38 @@
-/// A base backup's name, `base_<24-hex start segment>_<8-digit decimal offset>`.
+/// A base backup's name, `base_<24-hex start segment>_<8-digit decimal offset>`, or an incremental
+/// backup's, `incr_<segment>_<offset>`: WAL-E 1.1 lists, restores and deletes only `base_` names
+/// (its regexes), so an incremental, which cannot be restored without its parents, stays invisible
+/// to it (docs/incremental.md).
 public struct BackupName: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case full = "base_"
+        case incremental = "incr_"
+    }
+    public let kind: Kind
     public let segment: WALSegmentName
     /// The offset text exactly as in the name (8 decimal digits, as WAL-E's `lpad` wrote it).
     public let offsetText: String
 
-    public init(segment: WALSegmentName, offsetText: String) {
+    public init(segment: WALSegmentName, offsetText: String, kind: Kind = .full) {
+        self.kind = kind
         self.segment = segment
         self.offsetText = offsetText
     }
 
-    /// Parses `base_<segment>_<offset>` (WAL-E's regex accepts 8 hex digits; it only ever wrote decimal).
+    /// Parses `base_<segment>_<offset>` or `incr_<segment>_<offset>` (WAL-E's regex accepts 8 hex
+    /// digits; it only ever wrote decimal).
     public init?(_ text: some StringProtocol) {
         let s = String(text)
-        guard s.hasPrefix("base_"), s.utf8.count == 5 + 24 + 1 + 8 else { return nil }
+        guard let kind = Kind(rawValue: String(s.prefix(5))), s.utf8.count == 5 + 24 + 1 + 8 else { return nil }
         let body = s.dropFirst(5)
         guard let seg = WALSegmentName(body.prefix(24)), body.dropFirst(24).first == "_" else { return nil }
         let off = String(body.suffix(8))
         guard off.utf8.allSatisfy(isUpperHex) else { return nil }
-        self.init(segment: seg, offsetText: off)
+        self.init(segment: seg, offsetText: off, kind: kind)
     }
 
-    public var description: String { "base_\(segment)_\(offsetText)" }
+    public var isIncremental: Bool { kind == .incremental }
+
+    public var description: String { "\(kind.rawValue)\(segment)_\(offsetText)" }
 
     /// `lpad(offset::text, 8, '0')`: values above 99,999,999 are truncated to 8 characters, as in WAL-E.
     public static func offsetText(_ offset: UInt64) -> String {
@@ -55,6 +67,8 @@ public struct BackupName: Hashable, Sendable, Comparable, CustomStringConvertibl
         partitionsDirectory(p) + "part_" + pad8(n) + ".tar" + suffix
     }
     public func manifestKey(_ p: StoragePrefix, _ n: Int) -> String { manifestsDirectory(p) + "part_" + pad8(n) + ".json" }
+    /// An incremental backup's manifest of the whole cluster it restores to.
+    public func clusterManifestKey(_ p: StoragePrefix) -> String { directory(p) + "wal_e_cluster_manifest.json" }
 }
 
 func pad8(_ n: Int) -> String {

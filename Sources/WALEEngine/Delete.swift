@@ -88,6 +88,7 @@ public struct Delete: Sendable {
         var backups: [ArchiveState.Backup] = []
         for (name, e) in byName {
             var start = e.oldest
+            var parent: BackupName?
             // The marker object decides (backup-mark can remove it); the sentinel's `permanent`
             // only records what backup-push was told.
             let permanent = e.marker
@@ -95,7 +96,10 @@ public struct Delete: Sendable {
                 start = s.lastModified
                 let info = BackupInfo(name: name, sentinelKey: s.key, lastModified: "", lastModifiedEpoch: s.lastModified, sentinel: nil)
                 do {
-                    if let x = try await catalog.loadSentinel(info).extra, let t = parseISO8601(x.startTime) { start = t }
+                    if let x = try await catalog.loadSentinel(info).extra {
+                        if let t = parseISO8601(x.startTime) { start = t }
+                        parent = x.incremental.flatMap { BackupName($0.parent) }
+                    }
                 } catch let e as WALEError where e.kind == .corrupt {
                     // Not trusted: the backup is ordered by its objects' times and keeps the WAL
                     // its name says it needs, as a WAL-E backup without our fields would.
@@ -107,7 +111,7 @@ public struct Delete: Sendable {
             backups.append(
                 .init(
                     name: name, complete: e.sentinel != nil, startTime: start, lastActivity: e.newest, permanent: permanent,
-                    keys: e.keys, sentinelKey: e.sentinel?.key))
+                    keys: e.keys, sentinelKey: e.sentinel?.key, parent: parent))
         }
 
         var wal: [ArchiveState.WALObject] = []

@@ -13,7 +13,11 @@ struct BackupPushCommand: WALECommand {
         discussion: """
             Non-exclusive backup over one PostgreSQL session (libpq environment: PGHOST, PGPORT, PGUSER, PGPASSWORD, \
             PGDATABASE, ~/.pgpass). Writes <prefix>/basebackups_005/base_<segment>_<offset>/ with WAL-E's tar partitions \
-            and, last, the sentinel; prints the backup's name on stdout.
+            and, last, the sentinel; prints the backup's name on stdout. --incremental stores only what changed since the \
+            newest backup of the cluster (--from NAME picks another): changed blocks found by WAL summaries on PostgreSQL \
+            17+ (summarize_wal = on), changed files (size, modification time) on 15 and 16, as \
+            basebackups_005/incr_<segment>_<offset>/, which WAL-E 1.1 does not see. When that is not possible it says why \
+            and takes a full backup (--require-incremental fails instead). See docs/incremental.md.
             """)
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("p"), .customLong("pool-size")], help: "Partitions uploaded in parallel.")
@@ -30,10 +34,22 @@ struct BackupPushCommand: WALECommand {
     var partitionSize: Int64 = 128 << 20
     @Option(name: .customLong("archive-timeout"), help: "Seconds to wait for the backup's last WAL file to reach the archive.")
     var archiveTimeout: Double = 300
+    @Flag(name: .customLong("incremental"), help: "Store only what changed since the parent backup (a full one when that is not possible).")
+    var incremental = false
+    @Flag(name: .customLong("require-incremental"), help: "As --incremental, but fail instead of taking a full backup.")
+    var requireIncremental = false
+    @Flag(name: .customLong("full"), help: "Take a full backup (the default; overrides --incremental).")
+    var full = false
+    @Option(name: .customLong("from"), help: "The parent of an incremental backup (default: the newest backup of this cluster).")
+    var from: String?
+    @Option(name: .customLong("max-chain"), help: "Incremental backups over one full one before a full one is taken (default 6).")
+    var maxChain: Int = 6
     @OptionGroup var progressOptions: ProgressOptions
     @Argument(help: "The data directory.") var pgClusterDirectory: String
 
     func validate() throws {
+        guard maxChain >= 1 else { throw ValidationError("--max-chain must be at least 1") }
+        if from != nil && !(incremental || requireIncremental) { throw ValidationError("--from names the parent of an incremental backup: add --incremental") }
         guard poolSize >= 1 else { throw ValidationError("--pool-size must be at least 1") }
         if let r = clusterReadRateLimit, r < 1 { throw ValidationError("--cluster-read-rate-limit must be positive") }
         guard partitionSize >= 1 << 20 && partitionSize <= 1_610_612_736 else {
@@ -51,6 +67,9 @@ struct BackupPushCommand: WALECommand {
         o.permanent = permanent
         o.partitionBytes = partitionSize
         o.archiveTimeout = archiveTimeout
+        o.incremental = full ? .off : requireIncremental ? .required : incremental ? .preferred : .off
+        o.incrementalFrom = from
+        o.maxChain = maxChain
         o.showProgress = progressOptions.show(terse: ctx.config.terse)
         let env = Context.environment()
         o.manifestChecksum = try ManifestChecksum.from(env: env)

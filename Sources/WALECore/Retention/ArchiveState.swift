@@ -13,11 +13,14 @@ public struct ArchiveState: Sendable {
         /// Every key that belongs to it (its directory's objects and its sentinel).
         public var keys: [String]
         public var sentinelKey: String?
+        /// The backup an incremental one is built on (from its sentinel).
+        public var parent: BackupName?
 
         public init(
             name: BackupName, complete: Bool, startTime: Double, lastActivity: Double, permanent: Bool, keys: [String],
-            sentinelKey: String?
+            sentinelKey: String?, parent: BackupName? = nil
         ) {
+            self.parent = parent
             self.name = name
             self.complete = complete
             self.startTime = startTime

@@ -49,6 +49,17 @@ public struct DeletionPlan: Sendable, Equatable {
 /// backup needs to reach consistency and to roll forward along its timeline and every later
 /// timeline branching from it.
 public struct DeletionPlanner: Sendable {
+    /// The full backup an incremental's chain starts from (nil when a link is missing).
+    func chainRoot(_ b: ArchiveState.Backup, _ all: [ArchiveState.Backup]) -> BackupName? {
+        var current = b
+        for _ in 0..<10_000 {
+            guard let p = current.parent else { return current.name }
+            guard let pb = all.first(where: { $0.name == p }) else { return nil }
+            current = pb
+        }
+        return nil
+    }
+
     /// An incomplete backup touched within this many seconds may still be in progress.
     public var inProgressGrace: Double = 3600
     public var now: Double
@@ -82,8 +93,11 @@ public struct DeletionPlanner: Sendable {
                     detail: "retain 0 would delete every backup (WAL-E silently deleted none)",
                     hint: "use `delete everything` to remove all backups, or retain 1 or more")
             }
+            // Full backups are counted; each incremental goes with the full backup its chain
+            // starts from (pgBackRest's repo-retention-full).
             var kept = 0
-            for b in newestFirst where !b.permanent {
+            let fulls = newestFirst.filter { !$0.name.isIncremental }
+            for b in fulls where !b.permanent {
                 let young = minAge.map { now - b.startTime < $0 } ?? false
                 if kept < count || young {
                     if kept < count { kept += 1 }
@@ -91,12 +105,15 @@ public struct DeletionPlanner: Sendable {
                     doomed.insert(b.name)
                 }
             }
-            if newestFirst.isEmpty {
+            for b in complete where b.name.isIncremental && !b.permanent {
+                if let r = chainRoot(b, complete), doomed.contains(r) { doomed.insert(b.name) }
+            }
+            if fulls.isEmpty {
                 plan.notes.append(("Not deleting any data.", "No existing base backups.", nil))
             } else if doomed.isEmpty {
-                plan.notes.append(("Retaining all \(newestFirst.count) base backups.", nil, nil))
+                plan.notes.append(("Retaining all \(fulls.count) base backups.", nil, nil))
             } else {
-                plan.notes.append(("Deleting \(doomed.count) oldest base backups.", "Found \(newestFirst.count) total base backups.", nil))
+                plan.notes.append(("Deleting \(doomed.count) oldest base backups.", "Found \(fulls.count) total base backups.", nil))
             }
         case .beforeName(let text):
             if let n = BackupName(text), let anchor = complete.first(where: { $0.name == n }) {
@@ -127,6 +144,20 @@ public struct DeletionPlanner: Sendable {
             break
         }
 
+        // A kept backup keeps every backup its chain is built on.
+        let byName = Dictionary(complete.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for b in complete where !doomed.contains(b.name) {
+            var parent = b.parent
+            var steps = 0
+            while let p = parent, let pb = byName[p], steps < 10_000 {
+                if doomed.remove(p) != nil {
+                    plan.notes.append(("keeping \(p): \(b.name) is built on it", nil, nil))
+                }
+                parent = pb.parent
+                steps += 1
+            }
+        }
+
         // Incomplete backups: in progress (newer than every complete backup, or recently touched)
         // are left alone; the rest are leftovers of failed or killed runs.
         let newestCompleteStart = newestFirst.first.map { ($0.startTime, $0.startLogSeg) }
@@ -142,6 +173,7 @@ public struct DeletionPlanner: Sendable {
             }
         }
         for b in complete where !doomed.contains(b.name) {
+            if let p = b.parent { plan.notes.append(("\(b.name) is an incremental backup over \(p)", nil, nil)) }
             plan.keptBackups.append(b.name)
             protectedStarts.append((b.timeline, b.startLogSeg))
         }

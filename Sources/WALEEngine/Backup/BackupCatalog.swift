@@ -79,6 +79,27 @@ public struct BackupCatalog: Sendable {
         return b
     }
 
+    /// The backups `target` is built on, oldest (the full one) first, ending with `target`.
+    public func chain(of target: BackupInfo, in all: [BackupInfo]) async throws -> [BackupInfo] {
+        var out = [target]
+        var current = target
+        while current.name.isIncremental {
+            let s = try await loadSentinel(current)
+            guard let parentName = s.extra?.incremental?.parent else {
+                throw WALEError(.corrupt, "the sentinel of \(current.name) does not name its parent", hint: "restore a full backup instead")
+            }
+            guard let parent = all.first(where: { $0.name.description == parentName }) else {
+                throw WALEError(
+                    .corrupt, "\(current.name) is built on \(parentName), which is not in the archive",
+                    hint: "an incremental backup cannot be restored without every backup of its chain; restore a full backup instead")
+            }
+            guard out.count <= 1000 else { throw WALEError(.corrupt, "the chain of \(target.name) loops") }
+            out.append(parent)
+            current = parent
+        }
+        return out.reversed()
+    }
+
     public func loadSentinel(_ b: BackupInfo) async throws -> Sentinel {
         let bytes = try await store.read(b.sentinelKey) { try await $0.collect(limit: 16 << 20) }
         return try Sentinel.parse(stored: bytes, key: b.sentinelKey)
@@ -158,7 +179,14 @@ public enum BackupListFormat {
                         ("compression", .string(e.compression)), ("file_count", .int(Int64(e.fileCount))),
                         ("start_time", .string(e.startTime)), ("stop_time", .string(e.stopTime)), ("permanent", .bool(e.permanent)),
                         ("encryption_key_ids", .array(e.encryptionKeyIDs.map { .string($0) })),
+                        ("type", .string(b.name.isIncremental ? "incremental" : "full")),
                     ]
+                    if let i = e.incremental {
+                        kv += [
+                            ("parent", .string(i.parent)), ("chain_depth", .int(Int64(i.depth))), ("incremental_mode", .string(i.mode)),
+                            ("incremental_from_lsn", .string(i.fromLSN)),
+                        ]
+                    }
                 }
             }
             return .object(kv)

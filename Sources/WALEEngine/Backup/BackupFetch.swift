@@ -58,6 +58,24 @@ public struct BackupFetch: Sendable {
         guard let root = POSIX.realPath(clusterDirectory) else { throw WALEError(.io, "cannot resolve \(clusterDirectory)") }
         let locations = try prepareTablespaces(sentinel, root: root, options: options)
         logger.info("restoring \(backup.name) into \(root)", ["action": "backup-fetch", "backup": backup.name.description])
+        if backup.name.isIncremental {
+            if options.delta {
+                throw WALEError(
+                    .user, "--delta cannot restore an incremental backup yet", hint: "restore it into an empty directory, or --delta its full backup")
+            }
+            let layers = try await catalog.chain(of: backup, in: try await catalog.list())
+            defer { progress.finish() }
+            if unlink(root + "/global/pg_control") == 0 {
+                logger.info("removed the global/pg_control already in \(root)", detail: "the backup's comes into place once every file is restored")
+            }
+            let (files, bytes, parts) = try await restoreChain(layers, root: root, allowed: locations, options: options)
+            try finishRestore(root: root, locations: locations, options: options)
+            logger.info(
+                "restored \(backup.name)",
+                detail: "\(files) files, \(bytes) bytes from \(parts) partitions of \(layers.count) backups; every stored file matched its manifest; "
+                    + progress.summary(read: "restored", stored: false))
+            return backup.name
+        }
 
         let partitions = try await reader.partitions(backup.name) { logger.warning("skipping a key that is not a tar partition", detail: $0) }
         progress.setTotal(bytes: sentinel.expandedSizeBytes)
@@ -82,15 +100,20 @@ public struct BackupFetch: Sendable {
         let files = done.reduce(0) { $0 + $1.files }
         let bytes = done.reduce(Int64(0)) { $0 + $1.bytes }
         if options.delta { try finishDelta(root: root, extracted: done) }
+        try finishRestore(root: root, locations: locations, options: options)
+        logger.info(
+            "restored \(backup.name)", detail: "\(files) files, \(bytes) bytes from \(partitions.count) partitions"
+                + (manifests ? "; every file matched the backup manifest" : "") + "; " + progress.summary(read: "restored", stored: false))
+        return backup.name
+    }
+
+    /// Once every file is in: the tablespace map, recovery settings, a durable flush, and pg_control last.
+    func finishRestore(root: String, locations: [String], options: Options) throws {
         fixTablespaceMap(root: root)
         if options.blindRestore { try allowInPlaceTablespaces(root: root) }
         if let recovery = options.recovery { try writeRecoverySettings(root: root, recovery) }
         try syncFileSystems([root] + locations)
         try placeControlFile(root: root)
-        logger.info(
-            "restored \(backup.name)", detail: "\(files) files, \(bytes) bytes from \(partitions.count) partitions"
-                + (manifests ? "; every file matched the backup manifest" : "") + "; " + progress.summary(read: "restored", stored: false))
-        return backup.name
     }
 
     /// The last step of a restore, once everything else is on disk: the held-back pg_control
@@ -108,13 +131,13 @@ public struct BackupFetch: Sendable {
         if fsync(dir) != 0 { throw POSIX.error("fsync", root + "/global") }
     }
 
-    private func fetchPartition(
-        _ p: (Int, String), backup: BackupName, root: String, allowed: [String], manifest: Bool, delta: Bool
+    func fetchPartition(
+        _ p: (Int, String), backup: BackupName, root: String, allowed: [String], manifest: Bool, delta: Bool, layer: ChainLayer? = nil
     ) async throws -> ExtractedPartition {
         let expected = manifest ? try await reader.manifest(backup, p.0) : nil
         let partition = prefix.url(forKey: p.1)
         let sink = try await reader.read(partition: p.1, what: "the restore of \(p.1)") {
-            SafeExtractor(root: root, allowedRoots: allowed, partition: partition, expected: expected, progress: progress, delta: delta)
+            SafeExtractor(root: root, allowedRoots: allowed, partition: partition, expected: expected, progress: progress, delta: delta, layer: layer)
         }
         progress.unitDone()
         try sink.checkComplete()

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CWALESupport
+import Foundation
 import WALECodec
 import WALECore
 import WALEPostgres
@@ -24,6 +25,14 @@ public struct BackupPush: Sendable {
         public var manifestChecksum = ManifestChecksum.crc32c
         /// Draw the progress line on stderr.
         public var showProgress = false
+        /// `--incremental`, `--require-incremental` (BackupPush+Incremental.swift).
+        public var incremental = IncrementalRequest.off
+        /// `--from NAME`: the parent (default: the newest backup of this cluster).
+        public var incrementalFrom: String?
+        /// `--max-chain N`: incrementals over one full backup before a full one is taken.
+        public var maxChain = 6
+        /// How long to wait for WAL summarization to reach the backup's start.
+        public var summaryTimeout: Double = 60
         public init() {}
     }
 
@@ -82,21 +91,42 @@ public struct BackupPush: Sendable {
             hint: options.fast ? nil : "waiting for a spread checkpoint (up to checkpoint_timeout × checkpoint_completion_target); --fast asks for an immediate one")
         let start = try await session.startBackup(label: label, fast: options.fast, server: server)
         guard let seg = WALSegmentName(start.segmentName) else { throw WALEError(.internal, "bad start segment \(start.segmentName)") }
-        let name = BackupName(segment: seg, offsetText: start.offset)
+        let basis = try await incrementalBasis(session, server: server, start: start, options: options)
+        let name = BackupName(segment: seg, offsetText: start.offset, kind: basis == nil ? .full : .incremental)
         try await refuseExisting(name)
-        logger.info("base backup \(name) started", detail: "start LSN \(start.lsn) on timeline \(start.timeline)")
+        logger.info(
+            "base backup \(name) started",
+            detail: "start LSN \(start.lsn) on timeline \(start.timeline)"
+                + (basis.map { "; incremental over \($0.parent) (chain depth \($0.depth))" } ?? ""))
 
         try await put(name.versionKey(prefix), Array(server.versionString.utf8), contentType: "text/plain")
         let walker = ClusterWalker(root: dir, logger: logger)
-        let partitioner = Partitioner(walker: walker, targetBytes: options.partitionBytes)
-        let count = try await uploadPartitions(partitioner, name: name, options: options)
+        let changed = basis.map { IncrementalSource(walker: walker, parent: $0.parentFiles, mode: $0.mode) }
+        let partitioner = Partitioner(walker: changed ?? walker, targetBytes: options.partitionBytes)
+        let stored = basis == nil ? nil : StoredFiles()
+        let count = try await uploadPartitions(partitioner, name: name, options: options, collect: stored)
 
         logger.info("stopping the base backup")
         let stop = try await session.stopBackup(timeline: start.timeline, server: server)
         try await waitForArchive(session, stop: stop, timeline: start.timeline, server: server, timeout: options.archiveTimeout)
         var labelFiles = [("backup_label", stop.backupLabel)]
         if let map = stop.tablespaceMap { labelFiles.append(("tablespace_map", map)) }
-        try await uploadLabelPartition(labelFiles, number: count, name: name, checksum: options.manifestChecksum, owner: TarOwner.of(dir))
+        try await uploadLabelPartition(
+            labelFiles, number: count, name: name, checksum: options.manifestChecksum, owner: TarOwner.of(dir), collect: stored)
+        var incremental: Sentinel.Incremental?
+        if let basis, let changed, let stored {
+            let files = stored.entries.filter { DeltaMember.target(ofMember: $0.path) == nil }.map { ClusterFile(entry: $0, source: .stored) }
+                + changed.unstored
+            try await writeSealed(
+                ClusterManifestFormat.encode(backup: name, parent: basis.parent, files: files), key: name.clusterManifestKey(prefix))
+            let modeName: String
+            if case .block = basis.mode { modeName = "block" } else { modeName = "file" }
+            incremental = .init(parent: basis.parent.description, depth: basis.depth, mode: modeName, fromLSN: basis.parentStartLSN.description)
+            logger.info(
+                "incremental over \(basis.parent): \(files.count - changed.unstored.count) files stored whole, \(changed.patchedFiles) patched "
+                    + "(\(changed.changedBlocks) changed blocks), \(changed.unstored.count - changed.patchedFiles) unchanged",
+                detail: "changes found by \(modeName == "block" ? "WAL summaries since \(basis.parentStartLSN)" : "size and modification time")")
+        }
 
         let sentinel = Sentinel(
             stopSegment: stop.segmentName, stopOffset: stop.offset, expandedSizeBytes: partitioner.expandedSize,
@@ -107,7 +137,7 @@ public struct BackupPush: Sendable {
                 postgresVersionNumber: server.versionNumber, segmentSize: server.segmentSize.bytes,
                 compression: compression.rawValue, fileCount: partitioner.fileCount + labelFiles.count,
                 partitionCount: count + 1, startTime: startTime, stopTime: isoNow(), online: true, permanent: options.permanent,
-                encryptionKeyIDs: sealing.keyIDs))
+                encryptionKeyIDs: sealing.keyIDs, incremental: incremental))
         if options.permanent { try await put(name.permanentMarkerKey(prefix), Array("{}".utf8), contentType: "application/json") }
         try await put(name.sentinelKey(prefix), Array(sentinel.storedText().utf8), contentType: "application/json")
         logger.info(
@@ -171,6 +201,11 @@ public struct BackupPush: Sendable {
                 .user, "attempting to take an offline backup of a running cluster",
                 detail: "\(dir)/postmaster.pid exists", hint: "stop PostgreSQL first, or leave out --while-offline")
         }
+        if options.incremental == .required {
+            throw WALEError(.user, "cannot take an incremental backup of a stopped cluster", hint: "incrementals are taken from a running server; leave out --while-offline")
+        } else if options.incremental == .preferred {
+            logger.warning("taking a full backup instead of an incremental: the cluster is stopped (--while-offline)")
+        }
         let control = try ControlData.read(dataDirectory: dir, env: env)
         let seg = control.redo.segment(timeline: control.timeline, size: control.segmentSize)
         let name = BackupName(segment: seg, offsetText: BackupName.offsetText(control.redo.offset(in: control.segmentSize)))
@@ -202,7 +237,7 @@ public struct BackupPush: Sendable {
     }
 
     /// Uploads partitions with at most `poolSize` in flight; returns how many there were.
-    private func uploadPartitions(_ partitioner: Partitioner, name: BackupName, options: Options) async throws -> Int {
+    private func uploadPartitions(_ partitioner: Partitioner, name: BackupName, options: Options, collect: StoredFiles? = nil) async throws -> Int {
         let limiter = options.rateLimit.map { RateLimiter(bytesPerSecond: $0) }
         return try await withThrowingTaskGroup(of: Void.self) { group in
             var number = 0
@@ -216,7 +251,7 @@ public struct BackupPush: Sendable {
                 number += 1
                 inFlight += 1
                 group.addTask {
-                    try await uploadPartition(members, number: n, name: name, limiter: limiter, checksum: options.manifestChecksum)
+                    try await uploadPartition(members, number: n, name: name, limiter: limiter, checksum: options.manifestChecksum, collect: collect)
                     // Each partition's members, manifest and buffers leave holes in the one heap
                     // arena; without this, RSS grew by 5 MiB per 100,000 files (docs/design.md).
                     wale_release_free_memory()
@@ -228,7 +263,7 @@ public struct BackupPush: Sendable {
     }
 
     private func uploadPartition(
-        _ members: [PlannedMember], number: Int, name: BackupName, limiter: RateLimiter?, checksum: ManifestChecksum
+        _ members: [PlannedMember], number: Int, name: BackupName, limiter: RateLimiter?, checksum: ManifestChecksum, collect: StoredFiles?
     ) async throws {
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
         let tar = TarPartitionSource(members: members, limiter: limiter, logger: logger, checksum: checksum, progress: progress)
@@ -238,6 +273,7 @@ public struct BackupPush: Sendable {
         progress.add(stored: stored.byteCount)
         progress.unitDone()
         try await writeManifest(tar.manifest, number: number, name: name)
+        collect?.add(tar.manifest)
         let bytes = members.reduce(Int64(0)) { $0 + $1.entry.size }
         logger.info(
             "finished uploading a partition", detail: "\(prefix.url(forKey: key)): \(members.count) members, \(bytes) bytes in \(String(format2: POSIX.monotonic() - started)) s",
@@ -247,7 +283,7 @@ public struct BackupPush: Sendable {
     /// `owner`: the data directory's, so a partition extracted by hand (as root) gives files the
     /// server's user can read, as for every member walked from the cluster.
     private func uploadLabelPartition(
-        _ files: [(String, String)], number: Int, name: BackupName, checksum: ManifestChecksum, owner: TarOwner
+        _ files: [(String, String)], number: Int, name: BackupName, checksum: ManifestChecksum, owner: TarOwner, collect: StoredFiles? = nil
     ) async throws {
         var tar: [UInt8] = []
         var manifest: [ManifestEntry] = []
@@ -260,28 +296,43 @@ public struct BackupPush: Sendable {
             tar += data + TarFormat.padding(data.count)
             manifest.append(
                 ManifestEntry(
-                    path: file, size: Int64(data.count), mode: 0o600, checksum: FileChecksummer.checksum(data, checksum), algorithm: checksum))
+                    path: file, size: Int64(data.count), mode: 0o600, checksum: FileChecksummer.checksum(data, checksum), algorithm: checksum,
+                    mtime: now))
         }
         tar += TarFormat.trailer(after: Int64(tar.count))
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
         _ = try await store.write(
             key, from: TransformedSource(BytesSource(tar), try sealing.seal(compression.encoder())), options: WriteOptions())
         try await writeManifest(manifest, number: number, name: name)
+        collect?.add(manifest)
     }
 
     private func writeManifest(_ entries: [ManifestEntry], number: Int, name: BackupName) async throws {
-        let bytes = ManifestFormat.encode(entries, partition: number)
+        try await writeSealed(ManifestFormat.encode(entries, partition: number), key: name.manifestKey(prefix, number))
+    }
+
+    /// Writes a manifest, encrypted as the partitions are: paths, sizes and checksums of the files
+    /// are kept as secret as their contents.
+    private func writeSealed(_ bytes: [UInt8], key: String) async throws {
         guard let encryptor = try sealing.encryptor() else {
-            return try await put(name.manifestKey(prefix, number), bytes, contentType: "application/json")
+            return try await put(key, bytes, contentType: "application/json")
         }
-        // Paths, sizes and checksums of the files are kept as secret as their contents.
         let sealed = try await TransformedSource(BytesSource(bytes), encryptor).collect()
-        try await put(name.manifestKey(prefix, number), sealed, contentType: sealing.contentType)
+        try await put(key, sealed, contentType: sealing.contentType)
     }
 
     private func put(_ key: String, _ bytes: [UInt8], contentType: String) async throws {
         _ = try await store.write(key, from: BytesSource(bytes), options: WriteOptions(contentType: contentType))
     }
+}
+
+/// The manifest entries of every partition an incremental backup stored, gathered from the
+/// partition uploads running in parallel for its cluster manifest.
+final class StoredFiles: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [ManifestEntry] = []
+    func add(_ e: [ManifestEntry]) { lock.withLock { list += e } }
+    var entries: [ManifestEntry] { lock.withLock { list } }
 }
 
 /// Now as ISO 8601 UTC: `2026-11-21T04:28:04.577479` (with `+00:00` when `withOffset`).

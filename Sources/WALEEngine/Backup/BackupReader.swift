@@ -48,17 +48,7 @@ public struct BackupReader: Sendable {
     /// Partition `n`'s manifest: every regular file with its size and checksum.
     public func manifest(_ name: BackupName, _ n: Int) async throws -> [ManifestEntry] {
         let key = name.manifestKey(prefix, n)
-        var bytes: [UInt8]
-        do {
-            bytes = try await store.read(key) { try await $0.collect(limit: 64 << 20) }
-        } catch let e as WALEError where e.kind == .notFound {
-            throw WALEError(.corrupt, "the manifest of partition \(n) is missing", detail: key)
-        }
-        switch Compression.sniff(bytes) {  // a backup made with WALE_GPG_KEY_ID or native encryption
-        case .openPGP: bytes = try await TransformedSource(BytesSource(bytes), try GPG.decryptor(name: key)).collect(limit: 64 << 20)
-        case .native: bytes = try await TransformedSource(BytesSource(bytes), NativeDecryptor(name: key)).collect(limit: 64 << 20)
-        default: break
-        }
+        let bytes = try await readSmallObject(key, what: "the manifest of partition \(n)")
         return try ManifestFormat.decode(bytes, key: key, partition: n)
     }
 

@@ -10,6 +10,15 @@ public struct PlannedMember: Sendable {
     public var entry: TarEntry
     /// Where to read it (files) on the local file system.
     public var localPath: String
+    /// For an incremental backup's changed-blocks member (`entry` names the member): which
+    /// blocks of the file to store, and the file's size.
+    public var delta: (blocks: [UInt32], fileSize: Int64)? = nil
+}
+
+/// Where a backup's members come from: the cluster walked (a full backup), or the walk filtered
+/// to what changed since the parent (an incremental).
+public protocol MemberSource: AnyObject {
+    func next() throws -> PlannedMember?
 }
 
 /// A tablespace as WAL-E's sentinel `spec` describes it.
@@ -24,7 +33,7 @@ public struct TablespaceSpec: Sendable, Equatable {
 /// Walks a data directory with WAL-E's rules (what is left out, what is kept only as an empty
 /// directory, tablespaces followed through `pg_tblspc`), one directory at a time, so memory does
 /// not grow with the number of files.
-public final class ClusterWalker {
+public final class ClusterWalker: MemberSource {
     /// Top-level directories kept as (empty) entries but not descended.
     public static let topLevelNoDescend: Set<String> = ["pg_xlog", "pg_wal", "pg_log", "pg_replslot"]
     /// Directories at any depth kept as entries but not descended.
@@ -194,13 +203,13 @@ public final class Partitioner {
     public static let maxMembers = 6144
     public static let defaultTargetBytes: Int64 = 128 << 20
 
-    let walker: ClusterWalker
+    let walker: any MemberSource
     let targetBytes: Int64
     private var carry: PlannedMember?
     public private(set) var expandedSize: Int64 = 0
     public private(set) var fileCount = 0
 
-    public init(walker: ClusterWalker, targetBytes: Int64 = Partitioner.defaultTargetBytes) {
+    public init(walker: any MemberSource, targetBytes: Int64 = Partitioner.defaultTargetBytes) {
         self.walker = walker
         self.targetBytes = min(max(1, targetBytes), Self.maxBytes)
     }

@@ -33,6 +33,14 @@ public final class SafeExtractor: TarSink {
     private lazy var readBuffer = [UInt8](repeating: 0, count: 1 << 20)
     /// Every member's normalised path (delta restores only).
     public private(set) var members: Set<String> = []
+    /// Restoring one layer of an incremental chain: only the files whose copy this layer holds
+    /// are written, changed blocks are written over files of earlier layers, and directories
+    /// and links come from the newest layer alone (BackupFetch+Chain.swift).
+    let layer: ChainLayer?
+    /// The member is a file another layer provides: checked against the manifest, not written.
+    private var skipping = false
+    /// The member holds changed blocks for the open file.
+    private var patch: DeltaMember.Parser?
 
     /// `root` and `allowedRoots` must be real paths (no symlinks). `expected` is the partition's
     /// manifest, when the backup has one.
@@ -44,8 +52,10 @@ public final class SafeExtractor: TarSink {
     let progress: Progress?
 
     public init(
-        root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?, progress: Progress? = nil, delta: Bool = false
+        root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?, progress: Progress? = nil, delta: Bool = false,
+        layer: ChainLayer? = nil
     ) {
+        self.layer = layer
         self.progress = progress
         self.delta = delta
         self.root = root
@@ -114,6 +124,7 @@ public final class SafeExtractor: TarSink {
         let parts = try components(e.name)
         entry = e
         if delta { members.insert(parts.joined(separator: "/")) }
+        if let layer, e.kind != .file, !layer.isNewest { return }
         switch e.kind {
         case .directory:
             let dir = try ensureDirectory(parts[...], name: e.name)
@@ -129,6 +140,29 @@ public final class SafeExtractor: TarSink {
                 unlink(path)
             }
             let relative = parts.joined(separator: "/")
+            if let layer {
+                switch layer.plan.action(layer: layer.index, file: relative) {
+                case .write:
+                    break
+                case .skip:
+                    skipping = true
+                    matcher?.begin(file: relative, mode: e.mode)
+                    return
+                case .patch:
+                    let target = dir + "/" + String(last.dropFirst(DeltaMember.namePrefix.count))
+                    guard let st = POSIX.lstat(target), st.st_mode & S_IFMT == S_IFREG else {
+                        throw WALEError(
+                            .corrupt, "\(relative) in \(partition) changes a file no earlier backup of the chain restored",
+                            hint: "the chain is damaged; restore its full backup instead")
+                    }
+                    fd = try POSIX.open(target, O_WRONLY | O_NOFOLLOW, 0, what: "open")
+                    path = target
+                    patch = DeltaMember.Parser(name: relative)
+                    matcher?.begin(file: relative, mode: e.mode)
+                    written = 0
+                    return
+                }
+            }
             if delta, relative != "global/pg_control", let m = matcher?.expected[relative], try isUnchanged(path, m) {
                 keeping = true
                 matcher?.begin(file: relative, mode: e.mode)
@@ -166,6 +200,28 @@ public final class SafeExtractor: TarSink {
     }
 
     public func data(_ b: UnsafeRawBufferPointer) throws {
+        if skipping {
+            matcher?.update(b)
+            return
+        }
+        if patch != nil {
+            let fd = self.fd
+            try patch!.feed(b) { offset, bytes in
+                var done = 0
+                while done < bytes.count {
+                    let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw WALEError(.io, "could not write \"\(path)\": \(POSIX.errorText())")
+                    }
+                    done += n
+                }
+            }
+            matcher?.update(b)
+            progress?.add(bytes: b.count)
+            written += Int64(b.count)
+            return
+        }
         if keeping {
             matcher?.update(b)
             progress?.add(bytes: b.count)
@@ -191,6 +247,25 @@ public final class SafeExtractor: TarSink {
     public func end() throws {
         guard let e = entry else { return }
         entry = nil
+        if skipping {
+            skipping = false
+            try matcher?.end()
+            return
+        }
+        if let p = patch {
+            patch = nil
+            defer {
+                close(fd)
+                fd = -1
+            }
+            try p.finish()
+            fchmod(fd, mode_t(e.mode & 0o7777))
+            if ftruncate(fd, off_t(p.finalSize ?? 0)) != 0 { throw POSIX.error("truncate", path) }
+            files += 1
+            bytes += written
+            try matcher?.end()
+            return
+        }
         if keeping {
             keeping = false
             files += 1

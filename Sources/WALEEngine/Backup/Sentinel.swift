@@ -30,6 +30,23 @@ public struct Sentinel: Sendable, Equatable {
         public var permanent: Bool
         /// The native encryption key ids a restore needs one of (empty: clear or gpg).
         public var encryptionKeyIDs: [String] = []
+        /// An incremental backup's parent (nil for a full backup), its depth in the chain (1 for
+        /// the first incremental over a full), how its changes were found ("block": WAL
+        /// summaries; "file": size and modification time) and the parent's start LSN it covers from.
+        public var incremental: Incremental? = nil
+    }
+
+    public struct Incremental: Sendable, Equatable {
+        public var parent: String
+        public var depth: Int
+        public var mode: String
+        public var fromLSN: String
+        public init(parent: String, depth: Int, mode: String, fromLSN: String) {
+            self.parent = parent
+            self.depth = depth
+            self.mode = mode
+            self.fromLSN = fromLSN
+        }
     }
 
     public func json() -> JSON {
@@ -53,6 +70,12 @@ public struct Sentinel: Sendable, Equatable {
                 ("online", .bool(e.online)), ("permanent", .bool(e.permanent)),
             ]
             if !e.encryptionKeyIDs.isEmpty { kv.append(("encryption_key_ids", .array(e.encryptionKeyIDs.map { .string($0) }))) }
+            if let i = e.incremental {
+                kv += [
+                    ("incremental_parent", .string(i.parent)), ("incremental_depth", .int(Int64(i.depth))),
+                    ("incremental_mode", .string(i.mode)), ("incremental_from_lsn", .string(i.fromLSN)),
+                ]
+            }
         }
         return .object(kv)
     }
@@ -120,6 +143,11 @@ public struct Sentinel: Sendable, Equatable {
                 startTime: json["start_time"]?.string ?? "", stopTime: json["stop_time"]?.string ?? "",
                 online: json["online"]?.bool ?? true, permanent: json["permanent"]?.bool ?? false,
                 encryptionKeyIDs: (json["encryption_key_ids"]?.array ?? []).compactMap(\.string))
+            if let parent = json["incremental_parent"]?.string {
+                extra?.incremental = Incremental(
+                    parent: parent, depth: Int(json["incremental_depth"]?.int ?? 1), mode: json["incremental_mode"]?.string ?? "",
+                    fromLSN: json["incremental_from_lsn"]?.string ?? "")
+            }
         }
     }
 

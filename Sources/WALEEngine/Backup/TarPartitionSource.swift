@@ -14,13 +14,17 @@ public struct ManifestEntry: Sendable, Equatable {
     /// Lower-case hex, of the algorithm `algorithm`.
     public var checksum: String
     public var algorithm: ManifestChecksum
+    /// The file's modification time (seconds) when it was read: file-level incremental backups
+    /// compare it (nil in manifests written before they existed).
+    public var mtime: Int64?
 
-    public init(path: String, size: Int64, mode: UInt32, checksum: String, algorithm: ManifestChecksum) {
+    public init(path: String, size: Int64, mode: UInt32, checksum: String, algorithm: ManifestChecksum, mtime: Int64? = nil) {
         self.path = path
         self.size = size
         self.mode = mode
         self.checksum = checksum
         self.algorithm = algorithm
+        self.mtime = mtime
     }
 }
 
@@ -39,6 +43,9 @@ public final class TarPartitionSource: ByteSource {
     private var current: PlannedMember?
     private var total: Int64 = 0
     private var finished = false
+    /// A changed-blocks member: its header still to send, and the next block's index.
+    private var deltaHeader: [UInt8] = []
+    private var deltaIndex = 0
     public private(set) var manifest: [ManifestEntry] = []
 
     let progress: Progress?
@@ -81,6 +88,10 @@ public final class TarPartitionSource: ByteSource {
                 fd = f
                 remaining = m.entry.size
                 current = m
+                if let d = m.delta {
+                    deltaHeader = DeltaMember.header(finalSize: d.fileSize, blocks: d.blocks)
+                    deltaIndex = 0
+                }
             }
             out += TarFormat.header(for: m.entry)
         }
@@ -92,11 +103,16 @@ public final class TarPartitionSource: ByteSource {
         guard let m = current else { return }
         if remaining > 0 {
             let want = Int(min(remaining, Int64(Self.chunkSize - min(out.count, Self.chunkSize / 2))))
-            if let limiter { try await limiter.acquire(want) }
-            var piece = try POSIX.read(fd, count: want, path: m.localPath)
-            if piece.isEmpty {
-                // The file shrank since the scan: pad with zeros to the planned size.
-                piece = [UInt8](repeating: 0, count: want)
+            var piece: [UInt8]
+            if let d = m.delta {
+                piece = try nextDeltaPiece(d.blocks, m)
+            } else {
+                if let limiter { try await limiter.acquire(want) }
+                piece = try POSIX.read(fd, count: want, path: m.localPath)
+                if piece.isEmpty {
+                    // The file shrank since the scan: pad with zeros to the planned size.
+                    piece = [UInt8](repeating: 0, count: want)
+                }
             }
             hasher.update(piece)
             progress?.add(bytes: piece.count)
@@ -110,7 +126,23 @@ public final class TarPartitionSource: ByteSource {
         out += TarFormat.padding(Int(m.entry.size % Int64(TarFormat.blockSize)))
         manifest.append(
             ManifestEntry(
-                path: m.entry.name, size: m.entry.size, mode: m.entry.mode, checksum: hasher.finalizeAndReset(), algorithm: hasher.kind))
+                path: m.entry.name, size: m.entry.size, mode: m.entry.mode, checksum: hasher.finalizeAndReset(), algorithm: hasher.kind,
+                mtime: m.entry.mtime))
         current = nil
+    }
+
+    /// The header of a changed-blocks member, then one block at a time (zeros past the end of a
+    /// file that shrank since the scan: WAL replay truncates it again).
+    private func nextDeltaPiece(_ blocks: [UInt32], _ m: PlannedMember) throws -> [UInt8] {
+        if !deltaHeader.isEmpty {
+            defer { deltaHeader = [] }
+            return deltaHeader
+        }
+        let size = RelationFile.blockSize
+        if lseek(fd, off_t(blocks[deltaIndex]) * off_t(size), SEEK_SET) < 0 { throw POSIX.error("seek", m.localPath) }
+        deltaIndex += 1
+        var piece = try POSIX.read(fd, count: size, path: m.localPath)
+        if piece.count < size { piece += [UInt8](repeating: 0, count: size - piece.count) }
+        return piece
     }
 }

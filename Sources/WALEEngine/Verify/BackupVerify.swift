@@ -83,6 +83,20 @@ public struct BackupVerify: Sendable {
             problem(.corrupt, backup.sentinelKey, "the sentinel's timeline \(x.timeline) is not the backup name's \(name.segment.timeline.value)")
         }
         report.online = sentinel?.extra?.online ?? true
+        var ancestors: [BackupInfo] = []
+        if name.isIncremental && sentinel != nil {
+            // The chain it is restored with: every backup it is built on present, every cluster
+            // manifest readable, every file it takes from a parent found there; the ancestors'
+            // partitions are checked below with its own.
+            do {
+                let catalog = BackupCatalog(store: store, prefix: prefix)
+                let layers = try await catalog.chain(of: backup, in: try await catalog.list())
+                _ = try await reader.chainPlan(layers.map(\.name))
+                ancestors = Array(layers.dropLast())
+            } catch {
+                try classify(error, name.clusterManifestKey(prefix))
+            }
+        }
 
         let versionKey = name.versionKey(prefix)
         do {
@@ -136,6 +150,14 @@ public struct BackupVerify: Sendable {
         }
         if let x = sentinel?.extra, checked.count == x.partitionCount, checked.allSatisfy({ $0.problems.isEmpty }), report.files != x.fileCount {
             problem(.corrupt, backup.sentinelKey, "the sentinel counts \(x.fileCount) files, the partitions hold \(report.files)")
+        }
+
+        for a in ancestors {
+            let parts = try await reader.partitions(a.name)
+            let results = try await boundedConcurrently(parts, width: poolSize) { p in
+                try await checkPartition(p, backup: a.name, withManifest: true, progress: nil)
+            }
+            report.problems += results.flatMap(\.problems)
         }
 
         let wal = try await walCheck

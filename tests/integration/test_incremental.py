@@ -1,0 +1,227 @@
+"""Incremental backups on real clusters: block level from WAL summaries on PostgreSQL 18, file
+level on 15; a full backup and three incrementals taken under pgbench load with the changes that
+break naive incrementals between them; every link restored through its chain and recovered to
+its restore point, with the source's data, amcheck and pg_checksums clean. WAL-E 1.1.1 does not
+see the incrementals; retention keeps chains whole; damage in a parent is found."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from harness import PG, TEST_ROOT, chown_pg, run
+from test_backups import amcheck, backup_push, restore_config
+
+WALE_PEER = os.path.join(TEST_ROOT, "wale-venv", "bin", "wal-e")
+
+
+def incremental_cluster(make_cluster, wale, prefix, version, summaries=True):
+    c = make_cluster(version)
+    settings = dict(
+        archive_mode="on", archive_command="'" + wale.command_line(prefix, "wal-push %p") + "'",
+        wal_keep_size="'4GB'", max_wal_size="'4GB'", checkpoint_timeout="'30min'")
+    if version >= 17:
+        settings["summarize_wal"] = "on" if summaries else "off"
+    c.initdb(**settings)
+    c.start()
+    return c
+
+
+def under_load(c, seconds, fn):
+    """Runs fn() while pgbench writes (150 transactions a second: a few per cent of the blocks
+    change between links, as on a production cluster between nightly backups)."""
+    load = subprocess.Popen(
+        [c.bin("pgbench"), "-c", "2", "-T", str(seconds), "-R", "150", "-n", "postgres"], env={**os.environ, **c.env()},
+        preexec_fn=lambda: (os.setgid(PG.pw_gid), os.setuid(PG.pw_uid)) and None,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    try:
+        return fn()
+    finally:
+        assert load.wait() == 0, load.stderr.read().decode()
+
+
+def push(wale, c, prefix, *extra):
+    p = backup_push(wale, c, prefix, "--fast", *extra)
+    return p.stdout.decode().strip(), p.stderr.decode()
+
+
+def stored_bytes(adir, name):
+    total = 0
+    for d, _, files in os.walk(os.path.join(adir, "basebackups_005", name)):
+        total += sum(os.path.getsize(os.path.join(d, f)) for f in files)
+    return total
+
+
+def restore_and_check(make_cluster, wale, prefix, c, scratch, name, point, expected, tag):
+    target = os.path.join(scratch, "r_" + tag)
+    r = make_cluster(c.version, "r_" + tag)
+    f = wale("backup-fetch", "--recovery-target-name", point, "--recovery-target-action", "promote", target, name, prefix=prefix)
+    assert f.returncode == 0, f.stderr.decode()
+    restore_config(c, target, r.port)
+    r.start()
+    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    got = r.table_checksums()
+    # An unlogged table comes back empty, as after any crash or restore (PostgreSQL resets it).
+    assert got.pop("scratchpad") == "0:", tag
+    assert got == {k: v for k, v in expected.items() if k != "scratchpad"}, tag
+    assert r.psql("SELECT count(*) FROM pg_database WHERE datname = 'gone'") == "0"
+    amcheck(r)
+    r.stop()
+    ck = run([c.bin("pg_checksums"), "--check", "-D", target], user="postgres", check=False)
+    assert ck.returncode == 0, ck.stdout.decode() + ck.stderr.decode()
+    return f.stderr.decode()
+
+
+@pytest.mark.parametrize("version", [18, 15], ids=["pg18-block", "pg15-file"])
+def test_full_and_three_incrementals_each_restore_to_their_point(make_cluster, wale, archive, scratch, version):
+    prefix, adir = archive
+    c = incremental_cluster(make_cluster, wale, prefix, version)
+    c.pgbench("-i", "-s", "6", "-q")
+    c.psql("CREATE TABLE to_truncate AS SELECT g AS x, repeat('t', 200) AS pad FROM generate_series(1, 20000) g")
+    c.psql("CREATE TABLE to_drop AS SELECT g AS x FROM generate_series(1, 5000) g")
+    c.psql("CREATE TABLE to_rewrite AS SELECT g AS x, md5(g::text) AS h FROM generate_series(1, 30000) g")
+    c.psql("CREATE INDEX ON to_rewrite (h)")
+    c.psql("CREATE UNLOGGED TABLE scratchpad AS SELECT g AS x FROM generate_series(1, 1000) g")
+    full, _ = under_load(c, 6, lambda: push(wale, c, prefix))
+    assert full.startswith("base_")
+    full_bytes = stored_bytes(adir, full)
+
+    points = []
+    # Link 1: truncate, drop, rewrite (new relfilenode), a database created, an unlogged table written.
+    c.pgbench("-c", "2", "-T", "2", "-R", "150", "-n")
+    c.psql("TRUNCATE to_truncate")
+    c.psql("INSERT INTO to_truncate SELECT g, 'n' FROM generate_series(1, 100) g")
+    c.psql("DROP TABLE to_drop")
+    c.psql("VACUUM FULL to_rewrite")
+    c.psql("CREATE DATABASE gone")
+    c.psql("CREATE TABLE in_gone AS SELECT g FROM generate_series(1, 1000) g", db="gone")
+    c.psql("INSERT INTO scratchpad SELECT g FROM generate_series(1, 1000) g")
+    i1, log1 = under_load(c, 5, lambda: push(wale, c, prefix, "--incremental"))
+    # Link 2: CLUSTER (another new relfilenode), the new database dropped again.
+    c.psql("CLUSTER to_rewrite USING to_rewrite_h_idx")
+    c.psql("DROP DATABASE gone")
+    c.pgbench("-c", "2", "-T", "2", "-R", "150", "-n")
+    i2, log2 = under_load(c, 5, lambda: push(wale, c, prefix, "--incremental"))
+    # Link 3: more of the same load.
+    c.pgbench("-c", "2", "-T", "2", "-R", "150", "-n")
+    i3, log3 = under_load(c, 5, lambda: push(wale, c, prefix, "--incremental"))
+    for n, log in ((i1, log1), (i2, log2), (i3, log3)):
+        assert n.startswith("incr_"), log
+        assert "incremental over" in log, log
+    mode = "block" if version >= 17 else "file"
+    # Each link's restore point, after that link, with the data it must give back.
+    expected = {}
+    for tag in ("p1", "p2", "p3"):
+        c.pgbench("-c", "1", "-T", "1", "-n")
+        expected[tag] = c.table_checksums()
+        c.psql(f"SELECT pg_create_restore_point('{tag}')")
+    c.psql("CREATE TABLE after_target AS SELECT 1 AS x")
+    c.wait_archived()
+
+    listing = json.loads(wale("backup-list", "--json", prefix=prefix).stdout)
+    by = {b["name"]: b for b in listing}
+    assert by[full]["type"] == "full" and "parent" not in by[full]
+    assert [by[i]["parent"] for i in (i1, i2, i3)] == [full, i1, i2]
+    assert [by[i]["chain_depth"] for i in (i1, i2, i3)] == [1, 2, 3]
+    assert all(by[i]["incremental_mode"] == mode for i in (i1, i2, i3))
+    if version >= 17:
+        # Block level: pgbench touched a few per cent of the blocks; far less than a full is stored.
+        assert stored_bytes(adir, i3) < full_bytes * 0.5, (stored_bytes(adir, i3), full_bytes)
+        assert "patched" in log3 and " 0 patched" not in log3, log3
+
+    # Every link restores through its chain (the full alone for the first point's parent).
+    for name, point, tag in ((i1, "p1", "i1"), (i2, "p2", "i2"), (i3, "p3", "i3")):
+        log = restore_and_check(make_cluster, wale, prefix, c, scratch, name, point, expected[point], tag)
+        assert "restoring the chain" in log, log
+    v = wale("verify", i3, prefix=prefix)
+    assert v.returncode == 0, v.stderr.decode()
+
+
+def test_without_summaries_a_full_backup_is_taken_and_required_fails(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    c = incremental_cluster(make_cluster, wale, prefix, 18, summaries=False)
+    c.pgbench("-i", "-s", "1", "-q")
+    first, _ = push(wale, c, prefix)
+    second, log = push(wale, c, prefix, "--incremental")
+    assert second.startswith("base_"), log
+    assert "summarize_wal is off" in log and "taking a full backup" in log, log
+    p = backup_push(wale, c, prefix, "--fast", "--require-incremental", check=False)
+    assert p.returncode == 2, p.stderr.decode()
+    assert "cannot take an incremental backup: summarize_wal is off" in p.stderr.decode()
+    names = [b["name"] for b in json.loads(wale("backup-list", "--json", prefix=prefix).stdout)]
+    assert sorted(names) == sorted([first, second])
+
+
+def test_wale_does_not_see_incrementals_and_retention_keeps_chains(make_cluster, wale, archive, scratch):
+    if not os.path.exists(os.path.join(TEST_ROOT, "wale-venv", ".wal-e-ready")):
+        pytest.fail("WAL-E 1.1.1 is not installed; scripts/test.sh installs it")
+    prefix, adir = archive
+    c = incremental_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "2", "-q")
+    f1, _ = push(wale, c, prefix)
+    c.pgbench("-c", "1", "-T", "1", "-n")
+    i1, _ = push(wale, c, prefix, "--incremental")
+    expected = c.table_checksums()
+    c.wait_archived()
+    assert i1.startswith("incr_")
+
+    env = {"WALE_LOG_DESTINATION": "stderr", "PATH": "/usr/bin:/bin", "WALE_FILE_PREFIX": prefix}
+    theirs = run([WALE_PEER, "backup-list"], user="postgres", env=env).stdout.decode()
+    assert f1 in theirs and "incr_" not in theirs, theirs
+    target = os.path.join(scratch, "by_wale")
+    p = run([WALE_PEER, "backup-fetch", target, "LATEST"], user="postgres", env=env, check=False)
+    assert p.returncode == 0, p.stderr.decode()
+    assert os.path.exists(os.path.join(target, "global", "pg_control"))
+    assert not any("INCREMENTAL." in n for _, _, files in os.walk(target) for n in files)
+
+    # A second chain; retain 1 removes the first full backup with its incremental, and nothing else.
+    f2, _ = push(wale, c, prefix)
+    c.pgbench("-c", "1", "-T", "1", "-n")
+    i2, _ = push(wale, c, prefix, "--incremental")
+    assert i2.startswith("incr_")
+    dry = wale("delete", "--json", "retain", "1", prefix=prefix)
+    assert dry.returncode == 0, dry.stderr.decode()
+    plan = json.loads(dry.stdout)
+    assert sorted(plan["backups_deleted"]) == sorted([f1, i1]), plan
+    assert sorted(plan["backups_kept"]) == sorted([f2, i2]), plan
+    # `before` the newest incremental would take its own full backup: the chain keeps it.
+    plan = json.loads(wale("delete", "--json", "before", i2, prefix=prefix).stdout)
+    assert f2 in plan["backups_kept"] and i2 in plan["backups_kept"], plan
+    assert f1 in plan["backups_deleted"] and i1 in plan["backups_deleted"], plan
+    d = wale("delete", "--confirm", "retain", "1", prefix=prefix)
+    assert d.returncode == 0, d.stderr.decode()
+    names = [b["name"] for b in json.loads(wale("backup-list", "--json", prefix=prefix).stdout)]
+    assert sorted(names) == sorted([f2, i2])
+    assert not os.path.exists(os.path.join(adir, "basebackups_005", i1))
+
+
+def test_damage_in_a_parent_is_found_when_a_child_is_restored(make_cluster, wale, archive, scratch):
+    prefix, adir = archive
+    c = incremental_cluster(make_cluster, wale, prefix, 18)
+    c.pgbench("-i", "-s", "2", "-q")
+    full, _ = push(wale, c, prefix)
+    c.pgbench("-c", "1", "-T", "1", "-n")
+    inc, _ = push(wale, c, prefix, "--incremental")
+    assert inc.startswith("incr_")
+    parts = os.path.join(adir, "basebackups_005", full, "tar_partitions")
+    victim = os.path.join(parts, sorted(os.listdir(parts))[0])
+    data = bytearray(open(victim, "rb").read())
+    data[len(data) // 2] ^= 0x10
+    open(victim, "wb").write(bytes(data))
+    target = os.path.join(scratch, "damaged")
+    f = wale("backup-fetch", target, inc, prefix=prefix)
+    assert f.returncode == 65, f.stderr.decode()
+    assert os.path.basename(victim) in f.stderr.decode()
+    assert not os.path.exists(os.path.join(target, "global", "pg_control"))
+    # verify of the child checks the chain it needs, and names the damaged parent partition.
+    for name in (inc, full):
+        v = wale("verify", name, prefix=prefix)
+        assert v.returncode == 65, v.stderr.decode()
+        assert os.path.basename(victim) in v.stderr.decode()
+    # A chain whose parent is gone is refused, naming it.
+    os.rename(os.path.join(adir, "basebackups_005", full + "_backup_stop_sentinel.json"), os.path.join(scratch, "moved"))
+    f = wale("backup-fetch", os.path.join(scratch, "orphan"), inc, prefix=prefix)
+    assert f.returncode == 65, f.stderr.decode()
+    assert f"built on {full}, which is not in the archive" in f.stderr.decode()
