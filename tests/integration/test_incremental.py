@@ -71,7 +71,7 @@ def restore_and_check(make_cluster, wale, prefix, c, scratch, name, point, expec
     r.stop()
     ck = run([c.bin("pg_checksums"), "--check", "-D", target], user="postgres", check=False)
     assert ck.returncode == 0, ck.stdout.decode() + ck.stderr.decode()
-    return f.stderr.decode()
+    return f.stderr.decode(), r
 
 
 @pytest.mark.parametrize("version", [18, 15], ids=["pg18-block", "pg15-file"])
@@ -133,10 +133,17 @@ def test_full_and_three_incrementals_each_restore_to_their_point(make_cluster, w
 
     # Every link restores through its chain (the full alone for the first point's parent).
     for name, point, tag in ((i1, "p1", "i1"), (i2, "p2", "i2"), (i3, "p3", "i3")):
-        log = restore_and_check(make_cluster, wale, prefix, c, scratch, name, point, expected[point], tag)
+        log, r = restore_and_check(make_cluster, wale, prefix, c, scratch, name, point, expected[point], tag)
         assert "restoring the chain" in log, log
     v = wale("verify", i3, prefix=prefix)
     assert v.returncode == 0, v.stderr.decode()
+
+    # The restored copy was promoted to a new timeline: an incremental over i3 (timeline 1) would
+    # need summaries across the switch; a full backup is taken, saying why.
+    r.start()
+    name, log = push(wale, r, prefix, "--incremental")
+    assert name.startswith("base_") and name[5:13] == "00000002", log
+    assert "a promotion in between" in log, log
 
 
 def test_without_summaries_a_full_backup_is_taken_and_required_fails(make_cluster, wale, archive, scratch):
@@ -225,3 +232,60 @@ def test_damage_in_a_parent_is_found_when_a_child_is_restored(make_cluster, wale
     f = wale("backup-fetch", os.path.join(scratch, "orphan"), inc, prefix=prefix)
     assert f.returncode == 65, f.stderr.decode()
     assert f"built on {full}, which is not in the archive" in f.stderr.decode()
+
+
+def test_kill_during_an_incremental_push_leaves_nothing_listable(make_cluster, wale, archive, scratch):
+    from test_backup_faults import popen_wale
+    prefix, adir = archive
+    c = incremental_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "4", "-q")
+    full, _ = push(wale, c, prefix)
+    c.pgbench("-c", "2", "-T", "2", "-n")
+    # File level: pgbench_accounts changed, so it is stored whole, slowly under the rate limit.
+    p = popen_wale(wale, ["backup-push", "--fast", "--incremental", "--cluster-read-rate-limit", "4000000", c.data], prefix, c.env())
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(n.startswith("incr_") for n in os.listdir(os.path.join(adir, "basebackups_005"))):
+        time.sleep(0.1)
+    time.sleep(1.5)
+    assert p.poll() is None, p.stderr.read().decode()
+    p.send_signal(9)
+    p.wait()
+    listing = json.loads(wale("backup-list", "--json", prefix=prefix).stdout)
+    assert [b["name"] for b in listing] == [full]
+    # The next incremental is built on the full backup, not on the killed one.
+    name, log = push(wale, c, prefix, "--incremental")
+    assert name.startswith("incr_") and f"incremental over {full}" in log, log
+
+
+def test_delta_restore_of_an_incremental_rebuilds_the_source_in_place(make_cluster, wale, archive, scratch):
+    """--delta with a chain: files already as the chain leaves them stay, the rest are written
+    (base copy, then changed blocks), files of tables dropped since any link are removed."""
+    prefix, adir = archive
+    c = incremental_cluster(make_cluster, wale, prefix, 18)
+    c.pgbench("-i", "-s", "4", "-q")
+    c.psql("CREATE TABLE dropped_later AS SELECT g FROM generate_series(1, 20000) g")
+    push(wale, c, prefix)
+    c.pgbench("-c", "2", "-T", "2", "-R", "150", "-n")
+    c.psql("DROP TABLE dropped_later")
+    inc, _ = push(wale, c, prefix, "--incremental")
+    assert inc.startswith("incr_")
+    expected = c.table_checksums()
+    c.psql("SELECT pg_create_restore_point('delta_inc')")
+    c.wait_archived()
+    c.pgbench("-c", "2", "-T", "2", "-n")
+    c.psql("CREATE TABLE after_target AS SELECT g FROM generate_series(1, 50000) g")
+    c.psql("CHECKPOINT")
+    c.stop()
+    f = wale("backup-fetch", "--delta", "--recovery-target-name", "delta_inc", "--recovery-target-action", "promote",
+             c.data, inc, prefix=prefix)
+    err = f.stderr.decode()
+    assert f.returncode == 0, err
+    line = next(l for l in err.splitlines() if "delta restore:" in l)
+    kept, total = (int(x) for x in line.split("delta restore: ")[1].split(" files")[0].split(" of "))
+    assert kept > total // 2, line
+    c.start()
+    c.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    assert c.table_checksums() == expected
+    assert c.psql("SELECT to_regclass('after_target') IS NULL") == "t"
+    assert c.psql("SELECT to_regclass('dropped_later') IS NULL") == "t"
+    amcheck(c)

@@ -32,15 +32,24 @@ extension BackupFetch {
         progress.start(show: options.showProgress)
         var files = 0
         var bytes: Int64 = 0
+        var extracted: [ExtractedPartition] = []
         for (i, l) in layers.enumerated() {
             guard !partitionsByLayer[i].isEmpty else { throw WALEError(.corrupt, "backup \(l.name) has no tar partitions") }
             let layer = ChainLayer(index: i, plan: plan)
             let done = try await boundedConcurrently(partitionsByLayer[i], width: options.poolSize) { p in
-                try await fetchPartition(p, backup: l.name, root: root, allowed: allowed, manifest: true, delta: false, layer: layer)
+                try await fetchPartition(p, backup: l.name, root: root, allowed: allowed, manifest: true, delta: options.delta, layer: layer)
             }
             files += done.reduce(0) { $0 + $1.files }
             bytes += done.reduce(Int64(0)) { $0 + $1.bytes }
+            // A delta restore keeps what the cluster holds: the newest layer's directories and
+            // links, and the chain's final files (older layers also list files since dropped).
+            extracted += done.map { p in
+                var q = p
+                if !layer.isNewest { q.members = [] }
+                return q
+            }
         }
+        if options.delta { try finishDelta(root: root, extracted: extracted, alsoKeep: Set(plan.final.keys)) }
         try checkFinalSizes(plan, root: root)
         return (files, bytes, partitionsByLayer.reduce(0) { $0 + $1.count })
     }

@@ -31,8 +31,8 @@ extension BackupFetch {
     static let deltaKept: Set<String> = ClusterWalker.topLevelExcludedFiles.subtracting(["backup_label", "tablespace_map"])
         .union(["pg_log", "log"])
 
-    func finishDelta(root: String, extracted: [ExtractedPartition]) throws {
-        var members: Set<String> = []
+    func finishDelta(root: String, extracted: [ExtractedPartition], alsoKeep: Set<String> = []) throws {
+        var members = alsoKeep
         for p in extracted { members.formUnion(p.members) }
         members.insert(SafeExtractor.heldBackControlFile)
         var removed = 0

@@ -59,10 +59,6 @@ public struct BackupFetch: Sendable {
         let locations = try prepareTablespaces(sentinel, root: root, options: options)
         logger.info("restoring \(backup.name) into \(root)", ["action": "backup-fetch", "backup": backup.name.description])
         if backup.name.isIncremental {
-            if options.delta {
-                throw WALEError(
-                    .user, "--delta cannot restore an incremental backup yet", hint: "restore it into an empty directory, or --delta its full backup")
-            }
             let layers = try await catalog.chain(of: backup, in: try await catalog.list())
             defer { progress.finish() }
             if unlink(root + "/global/pg_control") == 0 {

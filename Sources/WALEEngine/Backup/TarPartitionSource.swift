@@ -106,6 +106,7 @@ public final class TarPartitionSource: ByteSource {
             var piece: [UInt8]
             if let d = m.delta {
                 piece = try nextDeltaPiece(d.blocks, m)
+                if let limiter { try await limiter.acquire(piece.count) }
             } else {
                 if let limiter { try await limiter.acquire(want) }
                 piece = try POSIX.read(fd, count: want, path: m.localPath)
