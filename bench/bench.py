@@ -781,8 +781,11 @@ def main():
     if many:
         import many_files
         many_files.run_many_files(sys.modules[__name__], many)
+    if "incremental" in only or os.environ.get("BENCH_INCREMENTAL") == "1":
+        import incremental
+        meta += incremental.run_incremental(sys.modules[__name__])
     # the cost curve alone (BENCH_ONLY=scales) has a report of its own, next to the main one
-    report(meta, name="scales-latest" if only == ["scales"] else "latest")
+    report(meta, name={"scales": "scales-latest", "incremental": "incremental-latest"}.get(",".join(only), "latest"))
 
 
 def load_cluster(port, scale, random_mb):

