@@ -289,3 +289,44 @@ def test_delta_restore_of_an_incremental_rebuilds_the_source_in_place(make_clust
     assert c.psql("SELECT to_regclass('after_target') IS NULL") == "t"
     assert c.psql("SELECT to_regclass('dropped_later') IS NULL") == "t"
     amcheck(c)
+
+
+def test_a_relation_past_one_gigabyte_is_patched_in_both_segment_files(make_cluster, wale, archive, scratch):
+    """A table of 1.1 GB has a second segment file (`<relfilenode>.1`): rows changed in both, its
+    tail deleted and truncated away by VACUUM; the incremental patches both files (block numbers
+    relative to each file, the truncation limit applied to the second) and restores exactly."""
+    prefix, adir = archive
+    c = incremental_cluster(make_cluster, wale, prefix, 18)
+    c.psql("CREATE TABLE big (id int, pad text)")
+    c.psql("INSERT INTO big SELECT g, repeat('x', 990) FROM generate_series(1, 1100000) g")
+    rel = c.psql("SELECT pg_relation_filepath('big')")
+    assert os.path.getsize(os.path.join(c.data, rel)) == 1 << 30
+    assert os.path.exists(os.path.join(c.data, rel + ".1"))
+    full, _ = push(wale, c, prefix)
+    c.psql("UPDATE big SET pad = repeat('y', 990) WHERE id % 5000 = 0")
+    c.psql("DELETE FROM big WHERE id > 1080000")
+    c.psql("VACUUM big")
+    inc, log = push(wale, c, prefix, "--incremental")
+    assert inc.startswith("incr_"), log
+    members = set()
+    pdir = os.path.join(adir, "basebackups_005", inc, "wal_e_manifest")
+    for m in os.listdir(pdir):
+        members |= {f["path"] for f in json.load(open(os.path.join(pdir, m)))["files"]}
+    base = os.path.basename(rel)
+    assert os.path.dirname(rel) + "/INCREMENTAL." + base in members, sorted(members)[:20]
+    assert os.path.dirname(rel) + "/INCREMENTAL." + base + ".1" in members, sorted(members)[:20]
+    assert stored_bytes(adir, inc) < stored_bytes(adir, full) // 5
+    digest = "SELECT count(*) || ':' || sum(hashtext(id || pad)::bigint) || ':' || max(id) FROM big"
+    expected = c.psql(digest)
+    c.psql("SELECT pg_create_restore_point('big')")
+    c.wait_archived()
+    target = os.path.join(scratch, "big")
+    r = make_cluster(18, "big")
+    f = wale("backup-fetch", "--recovery-target-name", "big", "--recovery-target-action", "promote", target, inc, prefix=prefix)
+    assert f.returncode == 0, f.stderr.decode()
+    restore_config(c, target, r.port)
+    r.start()
+    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    assert r.psql(digest) == expected
+    assert r.psql("SELECT count(*) FROM big WHERE pad LIKE 'y%'") == "216"
+    assert os.path.getsize(os.path.join(target, rel + ".1")) == os.path.getsize(os.path.join(c.data, rel + ".1"))
