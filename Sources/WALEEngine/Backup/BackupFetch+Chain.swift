@@ -16,8 +16,9 @@ public struct ChainLayer: Sendable {
 /// it) restored layer by layer straight from storage into the target directory, never into a
 /// scratch copy. Each file is written once whole, from the newest layer that stored it whole;
 /// layers after that write only their changed blocks over it and cut it to its final length.
-/// Every stored byte is checked against its layer's partition manifest as it streams, and at the
-/// end every file of the cluster must be there with its final size.
+/// Every stored byte read is checked against its layer's partition manifest as it streams (a
+/// partition holding nothing the restore uses is not read), and at the end every file of the
+/// cluster must be there with its final size.
 extension BackupFetch {
     func restoreChain(
         _ layers: [BackupInfo], root: String, allowed: [String], options: Options
@@ -36,8 +37,16 @@ extension BackupFetch {
         for (i, l) in layers.enumerated() {
             guard !partitionsByLayer[i].isEmpty else { throw WALEError(.corrupt, "backup \(l.name) has no tar partitions") }
             let layer = ChainLayer(index: i, plan: plan)
-            let done = try await boundedConcurrently(partitionsByLayer[i], width: options.poolSize) { p in
-                try await fetchPartition(p, backup: l.name, root: root, allowed: allowed, manifest: true, delta: options.delta, layer: layer)
+            let done = try await boundedConcurrently(partitionsByLayer[i], width: options.poolSize) { p -> ExtractedPartition in
+                // A partition of an older layer whose every file a newer layer stores whole again
+                // (a table rewritten since) is not read at all.
+                let manifest = try await reader.manifest(l.name, p.0)
+                if !layer.isNewest && manifest.allSatisfy({ plan.action(layer: i, file: $0.path) == .skip }) {
+                    progress.unitDone()
+                    return ExtractedPartition(files: 0, bytes: 0, keptFiles: 0, keptBytes: 0, members: [])
+                }
+                return try await fetchPartition(
+                    p, backup: l.name, root: root, allowed: allowed, manifest: true, delta: options.delta, layer: layer, manifestRead: manifest)
             }
             files += done.reduce(0) { $0 + $1.files }
             bytes += done.reduce(Int64(0)) { $0 + $1.bytes }

@@ -128,9 +128,11 @@ public struct BackupFetch: Sendable {
     }
 
     func fetchPartition(
-        _ p: (Int, String), backup: BackupName, root: String, allowed: [String], manifest: Bool, delta: Bool, layer: ChainLayer? = nil
+        _ p: (Int, String), backup: BackupName, root: String, allowed: [String], manifest: Bool, delta: Bool, layer: ChainLayer? = nil,
+        manifestRead: [ManifestEntry]? = nil
     ) async throws -> ExtractedPartition {
-        let expected = manifest ? try await reader.manifest(backup, p.0) : nil
+        var expected = manifestRead
+        if expected == nil && manifest { expected = try await reader.manifest(backup, p.0) }
         let partition = prefix.url(forKey: p.1)
         let sink = try await reader.read(partition: p.1, what: "the restore of \(p.1)") {
             SafeExtractor(root: root, allowedRoots: allowed, partition: partition, expected: expected, progress: progress, delta: delta, layer: layer)

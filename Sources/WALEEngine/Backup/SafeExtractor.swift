@@ -205,43 +205,38 @@ public final class SafeExtractor: TarSink {
             return
         }
         if patch != nil {
-            let fd = self.fd
-            try patch!.feed(b) { offset, bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw WALEError(.io, "could not write \"\(path)\": \(POSIX.errorText())")
-                    }
-                    done += n
-                }
-            }
-            matcher?.update(b)
-            progress?.add(bytes: b.count)
-            written += Int64(b.count)
+            try patch!.feed(b) { offset, bytes in try writeAll(bytes, at: off_t(offset)) }
+            account(b)
             return
         }
         if keeping {
-            matcher?.update(b)
-            progress?.add(bytes: b.count)
-            written += Int64(b.count)
+            account(b)
             return
         }
         guard fd >= 0 else { return }
+        try writeAll(b, at: nil)
+        account(b)
+        writeBehind.wrote(fd: fd, upTo: written)
+    }
+
+    /// Writes all of `b` to the open file, at `offset` (pwrite) or where it stands (write).
+    private func writeAll(_ b: UnsafeRawBufferPointer, at offset: off_t?) throws {
         var done = 0
         while done < b.count {
-            let n = write(fd, b.baseAddress! + done, b.count - done)
+            let n = offset.map { pwrite(fd, b.baseAddress! + done, b.count - done, $0 + off_t(done)) } ?? write(fd, b.baseAddress! + done, b.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw WALEError(.io, "could not write \"\(path)\": \(POSIX.errorText())")
             }
             done += n
         }
+    }
+
+    /// A member's bytes went by: checked against the manifest and counted.
+    private func account(_ b: UnsafeRawBufferPointer) {
         matcher?.update(b)
         progress?.add(bytes: b.count)
         written += Int64(b.count)
-        writeBehind.wrote(fd: fd, upTo: written)
     }
 
     public func end() throws {
