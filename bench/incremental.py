@@ -109,7 +109,7 @@ def one_version(b, v):
     newest = max((n for n in names if n.startswith("incr_")), key=lambda n: n[5:])
     target = f"{b.ROOT}/restore-{name}"
 
-    def restore(tool, what, delta_source=None):
+    def restore(tool, what, kind, delta_source=None):
         if delta_source:
             if os.path.exists(target):
                 shutil.rmtree(target)
@@ -127,23 +127,23 @@ def one_version(b, v):
             args = ["restore", f"--pg1-path={target}", "--type=none"] + (["--delta"] if delta_source else []) + \
                    ([f"--set={what}"] if what != "latest" else [])
             f = b.timed(b.pgbr_cmd(conf, name, *args))
-        b.record(sec(f"restore ({'delta, ' if delta_source else ''}{'chain of 4' if what != full_name and what != 'full' else 'full'})"),
+        b.record(sec(f"restore ({'delta, ' if delta_source else ''}{kind})"),
                  tool, mb=mb, wall=f["wall"], cpu=f["cpu"], rss_mib=f["rss_mib"])
         return f["wall"]
 
-    full_restore = restore("wal-e", full_name)
-    chain_restore = restore("wal-e", newest)
+    full_restore = restore("wal-e", full_name, "full")
+    chain_restore = restore("wal-e", newest, "chain of 4")
     change_two_percent(b, port, data)
     b.pg_stop(data)
-    delta_restore = restore("wal-e", newest, delta_source=data)
+    delta_restore = restore("wal-e", newest, "chain of 4", delta_source=data)
     b.record(sec("restore ratios"), "wal-e", chain_over_full=chain_restore / full_restore, full_over_delta=full_restore / delta_restore)
     if "pgBackRest lz4" in tools:
         pgbr_label = b.run(b.pgbr_cmd(conf, name, "info", "--output=json")).stdout.decode()
         import json
         labels = [x["label"] for x in json.loads(pgbr_label)[0]["backup"]]
-        pg_full = restore("pgBackRest lz4", labels[0])
-        pg_chain = restore("pgBackRest lz4", labels[-1])
-        pg_delta = restore("pgBackRest lz4", labels[-1], delta_source=data)
+        pg_full = restore("pgBackRest lz4", labels[0], "full")
+        pg_chain = restore("pgBackRest lz4", labels[-1], "chain of 4")
+        pg_delta = restore("pgBackRest lz4", labels[-1], "chain of 4", delta_source=data)
         b.record(sec("restore ratios"), "pgBackRest lz4", chain_over_full=pg_chain / pg_full, full_over_delta=pg_full / pg_delta)
     shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(data, ignore_errors=True)
