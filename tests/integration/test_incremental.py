@@ -334,3 +334,43 @@ def test_a_relation_past_one_gigabyte_is_patched_in_both_segment_files(make_clus
     assert r.psql(digest) == expected
     assert r.psql("SELECT count(*) FROM big WHERE pad LIKE 'y%'") == "216"
     assert os.path.getsize(os.path.join(target, rel + ".1")) == os.path.getsize(os.path.join(c.data, rel + ".1"))
+
+
+def test_encrypted_archive_incrementals_need_the_key_where_they_are_taken(make_cluster, wale, archive, scratch):
+    """Native encryption keeps the manifests secret too: a host with only the public key cannot
+    compare with the parent, so it takes a full backup and says why (never fails, never stores
+    anything in clear); with the private key there, incrementals are taken, encrypted, and the
+    chain restores with the key."""
+    from test_encryption import keypair
+    prefix, adir = archive
+    priv, pub = keypair(wale, scratch, "ops")
+    enc = {"WALE_ENCRYPTION_PUBLIC_KEYS": pub}
+    c = make_cluster(18)
+    c.initdb(archive_mode="on", archive_command="'" + wale.command_line(prefix, "wal-push %p", enc) + "'",
+             wal_keep_size="'4GB'", summarize_wal="on")
+    c.start()
+    c.pgbench("-i", "-s", "2", "-q")
+    full = backup_push(wale, c, prefix, "--fast", env=enc).stdout.decode().strip()
+    c.pgbench("-c", "1", "-T", "1", "-n")
+    p = backup_push(wale, c, prefix, "--fast", "--incremental", "--from", full, env=enc)
+    assert p.stdout.decode().startswith("base_"), p.stderr.decode()
+    assert "cannot be read here" in p.stderr.decode(), p.stderr.decode()
+    p = backup_push(wale, c, prefix, "--fast", "--incremental", "--from", full,
+                    env={**enc, "WALE_ENCRYPTION_PRIVATE_KEYS": priv})
+    inc = p.stdout.decode().strip()
+    assert inc.startswith("incr_"), p.stderr.decode()
+    cm = open(os.path.join(adir, "basebackups_005", inc, "wal_e_cluster_manifest.json"), "rb").read()
+    assert b"pg_control" not in cm and b'"files"' not in cm  # sealed like the partition manifests
+    expected = c.table_checksums()
+    c.wait_archived()
+    target = os.path.join(scratch, "enc")
+    f = wale("backup-fetch", "--prepare-recovery", target, inc, prefix=prefix, env={"WALE_ENCRYPTION_PRIVATE_KEYS": priv})
+    assert f.returncode == 0, f.stderr.decode()
+    assert "restoring the chain" in f.stderr.decode()
+    r = make_cluster(18, "enc")
+    restore_config(c, target, r.port)
+    with open(os.path.join(target, "postgresql.auto.conf"), "a") as fh:
+        fh.write("restore_command = '" + wale.command_line(prefix, 'wal-fetch "%f" "%p"', {"WALE_ENCRYPTION_PRIVATE_KEYS": priv}) + "'\n")
+    r.start()
+    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    assert r.table_checksums() == expected

@@ -86,7 +86,17 @@ extension BackupPush {
                 hint: "the first backup on a new timeline is a full one")
         }
         let reader = BackupReader(store: store, prefix: prefix, logger: logger, retry: RetryPolicy(attempts: 1))
-        guard let view = try await reader.clusterView(parent.name) else {
+        let parentView: [ClusterFile]?
+        do {
+            parentView = try await reader.clusterView(parent.name)
+        } catch let e as WALEError where e.kind != .io {
+            // An encrypted archive whose private key is not on this host (native encryption's
+            // point), or a damaged manifest: the parent cannot be compared with.
+            throw NoIncremental(
+                reason: "the manifest of \(parent.name) cannot be read here: \(e.message)",
+                hint: "with encryption, incremental backups need the key that decrypts the archive on the host that takes them")
+        }
+        guard let view = parentView else {
             throw NoIncremental(reason: "\(parent.name) has no manifest to compare with")
         }
         let files = Dictionary(view.map { ($0.entry.path, $0.entry) }, uniquingKeysWith: { a, _ in a })
