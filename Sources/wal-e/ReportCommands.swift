@@ -60,12 +60,14 @@ struct VerifyCommand: WALECommand {
         let reader = BackupReader(store: ctx.store, prefix: prefix, logger: ctx.logger, retry: ctx.retry)
         let verify = BackupVerify(reader: reader, preferred: ctx.compression)
         var reports: [BackupVerify.Report] = []
+        var verified: [BackupName: Bool] = [:]
         for b in targets {
             let progress = Progress(label: "verify \(b.name)")
             progress.start(show: progressOptions.show(terse: ctx.config.terse))
-            let r = try await verify.run(b, poolSize: poolSize, progress: progress)
+            let r = try await verify.run(b, poolSize: poolSize, progress: progress, verified: verified)
             progress.finish()
             reports.append(r)
+            verified[r.name] = r.problems.isEmpty
             for p in r.problems { ctx.logger.error("\(r.name): \(p.kind.rawValue) object \(p.key)", detail: p.message) }
             let what = "\(r.partitions) partitions, \(r.files) files, \(r.bytes) bytes"
                 + (r.fileChecksums ? "" : " (a WAL-E backup: no manifest, file checksums not available)")

@@ -229,6 +229,13 @@ def test_damage_in_a_parent_is_found_when_a_child_is_restored(make_cluster, wale
         v = wale("verify", name, prefix=prefix)
         assert v.returncode == 65, v.stderr.decode()
         assert os.path.basename(victim) in v.stderr.decode()
+    # verify --all reads the full backup once and says the incremental's chain is broken.
+    v = wale("verify", "--all", prefix=prefix)
+    assert v.returncode == 65, v.stderr.decode()
+    out = v.stdout.decode()
+    assert f"{full}\tFAILED" in out and f"{inc}\tFAILED" in out, out
+    assert f"{full}, which this incremental backup is built on, does not restore" in out, out
+    assert out.count(os.path.basename(victim)) == 1, out
     # A chain whose parent is gone is refused, naming it.
     os.rename(os.path.join(adir, "basebackups_005", full + "_backup_stop_sentinel.json"), os.path.join(scratch, "moved"))
     f = wale("backup-fetch", os.path.join(scratch, "orphan"), inc, prefix=prefix)

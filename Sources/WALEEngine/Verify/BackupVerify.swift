@@ -55,7 +55,9 @@ public struct BackupVerify: Sendable {
     var prefix: StoragePrefix { reader.prefix }
     var store: any ObjectStore { reader.store }
 
-    public func run(_ backup: BackupInfo, poolSize: Int, progress: Progress? = nil) async throws -> Report {
+    /// `verified`: backups this run already checked (`verify --all`), and whether they restore:
+    /// an incremental's ancestors among them are not read again.
+    public func run(_ backup: BackupInfo, poolSize: Int, progress: Progress? = nil, verified: [BackupName: Bool] = [:]) async throws -> Report {
         let name = backup.name
         var report = Report(name: name)
         func problem(_ kind: Problem.Kind, _ key: String, _ message: String) {
@@ -153,6 +155,10 @@ public struct BackupVerify: Sendable {
         }
 
         for a in ancestors {
+            if let ok = verified[a.name] {
+                if !ok { problem(.corrupt, a.sentinelKey, "\(a.name), which this incremental backup is built on, does not restore (above)") }
+                continue
+            }
             let parts = try await reader.partitions(a.name)
             let results = try await boundedConcurrently(parts, width: poolSize) { p in
                 try await checkPartition(p, backup: a.name, withManifest: true, progress: nil)
