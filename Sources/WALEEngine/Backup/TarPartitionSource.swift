@@ -91,6 +91,7 @@ public final class TarPartitionSource: ByteSource {
                 if let d = m.delta {
                     deltaHeader = DeltaMember.header(finalSize: d.fileSize, blocks: d.blocks)
                     deltaIndex = 0
+                    Self.prefetch(fd: f, blocks: d.blocks)
                 }
             }
             out += TarFormat.header(for: m.entry)
@@ -130,6 +131,20 @@ public final class TarPartitionSource: ByteSource {
                 path: m.entry.name, size: m.entry.size, mode: m.entry.mode, checksum: hasher.finalizeAndReset(), algorithm: hasher.kind,
                 mtime: m.entry.mtime))
         current = nil
+    }
+
+    /// Asks the kernel to read a changed-blocks member's blocks ahead (runs of adjacent blocks
+    /// as one range): read one at a time from a cold cache, each 8 kB read waited for its own
+    /// random I/O (a 2 % incremental of a 1.5 GB cluster spent 0.46 s there).
+    static func prefetch(fd: Int32, blocks: [UInt32]) {
+        let size = off_t(RelationFile.blockSize)
+        var i = 0
+        while i < blocks.count {
+            var j = i
+            while j + 1 < blocks.count && blocks[j + 1] == blocks[j] + 1 { j += 1 }
+            _ = posix_fadvise(fd, off_t(blocks[i]) * size, off_t(j - i + 1) * size, Int32(POSIX_FADV_WILLNEED))
+            i = j + 1
+        }
     }
 
     /// The header of a changed-blocks member, then one block at a time (zeros past the end of a
