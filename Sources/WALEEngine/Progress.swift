@@ -45,13 +45,19 @@ public final class Progress: Sendable {
     }
     public var elapsed: Double { POSIX.monotonic() - started }
 
-    /// Starts redrawing the line on stderr every half second until `finish` (when `show`).
+    /// Seconds between redraws: `WALE_PROGRESS_INTERVAL` (0.01–60), half a second by default.
+    static let interval: Double = {
+        guard let v = getenv("WALE_PROGRESS_INTERVAL").flatMap({ Double(String(cString: $0)) }), v >= 0.01, v <= 60 else { return 0.5 }
+        return v
+    }()
+
+    /// Starts redrawing the line on stderr every `interval` until `finish` (when `show`).
     public func start(show: Bool) {
         guard show else { return }
         Self.active.withLock { $0 = self }
         Task.detached { [self] in
             while !stopped.load(ordering: .relaxed) {
-                try? await Task.sleep(nanoseconds: 500_000_000)
+                try? await Task.sleep(nanoseconds: UInt64(Self.interval * 1e9))
                 if stopped.load(ordering: .relaxed) { break }
                 Self.write("\r" + line() + "\u{1B}[K")
             }
