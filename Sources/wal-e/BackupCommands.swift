@@ -91,7 +91,10 @@ struct BackupFetchCommand: WALECommand {
             writes recovery.signal and a restore_command using wal-fetch into postgresql.auto.conf. --delta rebuilds \
             an existing, stopped data directory (a standby or failed primary): files whose size, mode and checksum \
             match the backup's manifest stay, others are rewritten, and what the backup lacks is removed (pg_wal \
-            emptied), except postgresql.conf, pg_hba.conf, pg_ident.conf, signal files and pg_log/ and log/.
+            emptied), except postgresql.conf, pg_hba.conf, pg_ident.conf, signal files and pg_log/ and log/; a \
+            partition with nothing to rewrite is not downloaded. --delta-trust-mtime compares size, mode and \
+            modification time instead of reading files (pgBackRest's --delta --force), for files last modified more \
+            than a second before the backup started.
             """)
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("p"), .customLong("pool-size")], help: "Partitions restored in parallel.")
@@ -104,6 +107,10 @@ struct BackupFetchCommand: WALECommand {
         name: .customLong("delta"),
         help: "Rebuild an existing, stopped data directory: keep the files that match the backup's manifest, rewrite the others, remove what the backup lacks.")
     var delta = false
+    @Flag(
+        name: .customLong("delta-trust-mtime"),
+        help: "With --delta: a file with the backup's size, mode and modification time is kept without being read.")
+    var deltaTrustMtime = false
     @Flag(name: .customLong("prepare-recovery"), help: "Write recovery.signal and restore_command.")
     var prepareRecovery = false
     @Option(name: .customLong("restore-command"), help: "Restore_command to write (default: this wal-e with the current prefix).")
@@ -126,7 +133,8 @@ struct BackupFetchCommand: WALECommand {
         o.poolSize = max(1, poolSize)
         o.blindRestore = blindRestore
         o.restoreSpec = restoreSpec
-        o.delta = delta
+        o.delta = delta || deltaTrustMtime
+        o.deltaTrustMtime = deltaTrustMtime
         o.showProgress = progressOptions.show(terse: ctx.config.terse)
         if prepareRecovery || recoveryTargetTime != nil || recoveryTargetLSN != nil || recoveryTargetName != nil || restoreCommand != nil {
             let exe = executablePath()

@@ -1,4 +1,5 @@
 import Testing
+import WALECodec
 import WALECore
 @testable import WALEEngine
 
@@ -16,6 +17,22 @@ import WALECore
         for damaged in [text.replacingOccurrences("\"mode\"", "\"mude\""), text.replacingOccurrences("\"size\"", "\"sise\""), String(text.dropLast())] {
             #expect(throws: WALEError.self) { try ManifestFormat.decode(Array(damaged.utf8), key: "k", partition: 7) }
         }
+    }
+
+    @Test func listsDirectoriesAndLinksForDeltaRestores() throws {
+        let members = [
+            TarEntry(name: "./base/1/", kind: .directory, size: 0, mode: 0o700, mtime: 0),
+            TarEntry(name: "base/1/1234", kind: .file, size: 5, mode: 0o600, mtime: 0),
+            TarEntry(name: "pg_tblspc/16400", kind: .symlink(target: "/srv/ts"), size: 0, mode: 0o777, mtime: 0),
+            TarEntry(name: "", kind: .directory, size: 0, mode: 0o700, mtime: 0),  // the root itself: not listed
+        ]
+        let others = ManifestFormat.PartitionOthers(members: members)
+        #expect(others == ManifestFormat.PartitionOthers(directories: ["base/1"], links: ["pg_tblspc/16400"]))
+        let bytes = ManifestFormat.encode(entries, partition: 3, others: others)
+        let back = try ManifestFormat.decodeWithOthers(bytes, key: "k", partition: 3)
+        #expect(back.files == entries && back.others == others)
+        // A manifest written before they were listed: unknown, so a delta restore downloads the partition.
+        #expect(try ManifestFormat.decodeWithOthers(ManifestFormat.encode(entries, partition: 3), key: "k", partition: 3).others == nil)
     }
 
     func feed(_ m: ManifestMatcher, _ path: String, _ data: [UInt8], mode: UInt32 = 0o600) throws {

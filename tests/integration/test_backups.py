@@ -4,6 +4,8 @@ import os
 import shutil
 import subprocess
 import time
+import datetime
+import json
 
 from harness import chown_pg, run
 from test_wal_archiving import archiving_cluster
@@ -268,3 +270,85 @@ def test_delta_restore_rebuilds_a_diverged_directory_in_place(make_cluster, wale
     again = wale("backup-fetch", "--delta", os.path.join(scratch, "fresh-delta"), "LATEST", prefix=prefix)
     assert again.returncode == 0, again.stderr.decode()
     assert "delta restore: 0 of " in again.stderr.decode() and " rewritten, 0 removed" in again.stderr.decode()
+
+
+def test_delta_restore_leaves_partitions_unread_and_trusts_mtime_only_when_asked(make_cluster, wale, archive, scratch):
+    """A delta restore compares each partition's files with the directory before downloading it:
+    into a directory already holding the backup, only the partition with pg_control is read.
+    --delta-trust-mtime keeps a file with the backup's size, mode and mtime without reading it (a
+    change that kept both goes unseen, as with pgBackRest's --delta --force), except a file the
+    backup saw modified within a second of its start, which it still reads; plain --delta reads
+    every file and repairs both. The directory then recovers to the backup's data."""
+    prefix, adir = archive
+    c = archiving_cluster(make_cluster, wale, prefix, 15)
+    c.pgbench("-i", "-s", "2", "-q")
+    c.psql("CREATE TABLE steady AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g")
+    c.psql("CHECKPOINT")
+    time.sleep(2.2)  # what the backup's own checkpoint writes is then all within its guard second
+    name = backup_push(wale, c, prefix, "--fast", "--partition-size", str(4 << 20)).stdout.decode().strip()
+    expected = c.table_checksums()
+    steady = c.psql("SELECT pg_relation_filepath('steady')")
+    c.wait_archived()
+    c.stop()
+
+    sentinel = json.load(open(os.path.join(adir, "basebackups_005", name + "_backup_stop_sentinel.json")))
+    start = sentinel["start_time"]
+    start = datetime.datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+    mdir = os.path.join(adir, "basebackups_005", name, "wal_e_manifest")
+    entries = [f for m in os.listdir(mdir) for f in json.load(open(os.path.join(mdir, m)))["files"]]
+    parts = len(os.listdir(mdir))
+    assert parts >= 8, parts
+    recent = [f["path"] for f in entries if f["mtime"] >= start - 1 and f["size"] > 0 and f["path"] != "global/pg_control"
+              and "/" in f["path"]]
+    assert recent, "the backup's checkpoint wrote no file?"
+    old = next(f for f in entries if f["path"] == steady)
+    assert old["mtime"] < start - 1, (old, start)
+
+    target = os.path.join(scratch, "delta-target")
+    f = wale("backup-fetch", target, name, prefix=prefix)
+    assert f.returncode == 0, f.stderr.decode()
+
+    def delta(*flags):
+        p = wale("backup-fetch", *flags, target, name, prefix=prefix)
+        err = p.stderr.decode()
+        assert p.returncode == 0, err
+        line = next(l for l in err.splitlines() if "delta restore:" in l)
+        return err.count("left a partition unread"), int(line.split("in place, ")[1].split(" rewritten")[0])
+
+    unread, rewritten = delta("--delta")
+    assert unread == parts - 1 and rewritten == 1, (unread, rewritten)  # only pg_control's partition, only pg_control
+
+    def tamper(path):
+        p = os.path.join(target, path)
+        st = os.stat(p)
+        with open(p, "r+b") as fh:
+            original = fh.read(8)
+            fh.seek(0)
+            fh.write(bytes(b ^ 0xFF for b in original))
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return p, original
+
+    def head(p):
+        with open(p, "rb") as fh:
+            return fh.read(8)
+
+    quiet, quiet_bytes = tamper(steady)
+    busy, busy_bytes = tamper(recent[0])
+    unread, rewritten = delta("--delta-trust-mtime")
+    assert head(busy) == busy_bytes, recent[0]  # within the guard: read, found changed, rewritten
+    assert head(quiet) != quiet_bytes  # size, mode and mtime as in the backup: trusted, as documented
+    assert rewritten == 2 and parts - 2 <= unread <= parts - 1, (unread, rewritten)  # pg_control's partition, and busy's
+    unread, rewritten = delta("--delta")
+    assert head(quiet) == quiet_bytes and rewritten == 2, rewritten  # read: found changed, rewritten
+
+    r = make_cluster(15, "delta-target")
+    with open(os.path.join(target, "recovery.signal"), "w"):
+        pass
+    restore_config(c, target, r.port)
+    with open(os.path.join(target, "postgresql.auto.conf"), "a") as fh:
+        fh.write("restore_command = '" + wale.command_line(prefix, "wal-fetch %f %p") + "'\nrecovery_target_action = promote\n")
+    run(["chown", "-R", "postgres:postgres", target])
+    r.data = target
+    r.start()
+    r.wait_until("SELECT pg_is_in_recovery()", "f", timeout=300)
+    assert r.table_checksums() == expected

@@ -3,6 +3,7 @@ level on 15; a full backup and three incrementals taken under pgbench load with 
 break naive incrementals between them; every link restored through its chain and recovered to
 its restore point, with the source's data, amcheck and pg_checksums clean. WAL-E 1.1.1 does not
 see the incrementals; retention keeps chains whole; damage in a parent is found."""
+import datetime
 import json
 import os
 import subprocess
@@ -273,7 +274,7 @@ def test_delta_restore_of_an_incremental_rebuilds_the_source_in_place(make_clust
     c = incremental_cluster(make_cluster, wale, prefix, 18)
     c.pgbench("-i", "-s", "4", "-q")
     c.psql("CREATE TABLE dropped_later AS SELECT g FROM generate_series(1, 20000) g")
-    push(wale, c, prefix)
+    full, _ = push(wale, c, prefix)
     c.pgbench("-c", "2", "-T", "2", "-R", "150", "-n")
     c.psql("DROP TABLE dropped_later")
     inc, _ = push(wale, c, prefix, "--incremental")
@@ -298,6 +299,24 @@ def test_delta_restore_of_an_incremental_rebuilds_the_source_in_place(make_clust
     assert c.psql("SELECT to_regclass('after_target') IS NULL") == "t"
     assert c.psql("SELECT to_regclass('dropped_later') IS NULL") == "t"
     amcheck(c)
+    # A directory the chain was restored into: --delta-trust-mtime finds every file in place by
+    # size, mode and the modification time the restore gave it, and reads no partition of any
+    # layer but the one holding pg_control.
+    fresh = os.path.join(scratch, "chain-copy")
+    assert wale("backup-fetch", fresh, inc, prefix=prefix).returncode == 0
+    again = wale("backup-fetch", "--delta-trust-mtime", fresh, inc, prefix=prefix)
+    err = again.stderr.decode()
+    assert again.returncode == 0, err
+    # Rewritten: pg_control, and the files the backup saw modified within a second of its start
+    # whose final content has no checksum to compare (patched with changed blocks).
+    sentinel = json.load(open(os.path.join(adir, "basebackups_005", inc + "_backup_stop_sentinel.json")))
+    start = datetime.datetime.fromisoformat(sentinel["start_time"].replace("Z", "+00:00")).timestamp()
+    view = json.load(open(os.path.join(adir, "basebackups_005", inc, "wal_e_cluster_manifest.json")))["files"]
+    unprovable = [f["path"] for f in view if f["mtime"] >= start - 1 and "crc32c" not in f and f["path"] != "global/pg_control"]
+    line = next(l for l in err.splitlines() if "delta restore:" in l)
+    assert f" {1 + len(unprovable)} rewritten, 0 removed" in line, (line, unprovable)
+    partitions = sum(len(os.listdir(os.path.join(adir, "basebackups_005", b, "tar_partitions"))) for b in (full, inc))
+    assert 1 <= err.count("restored a partition") < partitions, err
 
 
 def test_a_relation_past_one_gigabyte_is_patched_in_both_segment_files(make_cluster, wale, archive, scratch):

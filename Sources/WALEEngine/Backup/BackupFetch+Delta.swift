@@ -16,9 +16,13 @@ struct ExtractedPartition: Sendable {
 /// `backup-fetch --delta`: rebuild an existing, stopped data directory (a standby to resync, a
 /// failed primary) by rewriting only what differs from the backup, as pgBackRest's `--delta`.
 ///
-/// Each file the backup's manifest lists is kept when the file on disk has the manifest's size,
-/// mode and checksum (SafeExtractor compares before writing; the stored bytes are still checked
-/// against the manifest); any other is rewritten. Once every partition is in, whatever the backup
+/// Before a partition is downloaded, each file its manifest lists is compared with the file on
+/// disk (DeltaJudge): size and mode, then the checksum of the content; with `--delta-trust-mtime`,
+/// size, mode and modification time instead, for files last modified more than a second before the
+/// backup started (pgBackRest's `--delta --force`). A partition whose files are all in place and
+/// whose directories all exist is not downloaded at all; in any other, the files in place are
+/// passed over (their stored bytes are still checked against the manifest) and the others
+/// rewritten. Once every partition is in, whatever the backup
 /// does not hold is removed, so the directory ends as a restore into an empty one would leave it
 /// (pg_wal emptied: WAL of a diverged history must not be replayed), except what WAL-E never backs
 /// up and an operator keeps: the configuration files (`postgresql.conf`, `pg_hba.conf`,
@@ -31,15 +35,52 @@ extension BackupFetch {
     static let deltaKept: Set<String> = ClusterWalker.topLevelExcludedFiles.subtracting(["backup_label", "tablespace_map"])
         .union(["pg_log", "log"])
 
-    func finishDelta(root: String, extracted: [ExtractedPartition], alsoKeep: Set<String> = []) throws {
+    func deltaJudge(root: String, sentinel: Sentinel, options: Options) -> DeltaJudge {
+        let start = sentinel.extra.flatMap { parseISO8601($0.startTime) }
+        if options.deltaTrustMtime && start == nil {
+            logger.warning(
+                "--delta-trust-mtime: the backup does not record when it started, so every file is compared by checksum",
+                hint: "backups taken by wal-e record it")
+        }
+        return DeltaJudge(root: root, trustMtimeBefore: options.deltaTrustMtime ? start.map { Int64($0) } : nil)
+    }
+
+    /// Judges partition `files` against the directory before it is downloaded: the files already
+    /// in place, and the partition's result when nothing in it needs writing (nil: download it).
+    func deltaPrepass(
+        files: [ManifestEntry], others: ManifestFormat.PartitionOthers?, judge: DeltaJudge
+    ) throws -> (kept: Set<String>, untouched: ExtractedPartition?) {
+        var buffer: [UInt8] = []
+        var kept: Set<String> = []
+        var keptBytes: Int64 = 0
+        for f in files where try judge.inPlace(f, buffer: &buffer) {
+            kept.insert(f.path)
+            keptBytes += f.size
+        }
+        guard kept.count == files.count, let others, others.links.isEmpty,
+            others.directories.allSatisfy({ POSIX.isDirectory(judge.root + "/" + $0) })
+        else { return (kept, nil) }
+        progress.add(bytes: Int(keptBytes))
+        return (
+            kept,
+            ExtractedPartition(
+                files: files.count, bytes: 0, keptFiles: files.count, keptBytes: keptBytes,
+                members: kept.union(others.directories))
+        )
+    }
+
+    /// `counts`: a chain's files kept and in all (its layers' counts would count a patched file twice).
+    func finishDelta(
+        root: String, extracted: [ExtractedPartition], alsoKeep: Set<String> = [], counts: (kept: Int, files: Int, keptBytes: Int64)? = nil
+    ) throws {
         var members = alsoKeep
         for p in extracted { members.formUnion(p.members) }
         members.insert(SafeExtractor.heldBackControlFile)
         var removed = 0
         try prune(root, relative: "", members: members, removed: &removed)
-        let kept = extracted.reduce(0) { $0 + $1.keptFiles }
-        let keptBytes = extracted.reduce(Int64(0)) { $0 + $1.keptBytes }
-        let files = extracted.reduce(0) { $0 + $1.files }
+        let kept = counts?.kept ?? extracted.reduce(0) { $0 + $1.keptFiles }
+        let keptBytes = counts?.keptBytes ?? extracted.reduce(Int64(0)) { $0 + $1.keptBytes }
+        let files = counts?.files ?? extracted.reduce(0) { $0 + $1.files }
         logger.info(
             "delta restore: \(kept) of \(files) files were already in place, \(files - kept) rewritten, \(removed) removed",
             detail: "\(keptBytes) bytes not rewritten",
@@ -67,5 +108,43 @@ extension BackupFetch {
                 removed += 1
             }
         }
+    }
+}
+
+/// Whether a file on disk already is the one a backup holds (delta restores).
+struct DeltaJudge: Sendable {
+    let root: String
+    /// `--delta-trust-mtime`: the backup's start (seconds since the epoch). A file the manifest
+    /// says was last modified more than a second before it is judged by size, mode and
+    /// modification time alone; any other is read and checksummed.
+    let trustMtimeBefore: Int64?
+
+    /// Reads into `buffer` (allocated at the first read) when the checksum decides.
+    func inPlace(_ m: ManifestEntry, buffer: inout [UInt8]) throws -> Bool {
+        if m.path == "global/pg_control" { return false }  // always the backup's, written last
+        let path = root + "/" + m.path
+        guard let st = POSIX.lstat(path), st.st_mode & S_IFMT == S_IFREG, Int64(st.st_size) == m.size,
+            UInt32(st.st_mode) & 0o7777 == m.mode & 0o7777
+        else { return false }
+        if let before = trustMtimeBefore, let mtime = m.mtime, mtime < before - 1 {
+            return Int64(st.st_mtim.tv_sec) == mtime
+        }
+        guard !m.checksum.isEmpty else { return false }
+        let fd = try POSIX.open(path, O_RDONLY | O_NOFOLLOW, what: "open")
+        defer { close(fd) }
+        if buffer.isEmpty { buffer = [UInt8](repeating: 0, count: 1 << 20) }
+        let sum = FileChecksummer(m.algorithm)
+        var total: Int64 = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw POSIX.error("read", path)
+            }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { sum.update(copying: UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            total += Int64(n)
+        }
+        return total == m.size && sum.finalizeAndReset() == m.checksum
     }
 }

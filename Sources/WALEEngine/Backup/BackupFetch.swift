@@ -26,6 +26,8 @@ public struct BackupFetch: Sendable {
         public var showProgress = false
         /// Rebuild an existing, stopped data directory (BackupFetch+Delta.swift).
         public var delta = false
+        /// With `delta`: size, mode and modification time decide, not the checksum (DeltaJudge).
+        public var deltaTrustMtime = false
         public init() {}
     }
 
@@ -64,7 +66,7 @@ public struct BackupFetch: Sendable {
             if unlink(root + "/global/pg_control") == 0 {
                 logger.info("removed the global/pg_control already in \(root)", detail: "the backup's comes into place once every file is restored")
             }
-            let (files, bytes, parts) = try await restoreChain(layers, root: root, allowed: locations, options: options)
+            let (files, bytes, parts) = try await restoreChain(layers, sentinel: sentinel, root: root, allowed: locations, options: options)
             try finishRestore(root: root, locations: locations, options: options)
             logger.info(
                 "restored \(backup.name)",
@@ -90,8 +92,9 @@ public struct BackupFetch: Sendable {
                 "backup \(backup.name) has no manifest: --delta rewrites every file", detail: "a WAL-E backup lists no checksums to compare with",
                 hint: "files the backup does not have are still removed")
         }
+        let judge = options.delta && manifests ? deltaJudge(root: root, sentinel: sentinel, options: options) : nil
         let done = try await boundedConcurrently(partitions, width: options.poolSize) { p in
-            try await fetchPartition(p, backup: backup.name, root: root, allowed: locations, manifest: manifests, delta: options.delta)
+            try await fetchPartition(p, backup: backup.name, root: root, allowed: locations, manifest: manifests, delta: options.delta, judge: judge)
         }
         let files = done.reduce(0) { $0 + $1.files }
         let bytes = done.reduce(Int64(0)) { $0 + $1.bytes }
@@ -127,15 +130,33 @@ public struct BackupFetch: Sendable {
         if fsync(dir) != 0 { throw POSIX.error("fsync", root + "/global") }
     }
 
+    /// `judge`: a delta restore's, to compare the partition's files with the directory first (a
+    /// partition with nothing to write is not downloaded); `kept`: files already found in place.
     func fetchPartition(
-        _ p: (Int, String), backup: BackupName, root: String, allowed: [String], manifest: Bool, delta: Bool, layer: ChainLayer? = nil,
-        manifestRead: [ManifestEntry]? = nil
+        _ p: (Int, String), backup: BackupName, root: String, allowed: [String], manifest: Bool, delta: Bool, judge: DeltaJudge? = nil,
+        kept: Set<String> = [], layer: ChainLayer? = nil, manifestRead: [ManifestEntry]? = nil
     ) async throws -> ExtractedPartition {
         var expected = manifestRead
-        if expected == nil && manifest { expected = try await reader.manifest(backup, p.0) }
+        var kept = kept
         let partition = prefix.url(forKey: p.1)
+        if let judge {
+            let m = try await reader.partitionManifest(backup, p.0)
+            let pre = try deltaPrepass(files: m.files, others: m.others, judge: judge)
+            if let untouched = pre.untouched {
+                progress.unitDone()
+                logger.info(
+                    "left a partition unread", detail: "\(partition): all \(m.files.count) files already in place", ["action": "fetch-partition"])
+                return untouched
+            }
+            expected = m.files
+            kept = pre.kept
+        } else if expected == nil && manifest {
+            expected = try await reader.manifest(backup, p.0)
+        }
         let sink = try await reader.read(partition: p.1, what: "the restore of \(p.1)") {
-            SafeExtractor(root: root, allowedRoots: allowed, partition: partition, expected: expected, progress: progress, delta: delta, layer: layer)
+            SafeExtractor(
+                root: root, allowedRoots: allowed, partition: partition, expected: expected, progress: progress, delta: delta, kept: kept,
+                layer: layer)
         }
         progress.unitDone()
         try sink.checkComplete()

@@ -272,7 +272,7 @@ public struct BackupPush: Sendable {
         _ = try await store.write(key, from: stored, options: WriteOptions())
         progress.add(stored: stored.byteCount)
         progress.unitDone()
-        try await writeManifest(tar.manifest, number: number, name: name)
+        try await writeManifest(tar.manifest, number: number, name: name, others: .init(members: members.map(\.entry)))
         collect?.add(tar.manifest)
         let bytes = members.reduce(Int64(0)) { $0 + $1.entry.size }
         logger.info(
@@ -303,12 +303,12 @@ public struct BackupPush: Sendable {
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)
         _ = try await store.write(
             key, from: TransformedSource(BytesSource(tar), try sealing.seal(compression.encoder())), options: WriteOptions())
-        try await writeManifest(manifest, number: number, name: name)
+        try await writeManifest(manifest, number: number, name: name, others: .init())
         collect?.add(manifest)
     }
 
-    private func writeManifest(_ entries: [ManifestEntry], number: Int, name: BackupName) async throws {
-        try await writeSealed(ManifestFormat.encode(entries, partition: number), key: name.manifestKey(prefix, number))
+    private func writeManifest(_ entries: [ManifestEntry], number: Int, name: BackupName, others: ManifestFormat.PartitionOthers) async throws {
+        try await writeSealed(ManifestFormat.encode(entries, partition: number, others: others), key: name.manifestKey(prefix, number))
     }
 
     /// Writes a manifest, encrypted as the partitions are: paths, sizes and checksums of the files

@@ -47,9 +47,14 @@ public struct BackupReader: Sendable {
 
     /// Partition `n`'s manifest: every regular file with its size and checksum.
     public func manifest(_ name: BackupName, _ n: Int) async throws -> [ManifestEntry] {
+        try await partitionManifest(name, n).files
+    }
+
+    /// Partition `n`'s manifest with the directories and links it lists (delta restores).
+    func partitionManifest(_ name: BackupName, _ n: Int) async throws -> (files: [ManifestEntry], others: ManifestFormat.PartitionOthers?) {
         let key = name.manifestKey(prefix, n)
         let bytes = try await readSmallObject(key, what: "the manifest of partition \(n)")
-        return try ManifestFormat.decode(bytes, key: key, partition: n)
+        return try ManifestFormat.decodeWithOthers(bytes, key: key, partition: n)
     }
 
     /// Streams the partition at `key` (decoded by whichever codec wrote it, gpg included) through

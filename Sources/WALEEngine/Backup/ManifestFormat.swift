@@ -1,16 +1,46 @@
+import WALECodec
 import WALECore
 
 /// A partition's manifest object (`wal_e_manifest/part_N.json`), written by backup-push and read
 /// by backup-fetch and verify: `{"partition": N, "files": [{"path", "size", "mode", "<algorithm>"}]}`,
-/// each file's checksum under its algorithm's name (crc32c, or sha256 in older backups).
+/// each file's checksum under its algorithm's name (crc32c, or sha256 in older backups). Since
+/// delta restores skip partitions, also `"directories"` (the partition's directory members) and
+/// `"links"` (its link members); older manifests have neither (nil: unknown).
 enum ManifestFormat {
-    static func encode(_ entries: [ManifestEntry], partition: Int) -> [UInt8] {
-        let json = JSON.object([
+    static func encode(_ entries: [ManifestEntry], partition: Int, others: PartitionOthers? = nil) -> [UInt8] {
+        var kv: [(String, JSON)] = [
             ("partition", .int(Int64(partition))),
             ("files", .array(entries.map(entryJSON))),
-        ])
-        return Array(json.serialized().utf8)
+        ]
+        if let others {
+            kv.append(("directories", .array(others.directories.map { .string($0) })))
+            kv.append(("links", .array(others.links.map { .string($0) })))
+        }
+        return Array(JSON.object(kv).serialized().utf8)
     }
+
+    /// The members of a partition that are not regular files, by normalised path.
+    struct PartitionOthers: Equatable, Sendable {
+        var directories: [String] = []
+        var links: [String] = []
+
+        init(directories: [String] = [], links: [String] = []) {
+            self.directories = directories
+            self.links = links
+        }
+
+        init(members: [TarEntry]) {
+            for e in members {
+                guard case .success(let parts) = SafeExtractor.memberComponents(e.name), !parts.isEmpty else { continue }
+                switch e.kind {
+                case .directory: directories.append(parts.joined(separator: "/"))
+                case .symlink, .hardlink: links.append(parts.joined(separator: "/"))
+                case .file, .other: break
+                }
+            }
+        }
+    }
+
 
     static func entryJSON(_ e: ManifestEntry) -> JSON {
         var kv: [(String, JSON)] = [("path", .string(e.path)), ("size", .int(e.size)), ("mode", .int(Int64(e.mode)))]
@@ -30,6 +60,11 @@ enum ManifestFormat {
     /// Every field of every entry is required, and the partition number must be `partition`'s:
     /// a damaged manifest is refused, never half used.
     static func decode(_ bytes: [UInt8], key: String, partition: Int) throws -> [ManifestEntry] {
+        try decodeWithOthers(bytes, key: key, partition: partition).files
+    }
+
+    /// The files, and the directories and links when the manifest lists them (nil when it predates them).
+    static func decodeWithOthers(_ bytes: [UInt8], key: String, partition: Int) throws -> (files: [ManifestEntry], others: PartitionOthers?) {
         guard let json = try? JSON.parse(String(decoding: bytes, as: UTF8.self)), let files = json["files"]?.array,
             json["partition"]?.int.map({ $0 == partition }) ?? true
         else {
@@ -40,6 +75,10 @@ enum ManifestFormat {
             guard let e = entry(f) else { throw WALEError(.corrupt, "the manifest \(key) has an entry without a path, size, mode or checksum") }
             out.append(e)
         }
-        return out
+        var others: PartitionOthers?
+        if let d = json["directories"]?.array, let l = json["links"]?.array {
+            others = PartitionOthers(directories: d.compactMap(\.string), links: l.compactMap(\.string))
+        }
+        return (out, others)
     }
 }

@@ -21,16 +21,16 @@ public final class SafeExtractor: TarSink {
     private var writeBehind = WriteBehind()
     public private(set) var files = 0
     public private(set) var bytes: Int64 = 0
-    /// Delta restore (`backup-fetch --delta`): a file already on disk with the manifest's size,
-    /// mode and checksum is kept (its stored bytes are still checked against the manifest, not
-    /// written); every member's path is remembered so that what the backup lacks can be removed.
+    /// Delta restore (`backup-fetch --delta`): every member's path is remembered so that what the
+    /// backup lacks can be removed.
     let delta: Bool
+    /// Files the delta restore found already in place (BackupFetch+Delta.swift): their stored bytes
+    /// are checked against the manifest, not written (nor their changed blocks).
+    let kept: Set<String>
     /// The member being read is such a kept file.
     private var keeping = false
     public private(set) var keptFiles = 0
     public private(set) var keptBytes: Int64 = 0
-    /// Where isUnchanged reads local files, allocated at the first.
-    private lazy var readBuffer = [UInt8](repeating: 0, count: 1 << 20)
     /// Every member's normalised path (delta restores only).
     public private(set) var members: Set<String> = []
     /// Restoring one layer of an incremental chain: only the files whose copy this layer holds
@@ -53,9 +53,10 @@ public final class SafeExtractor: TarSink {
 
     public init(
         root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?, progress: Progress? = nil, delta: Bool = false,
-        layer: ChainLayer? = nil
+        kept: Set<String> = [], layer: ChainLayer? = nil
     ) {
         self.layer = layer
+        self.kept = kept
         self.progress = progress
         self.delta = delta
         self.root = root
@@ -140,6 +141,12 @@ public final class SafeExtractor: TarSink {
                 unlink(path)
             }
             let relative = parts.joined(separator: "/")
+            if kept.contains(DeltaMember.target(ofMember: relative) ?? relative) {
+                keeping = true
+                matcher?.begin(file: relative, mode: e.mode)
+                written = 0
+                return
+            }
             if let layer {
                 switch layer.plan.action(layer: layer.index, file: relative) {
                 case .write:
@@ -162,12 +169,6 @@ public final class SafeExtractor: TarSink {
                     written = 0
                     return
                 }
-            }
-            if delta, relative != "global/pg_control", let m = matcher?.expected[relative], try isUnchanged(path, m) {
-                keeping = true
-                matcher?.begin(file: relative, mode: e.mode)
-                written = 0
-                return
             }
             fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600, what: "create")
             // Only files the manifest lists are hashed (WAL-E's backups have no manifest).
@@ -263,9 +264,11 @@ public final class SafeExtractor: TarSink {
         }
         if keeping {
             keeping = false
-            files += 1
-            keptFiles += 1
-            keptBytes += written
+            if layer == nil {  // a chain counts its kept files once, not per layer
+                files += 1
+                keptFiles += 1
+                keptBytes += written
+            }
             try matcher?.end()
             return
         }
@@ -279,28 +282,6 @@ public final class SafeExtractor: TarSink {
         files += 1
         bytes += written
         try matcher?.end()
-    }
-
-    /// Whether the regular file at `path` already holds what the manifest says: size and mode
-    /// from one lstat, then the checksum of its content (read, never written).
-    func isUnchanged(_ path: String, _ m: ManifestEntry) throws -> Bool {
-        guard let st = POSIX.lstat(path), st.st_mode & S_IFMT == S_IFREG, Int64(st.st_size) == m.size,
-              UInt32(st.st_mode) & 0o7777 == m.mode & 0o7777 else { return false }
-        let fd = try POSIX.open(path, O_RDONLY | O_NOFOLLOW, what: "open")
-        defer { close(fd) }
-        let sum = FileChecksummer(m.algorithm)
-        var total: Int64 = 0
-        while true {
-            let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw POSIX.error("read", path)
-            }
-            if n == 0 { break }
-            readBuffer.withUnsafeBytes { sum.update(copying: UnsafeRawBufferPointer(rebasing: $0[..<n])) }
-            total += Int64(n)
-        }
-        return total == m.size && sum.finalizeAndReset() == m.checksum
     }
 
     /// After the whole partition: every file the manifest lists must have been restored.
