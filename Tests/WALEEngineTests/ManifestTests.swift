@@ -35,6 +35,28 @@ import WALECore
         #expect(try ManifestFormat.decodeWithOthers(ManifestFormat.encode(entries, partition: 3), key: "k", partition: 3).others == nil)
     }
 
+    @Test func modificationTimeRuleNeedsTheFileModifiedBeforeTheBackupStarted() {
+        let start = 1_000_000.5
+        var e = ManifestEntry(path: "base/1/1", size: 8192, mode: 0o600, checksum: "", algorithm: .crc32c, mtime: 1_000_000, mtimeNanos: 300_000_000)
+        // 0.2 s before the start, same size and time on disk: unchanged.
+        #expect(e.unchangedSince(backupStart: start, size: 8192, seconds: 1_000_000, nanos: 300_000_000))
+        #expect(!e.unchangedSince(backupStart: start, size: 8192, seconds: 1_000_000, nanos: 300_000_001))  // touched since
+        #expect(!e.unchangedSince(backupStart: start, size: 16384, seconds: 1_000_000, nanos: 300_000_000))  // grew
+        // Within the coarse-clock margin of the start: a later write could carry the same time.
+        e.mtimeNanos = 460_000_000
+        #expect(!e.unchangedSince(backupStart: start, size: 8192, seconds: 1_000_000, nanos: 460_000_000))
+        // Whole seconds only (older manifests): a second before the start's second.
+        e.mtimeNanos = nil
+        #expect(!e.unchangedSince(backupStart: start, size: 8192, seconds: 1_000_000, nanos: 0))
+        #expect(!e.unchangedSince(backupStart: 1_000_001.9, size: 8192, seconds: 1_000_000, nanos: 0))
+        #expect(e.unchangedSince(backupStart: 1_000_002.0, size: 8192, seconds: 1_000_000, nanos: 123))
+        e.mtime = nil
+        #expect(!e.unchangedSince(backupStart: 2_000_000, size: 8192, seconds: 1_000_000, nanos: 0))  // no time recorded
+        // Round trip of the nanoseconds.
+        e = ManifestEntry(path: "a", size: 1, mode: 0o600, checksum: "00", algorithm: .crc32c, mtime: 5, mtimeNanos: 7)
+        #expect(ManifestFormat.entry(ManifestFormat.entryJSON(e)) == e)
+    }
+
     func feed(_ m: ManifestMatcher, _ path: String, _ data: [UInt8], mode: UInt32 = 0o600) throws {
         m.begin(file: path, mode: mode)
         data.withUnsafeBytes { m.update($0) }

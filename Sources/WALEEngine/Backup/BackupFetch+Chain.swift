@@ -103,8 +103,9 @@ extension BackupFetch {
                 wrong.append(path)
                 continue
             }
-            if let m = e.mtime, Int64(st.st_mtim.tv_sec) != m || st.st_mtim.tv_nsec != 0 {
-                var times = [timespec(tv_sec: Int(m), tv_nsec: 0), timespec(tv_sec: Int(m), tv_nsec: 0)]
+            if let m = e.mtime, Int64(st.st_mtim.tv_sec) != m || Int64(st.st_mtim.tv_nsec) != e.mtimeNanos ?? 0 {
+                let ns = Int(e.mtimeNanos ?? 0)
+                var times = [timespec(tv_sec: Int(m), tv_nsec: ns), timespec(tv_sec: Int(m), tv_nsec: ns)]
                 utimensat(AT_FDCWD, local, &times, AT_SYMLINK_NOFOLLOW)
             }
         }

@@ -42,7 +42,7 @@ extension BackupFetch {
                 "--delta-trust-mtime: the backup does not record when it started, so every file is compared by checksum",
                 hint: "backups taken by wal-e record it")
         }
-        return DeltaJudge(root: root, trustMtimeBefore: options.deltaTrustMtime ? start.map { Int64($0) } : nil)
+        return DeltaJudge(root: root, trustMtimeBefore: options.deltaTrustMtime ? start : nil)
     }
 
     /// Judges partition `files` against the directory before it is downloaded: the files already
@@ -115,9 +115,9 @@ extension BackupFetch {
 struct DeltaJudge: Sendable {
     let root: String
     /// `--delta-trust-mtime`: the backup's start (seconds since the epoch). A file the manifest
-    /// says was last modified more than a second before it is judged by size, mode and
-    /// modification time alone; any other is read and checksummed.
-    let trustMtimeBefore: Int64?
+    /// says was last modified before it is judged by size, mode and modification time alone
+    /// (ManifestEntry.unchangedSince); any other is read and checksummed.
+    let trustMtimeBefore: Double?
 
     /// Reads into `buffer` (allocated at the first read) when the checksum decides.
     func inPlace(_ m: ManifestEntry, buffer: inout [UInt8]) throws -> Bool {
@@ -126,8 +126,9 @@ struct DeltaJudge: Sendable {
         guard let st = POSIX.lstat(path), st.st_mode & S_IFMT == S_IFREG, Int64(st.st_size) == m.size,
             UInt32(st.st_mode) & 0o7777 == m.mode & 0o7777
         else { return false }
-        if let before = trustMtimeBefore, let mtime = m.mtime, mtime < before - 1 {
-            return Int64(st.st_mtim.tv_sec) == mtime
+        if let start = trustMtimeBefore, m.modifiedBefore(start) {
+            // Recorded before the start: the time on disk decides, without reading.
+            return m.unchangedSince(backupStart: start, size: Int64(st.st_size), seconds: Int64(st.st_mtim.tv_sec), nanos: Int64(st.st_mtim.tv_nsec))
         }
         guard !m.checksum.isEmpty else { return false }
         let fd = try POSIX.open(path, O_RDONLY | O_NOFOLLOW, what: "open")

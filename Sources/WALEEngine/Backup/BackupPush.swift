@@ -297,7 +297,7 @@ public struct BackupPush: Sendable {
             manifest.append(
                 ManifestEntry(
                     path: file, size: Int64(data.count), mode: 0o600, checksum: FileChecksummer.checksum(data, checksum), algorithm: checksum,
-                    mtime: now))
+                    mtime: now, mtimeNanos: 0))
         }
         tar += TarFormat.trailer(after: Int64(tar.count))
         let key = name.partitionKey(prefix, number, suffix: compression.suffix)

@@ -13,6 +13,9 @@ public struct PlannedMember: Sendable {
     /// For an incremental backup's changed-blocks member (`entry` names the member): which
     /// blocks of the file to store, and the file's size.
     public var delta: (blocks: [UInt32], fileSize: Int64)? = nil
+    /// The nanoseconds of a file's modification time (the tar header has whole seconds only);
+    /// manifests record them for the modification-time rules (ManifestEntry.unchangedSince).
+    public var mtimeNanos: Int64 = 0
 }
 
 /// Where a backup's members come from: the cluster walked (a full backup), or the walk filtered
@@ -133,7 +136,7 @@ public final class ClusterWalker: MemberSource {
             }
             return PlannedMember(entry: entry(arch, .directory, st), localPath: path)
         } else if type == S_IFREG {
-            return PlannedMember(entry: entry(arch, .file, st), localPath: path)
+            return PlannedMember(entry: entry(arch, .file, st), localPath: path, mtimeNanos: Int64(st.st_mtim.tv_nsec))
         }
         skipped += 1
         logger.warning("skipping \(path): not a regular file, directory or symbolic link")

@@ -46,6 +46,7 @@ enum ManifestFormat {
         var kv: [(String, JSON)] = [("path", .string(e.path)), ("size", .int(e.size)), ("mode", .int(Int64(e.mode)))]
         if !e.checksum.isEmpty { kv.append((e.algorithm.field, .string(e.checksum))) }
         if let m = e.mtime { kv.append(("mtime", .int(m))) }
+        if let n = e.mtimeNanos { kv.append(("mtime_ns", .int(n))) }
         return .object(kv)
     }
 
@@ -54,7 +55,8 @@ enum ManifestFormat {
         guard let p = f["path"]?.string, let s = f["size"]?.int, let mode = f["mode"]?.int.flatMap({ UInt32(exactly: $0) }) else { return nil }
         let sum = ManifestChecksum.allCases.lazy.compactMap({ k in f[k.field]?.string.map { (k, $0) } }).first
         if needsChecksum && sum == nil { return nil }
-        return ManifestEntry(path: p, size: s, mode: mode, checksum: sum?.1 ?? "", algorithm: sum?.0 ?? .crc32c, mtime: f["mtime"]?.int)
+        return ManifestEntry(path: p, size: s, mode: mode, checksum: sum?.1 ?? "", algorithm: sum?.0 ?? .crc32c, mtime: f["mtime"]?.int,
+            mtimeNanos: f["mtime_ns"]?.int)
     }
 
     /// Every field of every entry is required, and the partition number must be `partition`'s:

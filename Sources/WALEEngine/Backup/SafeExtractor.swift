@@ -18,6 +18,9 @@ public final class SafeExtractor: TarSink {
     private var path = ""
     private var entry: TarEntry?
     private var written: Int64 = 0
+    /// The nanoseconds of the open file's modification time, from the manifest (the tar header
+    /// has seconds): a later `--delta-trust-mtime` restore compares the whole time.
+    private var mtimeNanos = 0
     private var writeBehind = WriteBehind()
     public private(set) var files = 0
     public private(set) var bytes: Int64 = 0
@@ -171,6 +174,7 @@ public final class SafeExtractor: TarSink {
                 }
             }
             fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600, what: "create")
+            mtimeNanos = Int(matcher?.expected[relative]?.mtimeNanos ?? 0)
             // Only files the manifest lists are hashed (WAL-E's backups have no manifest).
             matcher?.begin(file: parts.joined(separator: "/"), mode: e.mode)
             written = 0
@@ -274,7 +278,7 @@ public final class SafeExtractor: TarSink {
         }
         guard e.kind == .file, fd >= 0 else { return }
         fchmod(fd, mode_t(e.mode & 0o7777))
-        var times = [timespec(tv_sec: Int(e.mtime), tv_nsec: 0), timespec(tv_sec: Int(e.mtime), tv_nsec: 0)]
+        var times = [timespec(tv_sec: Int(e.mtime), tv_nsec: mtimeNanos), timespec(tv_sec: Int(e.mtime), tv_nsec: mtimeNanos)]
         futimens(fd, &times)
         let rc = close(fd)
         fd = -1

@@ -17,14 +17,43 @@ public struct ManifestEntry: Sendable, Equatable {
     /// The file's modification time (seconds) when it was read: file-level incremental backups
     /// compare it (nil in manifests written before they existed).
     public var mtime: Int64?
+    /// Its nanoseconds (nil in manifests written before they were recorded).
+    public var mtimeNanos: Int64?
 
-    public init(path: String, size: Int64, mode: UInt32, checksum: String, algorithm: ManifestChecksum, mtime: Int64? = nil) {
+    public init(
+        path: String, size: Int64, mode: UInt32, checksum: String, algorithm: ManifestChecksum, mtime: Int64? = nil, mtimeNanos: Int64? = nil
+    ) {
         self.path = path
         self.size = size
         self.mode = mode
         self.checksum = checksum
         self.algorithm = algorithm
         self.mtime = mtime
+        self.mtimeNanos = mtimeNanos
+    }
+
+    /// How long before a backup's start a file must have been last modified for its size and
+    /// modification time to stand for its content: file timestamps come from the kernel's coarse
+    /// clock, up to a tick (1–10 ms) behind the one the start time was read from. With whole
+    /// seconds only (older manifests), a second.
+    static let modificationMargin = 0.05
+
+    /// Whether a file found with size `size` and modification time `seconds`.`nanos` has not
+    /// changed since the backup that recorded this entry read it, the backup having started at
+    /// `backupStart` (seconds since the epoch): the entry says it was last modified before that
+    /// start (so any later change, made after the read, stamps a later time) and the file still
+    /// has the same size and time. File-level incremental backups and `backup-fetch
+    /// --delta-trust-mtime` both decide by it.
+    func unchangedSince(backupStart: Double, size: Int64, seconds: Int64, nanos: Int64) -> Bool {
+        modifiedBefore(backupStart) && self.size == size && mtime == seconds && (mtimeNanos ?? nanos) == nanos
+    }
+
+    /// The entry says the file was last modified before a backup that started at `start` (with
+    /// the margin above, or a whole second when the nanoseconds are not recorded).
+    func modifiedBefore(_ start: Double) -> Bool {
+        guard let m = mtime else { return false }
+        guard let ns = mtimeNanos else { return Double(m) < start.rounded(.down) - 1 }
+        return Double(m) + Double(ns) / 1e9 < start - Self.modificationMargin
     }
 }
 
@@ -129,7 +158,7 @@ public final class TarPartitionSource: ByteSource {
         manifest.append(
             ManifestEntry(
                 path: m.entry.name, size: m.entry.size, mode: m.entry.mode, checksum: hasher.finalizeAndReset(), algorithm: hasher.kind,
-                mtime: m.entry.mtime))
+                mtime: m.entry.mtime, mtimeNanos: m.mtimeNanos))
         current = nil
     }
 

@@ -131,7 +131,7 @@ extension BackupPush {
             guard !view.contains(where: { $0.entry.mtime == nil }), let t = parseISO8601(x.startTime) else {
                 throw NoIncremental(reason: "\(parent.name)'s manifest has no modification times (taken by an older wal-e)")
             }
-            mode = .file(parentStart: Int64(t))
+            mode = .file(parentStart: t)
         }
         return IncrementalBasis(parent: parent.name, parentStartLSN: parentStart, depth: depth, mode: mode, parentFiles: files)
     }

@@ -8,12 +8,12 @@ final class IncrementalSource: MemberSource {
     enum Mode {
         /// PostgreSQL 17+: the blocks WAL summaries report changed since the parent started.
         case block(BlockChanges)
-        /// PostgreSQL 15 and 16: a file whose size and modification time (seconds) are the
-        /// parent's is unchanged, unless the parent saw a modification time less than a second
-        /// before the parent started (a later write in that second would not have changed it:
-        /// pgBackRest's guard). Files written in place without changing either are missed: the
-        /// documented limit of every file-level incremental (docs/incremental.md).
-        case file(parentStart: Int64)
+        /// PostgreSQL 15 and 16: a file whose size and modification time (to the nanosecond)
+        /// are the parent's is unchanged, unless the parent saw it modified just before the
+        /// parent started (ManifestEntry.unchangedSince: a later write could then carry the same
+        /// time; pgBackRest's guard). Files written in place without changing either are missed:
+        /// the documented limit of every file-level incremental (docs/incremental.md).
+        case file(parentStart: Double)
     }
 
     let walker: ClusterWalker
@@ -36,10 +36,11 @@ final class IncrementalSource: MemberSource {
                 p.mode & 0o7777 == m.entry.mode & 0o7777
             else { return m }
             var final = ManifestEntry(
-                path: m.entry.name, size: m.entry.size, mode: m.entry.mode, checksum: "", algorithm: p.algorithm, mtime: m.entry.mtime)
+                path: m.entry.name, size: m.entry.size, mode: m.entry.mode, checksum: "", algorithm: p.algorithm, mtime: m.entry.mtime,
+                mtimeNanos: m.mtimeNanos)
             switch mode {
             case .file(let parentStart):
-                guard p.size == m.entry.size, let pm = p.mtime, pm == m.entry.mtime, pm < parentStart - 1 else { return m }
+                guard p.unchangedSince(backupStart: parentStart, size: m.entry.size, seconds: m.entry.mtime, nanos: m.mtimeNanos) else { return m }
                 final.checksum = p.checksum
                 unstored.append(ClusterFile(entry: final, source: .parent))
             case .block(let changes):
