@@ -54,18 +54,24 @@ public struct BackupFetch: Sendable {
                 hint: "stop PostgreSQL and restore into an empty directory")
         }
         let catalog = BackupCatalog(store: store, prefix: prefix)
-        let backup = try catalog.resolve(query, in: try await catalog.list())
+        let listed = try await catalog.list()
+        let backup = try catalog.resolve(query, in: listed)
         let sentinel = try await catalog.loadSentinel(backup)
         try POSIX.makeDirectories(clusterDirectory, mode: 0o700)
         guard let root = POSIX.realPath(clusterDirectory) else { throw WALEError(.io, "cannot resolve \(clusterDirectory)") }
         let locations = try prepareTablespaces(sentinel, root: root, options: options)
         logger.info("restoring \(backup.name) into \(root)", ["action": "backup-fetch", "backup": backup.name.description])
-        if backup.name.isIncremental {
-            let layers = try await catalog.chain(of: backup, in: try await catalog.list())
-            defer { progress.finish() }
+        // The directory's own pg_control (an earlier restore's) goes first: until the last step,
+        // the directory must not look like a cluster PostgreSQL could start.
+        func removeControlFile() {
             if unlink(root + "/global/pg_control") == 0 {
                 logger.info("removed the global/pg_control already in \(root)", detail: "the backup's comes into place once every file is restored")
             }
+        }
+        if backup.name.isIncremental {
+            let layers = try await catalog.chain(of: backup, in: listed)
+            defer { progress.finish() }
+            removeControlFile()
             let (files, bytes, parts) = try await restoreChain(layers, sentinel: sentinel, root: root, allowed: locations, options: options)
             try finishRestore(root: root, locations: locations, options: options)
             logger.info(
@@ -82,11 +88,7 @@ public struct BackupFetch: Sendable {
         defer { progress.finish() }
         guard !partitions.isEmpty else { throw WALEError(.corrupt, "backup \(backup.name) has no tar partitions") }
         let manifests = try await !reader.manifestKeys(backup.name).isEmpty
-        // The directory's own pg_control (an earlier restore's) goes first: until the last step
-        // below, the directory must not look like a cluster PostgreSQL could start.
-        if unlink(root + "/global/pg_control") == 0 {
-            logger.info("removed the global/pg_control already in \(root)", detail: "the backup's comes into place once every file is restored")
-        }
+        removeControlFile()
         if options.delta && !manifests {
             logger.warning(
                 "backup \(backup.name) has no manifest: --delta rewrites every file", detail: "a WAL-E backup lists no checksums to compare with",
