@@ -114,9 +114,10 @@ extension BackupFetch {
 /// Whether a file on disk already is the one a backup holds (delta restores).
 struct DeltaJudge: Sendable {
     let root: String
-    /// `--delta-trust-mtime`: the backup's start (seconds since the epoch). A file the manifest
-    /// says was last modified before it is judged by size, mode and modification time alone
-    /// (ManifestEntry.unchangedSince); any other is read and checksummed.
+    /// `--delta-trust-mtime`: the backup's start (seconds since the epoch). A file whose time on
+    /// disk is not the one recorded is rewritten unread; one with the recorded size and time is
+    /// kept unread when the backup recorded it as modified before its start
+    /// (ManifestEntry.unchangedSince), and otherwise read and checksummed.
     let trustMtimeBefore: Double?
 
     /// Reads into `buffer` (allocated at the first read) when the checksum decides.
@@ -126,9 +127,14 @@ struct DeltaJudge: Sendable {
         guard let st = POSIX.lstat(path), st.st_mode & S_IFMT == S_IFREG, Int64(st.st_size) == m.size,
             UInt32(st.st_mode) & 0o7777 == m.mode & 0o7777
         else { return false }
-        if let start = trustMtimeBefore, m.modifiedBefore(start) {
-            // Recorded before the start: the time on disk decides, without reading.
-            return m.unchangedSince(backupStart: start, size: Int64(st.st_size), seconds: Int64(st.st_mtim.tv_sec), nanos: Int64(st.st_mtim.tv_nsec))
+        if let start = trustMtimeBefore, let mtime = m.mtime {
+            // Another time on disk: changed since the backup read it (or never was its copy), so
+            // rewritten without being read. The same time: kept unread when the backup recorded
+            // it before its start; within the guard the checksum decides.
+            guard Int64(st.st_mtim.tv_sec) == mtime, (m.mtimeNanos ?? Int64(st.st_mtim.tv_nsec)) == Int64(st.st_mtim.tv_nsec) else { return false }
+            if m.unchangedSince(backupStart: start, size: Int64(st.st_size), seconds: Int64(st.st_mtim.tv_sec), nanos: Int64(st.st_mtim.tv_nsec)) {
+                return true
+            }
         }
         guard !m.checksum.isEmpty else { return false }
         let fd = try POSIX.open(path, O_RDONLY | O_NOFOLLOW, what: "open")

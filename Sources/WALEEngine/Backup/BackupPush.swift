@@ -108,7 +108,9 @@ public struct BackupPush: Sendable {
 
         logger.info("stopping the base backup")
         let stop = try await session.stopBackup(timeline: start.timeline, server: server)
-        try await waitForArchive(session, stop: stop, timeline: start.timeline, server: server, timeout: options.archiveTimeout)
+        // The label partition and the cluster manifest are stored while the archiver pushes the
+        // stop segment; only the sentinel, which makes the backup listable, waits for it.
+        async let archived: Void = waitForArchive(session, stop: stop, timeline: start.timeline, server: server, timeout: options.archiveTimeout)
         var labelFiles = [("backup_label", stop.backupLabel)]
         if let map = stop.tablespaceMap { labelFiles.append(("tablespace_map", map)) }
         try await uploadLabelPartition(
@@ -127,6 +129,7 @@ public struct BackupPush: Sendable {
                     + "(\(changed.changedBlocks) changed blocks), \(changed.unstored.count - changed.patchedFiles) unchanged",
                 detail: "changes found by \(modeName == "block" ? "WAL summaries since \(basis.parentStartLSN)" : "size and modification time")")
         }
+        try await archived
 
         let sentinel = Sentinel(
             stopSegment: stop.segmentName, stopOffset: stop.offset, expandedSizeBytes: partitioner.expandedSize,
