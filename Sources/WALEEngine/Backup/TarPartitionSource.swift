@@ -184,9 +184,8 @@ public final class TarPartitionSource: ByteSource {
             return deltaHeader
         }
         let size = RelationFile.blockSize
-        if lseek(fd, off_t(blocks[deltaIndex]) * off_t(size), SEEK_SET) < 0 { throw POSIX.error("seek", m.localPath) }
+        var piece = try POSIX.read(fd, count: size, at: off_t(blocks[deltaIndex]) * off_t(size), path: m.localPath)
         deltaIndex += 1
-        var piece = try POSIX.read(fd, count: size, path: m.localPath)
         if piece.count < size { piece += [UInt8](repeating: 0, count: size - piece.count) }
         return piece
     }

@@ -27,11 +27,16 @@ public enum POSIX {
     /// Reads up to `count` bytes (fewer only at end of file). The buffer is not zero-filled first:
     /// only the pages the kernel writes into are touched.
     public static func read(_ fd: Int32, count: Int, path: String) throws -> [UInt8] {
+        try read(fd, count: count, at: nil, path: path)
+    }
+
+    /// Up to `count` bytes at `offset` (pread; where the file stands when nil); fewer only at the end.
+    public static func read(_ fd: Int32, count: Int, at offset: off_t?, path: String) throws -> [UInt8] {
         var failure: Int32 = 0
         let buf = [UInt8](unsafeUninitializedCapacity: count) { p, initialized in
             var got = 0
             while got < count {
-                let n = Glibc.read(fd, p.baseAddress! + got, count - got)
+                let n = offset.map { Glibc.pread(fd, p.baseAddress! + got, count - got, $0 + off_t(got)) } ?? Glibc.read(fd, p.baseAddress! + got, count - got)
                 if n == 0 { break }
                 if n < 0 {
                     if errno == EINTR { continue }
