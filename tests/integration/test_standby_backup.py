@@ -1,10 +1,13 @@
 """backup-push on a streaming standby (PostgreSQL 15 and 18): the primary archives the WAL, the
-standby is backed up, and the backup restores to a point in time as a primary of its own."""
+standby is backed up (fully, and incrementally), and the backup restores to a point in time as a
+primary of its own."""
+import json
 import os
 import re
 
 from harness import run
 from test_backups import start_recovered
+from test_incremental import incremental_cluster
 from test_wal_archiving import archiving_cluster
 
 
@@ -73,3 +76,53 @@ def test_backup_of_a_standby_restores_as_a_primary(make_cluster, wale, archive, 
     start_recovered(c, r, target, expected)
     log = open(r.log, errors="replace").read()
     assert 'recovery stopping at restore point "standby_target"' in log
+
+
+def test_incremental_backups_of_a_standby(make_cluster, wale, archive, scratch, pg_version):
+    """backup-push --incremental on a standby, as backups are often taken: block level from the
+    standby's own WAL summaries on 18 (file level on 15); the chain of a full backup and two
+    incrementals of the standby restores to a point in time as a primary of its own."""
+    prefix, adir = archive
+    c = incremental_cluster(make_cluster, wale, prefix, pg_version)
+    c.pgbench("-i", "-s", "4", "-q")
+    s = make_standby(make_cluster, c)
+    caught_up(c, s)
+    names = []
+    for kind in ("full", "incremental", "incremental"):
+        if names:
+            c.pgbench("-c", "2", "-T", "2", "-n")
+            c.psql(f"CREATE TABLE link_{len(names)} AS SELECT g FROM generate_series(1, 10000) g")
+            caught_up(c, s)
+            if len(names) == 1:
+                # No checkpoint replayed since the full backup: the standby's backup would start
+                # where the full one did. Said so, with what to do.
+                p = wale("backup-push", "--fast", "--require-incremental", s.data, prefix=prefix, env=s.env())
+                assert p.returncode == 1 and "run CHECKPOINT on the primary" in p.stderr.decode(), p.stderr.decode()
+            c.psql("CHECKPOINT")
+            caught_up(c, s)
+        p = wale("backup-push", "--fast", *(["--require-incremental"] if kind != "full" else []), s.data,
+                 prefix=prefix, env=s.env())
+        err = p.stderr.decode()
+        assert p.returncode == 0, err
+        names.append(p.stdout.decode().strip())
+        if kind != "full":
+            found = "WAL summaries" if pg_version >= 17 else "size and modification time"
+            assert f"changes found by {found}" in err, err
+            assert names[-1].startswith("incr_"), names
+    listed = json.loads(wale("backup-list", "--json", prefix=prefix).stdout.decode())
+    chain = {b["name"]: b for b in listed}
+    assert chain[names[2]]["parent"] == names[1] and chain[names[1]]["parent"] == names[0]
+
+    c.pgbench("-c", "2", "-T", "2", "-n")
+    expected = c.table_checksums()
+    c.psql("SELECT pg_create_restore_point('standby_chain_target')")
+    c.psql("CREATE TABLE after_target AS SELECT 1 AS x")
+    c.wait_archived()
+    target = os.path.join(scratch, "restored-chain")
+    r = make_cluster(pg_version, "restored-chain")
+    f = wale("backup-fetch", "--recovery-target-name", "standby_chain_target", "--recovery-target-action", "promote",
+             target, names[2], prefix=prefix)
+    assert f.returncode == 0, f.stderr.decode()
+    assert not os.path.exists(os.path.join(target, "standby.signal"))
+    start_recovered(c, r, target, expected)
+    assert r.psql("SELECT count(*) FROM link_2") == "10000"

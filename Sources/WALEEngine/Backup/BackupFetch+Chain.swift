@@ -4,6 +4,16 @@ import Glibc
 import WALECore
 import WALEStorage
 
+/// One partition of a chain's layer to restore, with its manifest.
+struct ChainJob: Sendable {
+    var layer: Int
+    var partition: (Int, String)
+    var files: [ManifestEntry]
+    var others: ManifestFormat.PartitionOthers?
+    /// It holds changed blocks to write over a file an earlier layer wrote.
+    var patches: Bool { files.contains { DeltaMember.target(ofMember: $0.path) != nil } }
+}
+
 /// One layer of an incremental chain being restored, as SafeExtractor sees it.
 public struct ChainLayer: Sendable {
     public var index: Int
@@ -42,47 +52,56 @@ extension BackupFetch {
         }
         let kept = found
         var partitionsByLayer: [[(Int, String)]] = []
-        for l in layers { partitionsByLayer.append(try await reader.partitions(l.name)) }
+        for l in layers {
+            let parts = try await reader.partitions(l.name)
+            guard !parts.isEmpty else { throw WALEError(.corrupt, "backup \(l.name) has no tar partitions") }
+            partitionsByLayer.append(parts)
+        }
         progress.setTotal(units: partitionsByLayer.reduce(0) { $0 + $1.count })
         progress.start(show: options.showProgress)
-        var files = 0
-        var bytes: Int64 = 0
-        var extracted: [ExtractedPartition] = []
-        for (i, l) in layers.enumerated() {
-            guard !partitionsByLayer[i].isEmpty else { throw WALEError(.corrupt, "backup \(l.name) has no tar partitions") }
-            let layer = ChainLayer(index: i, plan: plan)
-            let done = try await boundedConcurrently(partitionsByLayer[i], width: options.poolSize) { p -> ExtractedPartition in
-                // A partition whose every file a newer layer stores whole again (a table rewritten
-                // since) or a delta restore found in place is not read at all; the newest layer's
-                // only when its directories are there and it holds no links.
-                let manifest = try await reader.partitionManifest(l.name, p.0)
-                let unused = manifest.files.allSatisfy {
-                    kept.contains(DeltaMember.target(ofMember: $0.path) ?? $0.path) || plan.action(layer: i, file: $0.path) == .skip
-                }
-                if unused && !layer.isNewest {
-                    progress.unitDone()
-                    return ExtractedPartition(files: 0, bytes: 0, keptFiles: 0, keptBytes: 0, members: [])
-                }
-                if unused && options.delta, let others = manifest.others, others.links.isEmpty,
-                    others.directories.allSatisfy({ POSIX.isDirectory(root + "/" + $0) })
-                {
-                    progress.unitDone()
-                    return ExtractedPartition(files: 0, bytes: 0, keptFiles: 0, keptBytes: 0, members: Set(others.directories))
-                }
-                return try await fetchPartition(
-                    p, backup: l.name, root: root, allowed: allowed, manifest: true, delta: options.delta, kept: kept, layer: layer,
-                    manifestRead: manifest.files)
+        // Every partition's manifest first (small objects), to know which partitions write changed
+        // blocks over files of earlier layers: only those wait for the layers before them. The
+        // others write whole files, each of which exactly one layer writes, so they all run in one
+        // pool, the layers' partitions side by side (one layer at a time left the pool half idle
+        // at each layer's end: a file-level chain of four restored in 1.6× a full restore's time).
+        let jobs = try await boundedConcurrently(
+            partitionsByLayer.enumerated().flatMap { i, parts in parts.map { (i, $0) } }, width: options.poolSize * 2
+        ) { i, p -> ChainJob in
+            let m = try await reader.partitionManifest(layers[i].name, p.0)
+            return ChainJob(layer: i, partition: p, files: m.files, others: m.others)
+        }
+        let run: @Sendable (ChainJob) async throws -> ExtractedPartition = { job in
+            let layer = ChainLayer(index: job.layer, plan: plan)
+            // A partition whose every file a newer layer stores whole again (a table rewritten
+            // since) or a delta restore found in place is not read at all; the newest layer's
+            // only when its directories are there and it holds no links.
+            let unused = job.files.allSatisfy {
+                kept.contains(DeltaMember.target(ofMember: $0.path) ?? $0.path) || plan.action(layer: job.layer, file: $0.path) == .skip
             }
-            files += done.reduce(0) { $0 + $1.files }
-            bytes += done.reduce(Int64(0)) { $0 + $1.bytes }
+            if unused && !layer.isNewest {
+                self.progress.unitDone()
+                return ExtractedPartition(files: 0, bytes: 0, keptFiles: 0, keptBytes: 0, members: [])
+            }
+            if unused && options.delta, let others = job.others, others.links.isEmpty,
+                others.directories.allSatisfy({ POSIX.isDirectory(root + "/" + $0) })
+            {
+                self.progress.unitDone()
+                return ExtractedPartition(files: 0, bytes: 0, keptFiles: 0, keptBytes: 0, members: Set(others.directories))
+            }
+            var done = try await self.fetchPartition(
+                job.partition, backup: layers[job.layer].name, root: root, allowed: allowed, manifest: true, delta: options.delta, kept: kept,
+                layer: layer, manifestRead: job.files)
             // A delta restore keeps what the cluster holds: the newest layer's directories and
             // links, and the chain's final files (older layers also list files since dropped).
-            extracted += done.map { p in
-                var q = p
-                if !layer.isNewest { q.members = [] }
-                return q
-            }
+            if !layer.isNewest { done.members = [] }
+            return done
         }
+        var extracted = try await boundedConcurrently(jobs.filter { !$0.patches }, width: options.poolSize, run)
+        for i in layers.indices {
+            extracted += try await boundedConcurrently(jobs.filter { $0.patches && $0.layer == i }, width: options.poolSize, run)
+        }
+        let files = extracted.reduce(0) { $0 + $1.files }
+        let bytes = extracted.reduce(Int64(0)) { $0 + $1.bytes }
         if options.delta {
             let keptBytes = kept.reduce(Int64(0)) { $0 + (plan.final[$1]?.size ?? 0) }
             progress.add(bytes: Int(keptBytes))

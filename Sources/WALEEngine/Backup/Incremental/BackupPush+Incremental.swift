@@ -72,7 +72,11 @@ extension BackupPush {
                 reason: "\(parent.name) is of another cluster or PostgreSQL version (system identifier \(x.systemIdentifier), version \(x.postgresVersionNumber))")
         }
         guard let parentStart = LSN(parsing: x.startLSN), parentStart < start.lsn else {
-            throw NoIncremental(reason: "\(parent.name) does not start before this backup")
+            throw NoIncremental(
+                reason: "\(parent.name) does not start before this backup",
+                hint: server.inRecovery
+                    ? "a standby's backup starts at its last restartpoint, and it makes one only when it replays a checkpoint: run CHECKPOINT on the primary first"
+                    : nil)
         }
         let depth = (x.incremental?.depth ?? 0) + 1
         if depth > options.maxChain {
