@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import WALECore
 @testable import WALECodec
@@ -5,6 +8,14 @@ import WALECore
 /// The gpg stage's plumbing, with gpg modes that need no key: `--store` wraps data in an OpenPGP
 /// literal packet, `-d` unwraps it. Keys and WAL-E interop are covered by tests/integration/test_gpg.py.
 @Suite struct GPGTests {
+    /// An empty home of the tests' own: two gpg processes started at once on a host without
+    /// ~/.gnupg race to create it, and the loser fails ("can't create directory: File exists").
+    static let home: String = {
+        var template = Array("/tmp/wale-gpg-test-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { return "/tmp" }
+        return String(cString: template)
+    }()
+
     static func pattern(_ n: Int) -> [UInt8] {
         var x: UInt32 = 0x9E37_79B9
         return (0..<n).map { _ in
@@ -30,8 +41,8 @@ import WALECore
     /// deadlocks on a full pipe and every byte comes back in order.
     @Test func largeChunksRoundTripThroughAChain() throws {
         let data = Self.pattern(5 * (1 << 20) + 12_345)
-        let store = try GPGProcess(arguments: ["--batch", "--store", "-z", "0"], what: "gpg store", hint: "")
-        let unwrap = try GPGProcess(arguments: ["-d", "-q", "--batch"], what: "gpg unwrap", hint: "")
+        let store = try GPGProcess(arguments: ["--homedir", Self.home, "--batch", "--store", "-z", "0"], what: "gpg store", hint: "")
+        let unwrap = try GPGProcess(arguments: ["--homedir", Self.home, "-d", "-q", "--batch"], what: "gpg unwrap", hint: "")
         let out = try Self.run(ChainedTransform(store, unwrap), data, chunk: 1 << 20)
         #expect(out.count == data.count)
         #expect(out == data)
@@ -42,17 +53,17 @@ import WALECore
     @Test func chainsWithACodecOnBothSides() throws {
         let data = Self.pattern(700_000)
         let sealed = ChainedTransform(
-            LzopEncoder(mode: 0o600, mtime: 0), try GPGProcess(arguments: ["--batch", "--store", "-z", "0"], what: "gpg store", hint: ""))
+            LzopEncoder(mode: 0o600, mtime: 0), try GPGProcess(arguments: ["--homedir", Self.home, "--batch", "--store", "-z", "0"], what: "gpg store", hint: ""))
         let stored = try Self.run(sealed, data, chunk: 100_003)
         #expect(!stored.starts(with: Lzop.magic))
-        let opened = ChainedTransform(try GPGProcess(arguments: ["-d", "-q", "--batch"], what: "gpg unwrap", hint: ""), LzopDecoder())
+        let opened = ChainedTransform(try GPGProcess(arguments: ["--homedir", Self.home, "-d", "-q", "--batch"], what: "gpg unwrap", hint: ""), LzopDecoder())
         #expect(try Self.run(opened, stored, chunk: 4093) == data)
     }
 
     /// gpg failing (here: input that is not OpenPGP) is an error with its status and words, never
     /// a short, successful stream.
     @Test func aFailingGPGIsAnError() throws {
-        let t = try GPGProcess(arguments: ["-d", "-q", "--batch"], what: "gpg decryption of obj", hint: "the hint")
+        let t = try GPGProcess(arguments: ["--homedir", Self.home, "-d", "-q", "--batch"], what: "gpg decryption of obj", hint: "the hint")
         do {
             _ = try Self.run(t, Array("this is not OpenPGP data at all".utf8), chunk: 1000)
             Issue.record("gpg's failure was not reported")
@@ -68,7 +79,7 @@ import WALECore
     /// SIGPIPE that would kill wal-e (a restore_command killed by a signal stops PostgreSQL's
     /// recovery), and the error is gpg's.
     @Test func gpgExitingEarlyIsAnErrorNotASignal() throws {
-        let t = try GPGProcess(arguments: ["--no-such-option-at-all"], what: "gpg decryption of obj", hint: "")
+        let t = try GPGProcess(arguments: ["--homedir", Self.home, "--no-such-option-at-all"], what: "gpg decryption of obj", hint: "")
         #expect {
             _ = try Self.run(t, Self.pattern(4 << 20), chunk: 1 << 20)
         } throws: { e in
@@ -79,7 +90,7 @@ import WALECore
     /// A missing program is named, with what to install.
     @Test func missingGPGIsNamed() throws {
         #expect {
-            _ = try GPGProcess(program: "wale-test-no-such-gpg", arguments: ["--version"], what: "gpg encryption for key K", hint: "")
+            _ = try GPGProcess(program: "wale-test-no-such-gpg", arguments: ["--homedir", Self.home, "--version"], what: "gpg encryption for key K", hint: "")
         } throws: { e in
             (e as? WALEError)?.message.contains("needs gpg, which is not installed") == true
         }
