@@ -103,7 +103,7 @@ def manifest_fields(adir, name):
     fields = set()
     for f in os.listdir(mdir):
         for entry in json.load(open(os.path.join(mdir, f)))["files"]:
-            fields |= set(entry) - {"path", "size", "mode", "mtime"}  # mtime: the file-level incremental's, no checksum
+            fields |= set(entry) - {"path", "size", "mode", "mtime", "mtime_ns"}  # mtime: the file-level incremental's, no checksum
     return fields
 
 

@@ -214,9 +214,10 @@ public struct BackupVerify: Sendable {
         let url = prefix.url(forKey: p.1)
         var result = PartitionResult()
         var expected: [ManifestEntry]?
+        var others: ManifestFormat.PartitionOthers?
         if withManifest {
             do {
-                expected = try await reader.manifest(backup, p.0)
+                (expected, others) = try await reader.partitionManifest(backup, p.0)
             } catch let e as WALEError where e.kind == .corrupt || e.kind == .notFound {
                 // The partition is still checked as a tar; its files cannot be.
                 result.problems.append(Problem(kind: .corrupt, key: prefix.url(forKey: backup.manifestKey(prefix, p.0)), message: e.message))
@@ -229,6 +230,10 @@ public struct BackupVerify: Sendable {
             result.sawControlFile = sink.sawControlFile
             let against = expected == nil ? "" : " (against its manifest \(prefix.url(forKey: backup.manifestKey(prefix, p.0))))"
             result.problems += sink.problems.map { Problem(kind: .corrupt, key: url, message: $0 + against) }
+            // The directories and links it lists (delta restores rely on them) are the partition's.
+            if let others, others != ManifestFormat.PartitionOthers(members: sink.nonFiles) {
+                result.problems.append(Problem(kind: .corrupt, key: url, message: "holds other directories and links than its manifest lists" + against))
+            }
             if let m = sink.matcher {
                 let missing = m.missing
                 if !missing.isEmpty {
@@ -252,6 +257,8 @@ final class VerifySink: TarSink {
     private(set) var files = 0
     private(set) var bytes: Int64 = 0
     private(set) var sawControlFile = false
+    /// The directory and link members, for the manifest's lists of them.
+    private(set) var nonFiles: [TarEntry] = []
     private var inFile = false
 
     let progress: Progress?
@@ -269,7 +276,10 @@ final class VerifySink: TarSink {
             inFile = false
         case .success(let parts):
             inFile = e.kind == .file
-            guard inFile else { return }
+            guard inFile else {
+                nonFiles.append(e)
+                return
+            }
             let path = parts.joined(separator: "/")
             if path == "global/pg_control" { sawControlFile = true }
             matcher?.begin(file: path, mode: e.mode)
