@@ -19,6 +19,22 @@ import WALECore
         }
     }
 
+    @Test func aSealCoversEveryByte() throws {
+        var e = entries
+        e[0].mtime = 1_700_000_000
+        e[0].mtimeNanos = 123_456_789
+        let text = String(decoding: ManifestFormat.encode(e, partition: 2, others: .init(directories: ["base/1"])), as: UTF8.self)
+        #expect(try ManifestFormat.decode(Array(text.utf8), key: "k", partition: 2) == e)
+        // A digit of a modification time, a directory's name: valid JSON still, refused by the seal.
+        for damaged in [text.replacingOccurrences("123456789", "123456788"), text.replacingOccurrences("\"base/1\"", "\"base/2\"")] {
+            #expect(damaged != text)
+            #expect(throws: WALEError.self) { try ManifestFormat.decodeWithOthers(Array(damaged.utf8), key: "k", partition: 2) }
+        }
+        // A manifest written before the seal is read as it is.
+        let unsealed = String(text[..<text.range(of: ",\"manifest_sha256\"")!.lowerBound]) + "}"
+        #expect(try ManifestFormat.decode(Array(unsealed.utf8), key: "k", partition: 2) == e)
+    }
+
     @Test func listsDirectoriesAndLinksForDeltaRestores() throws {
         let members = [
             TarEntry(name: "./base/1/", kind: .directory, size: 0, mode: 0o700, mtime: 0),

@@ -1,3 +1,4 @@
+import Crypto
 import WALECodec
 import WALECore
 
@@ -16,7 +17,28 @@ enum ManifestFormat {
             kv.append(("directories", .array(others.directories.map { .string($0) })))
             kv.append(("links", .array(others.links.map { .string($0) })))
         }
-        return Array(JSON.object(kv).serialized().utf8)
+        return seal(JSON.object(kv).serialized())
+    }
+
+    /// Manifests written since 1.2 end with the SHA-256 of everything before it (as the sentinel
+    /// does): a byte flipped in a field nothing else checks (a modification time, the directory
+    /// list) is found by verify and refused by restores.
+    static let sealKey = "manifest_sha256"
+
+    static func seal(_ text: String) -> [UInt8] {
+        var bytes = Array(text.utf8)
+        let sum = hexString(SHA256.hash(data: bytes))
+        bytes.removeLast()  // "}"
+        bytes += Array(",\"\(sealKey)\":\"\(sum)\"}".utf8)
+        return bytes
+    }
+
+    /// Whether `text` is intact: true when its seal matches or it has none (older manifests).
+    static func sealHolds(_ text: String) -> Bool {
+        guard let r = text.range(of: ",\"\(sealKey)\":\"", options: .backwards) else { return true }
+        let body = text[..<r.lowerBound] + "}"
+        let stored = text[r.upperBound...].dropLast(2)  // "\"}"
+        return hexString(SHA256.hash(data: Array(body.utf8))) == stored
     }
 
     /// The members of a partition that are not regular files, by normalised path.
@@ -67,7 +89,8 @@ enum ManifestFormat {
 
     /// The files, and the directories and links when the manifest lists them (nil when it predates them).
     static func decodeWithOthers(_ bytes: [UInt8], key: String, partition: Int) throws -> (files: [ManifestEntry], others: PartitionOthers?) {
-        guard let json = try? JSON.parse(String(decoding: bytes, as: UTF8.self)), let files = json["files"]?.array,
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard sealHolds(text), let json = try? JSON.parse(text), let files = json["files"]?.array,
             json["partition"]?.int.map({ $0 == partition }) ?? true
         else {
             throw WALEError(.corrupt, "the manifest \(key) is not valid")
