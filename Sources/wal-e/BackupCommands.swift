@@ -93,8 +93,8 @@ struct BackupFetchCommand: WALECommand {
             match the backup's manifest stay, others are rewritten, and what the backup lacks is removed (pg_wal \
             emptied), except postgresql.conf, pg_hba.conf, pg_ident.conf, signal files and pg_log/ and log/; a \
             partition with nothing to rewrite is not downloaded. --delta-trust-mtime compares size, mode and \
-            modification time instead of reading files (pgBackRest's --delta --force), for files last modified more \
-            than a second before the backup started.
+            modification time instead of reading files (pgBackRest's --delta --force), for files last modified at least \
+            50 ms before the backup started.
             """)
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("p"), .customLong("pool-size")], help: "Partitions restored in parallel.")

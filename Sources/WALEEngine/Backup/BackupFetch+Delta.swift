@@ -18,8 +18,8 @@ struct ExtractedPartition: Sendable {
 ///
 /// Before a partition is downloaded, each file its manifest lists is compared with the file on
 /// disk (DeltaJudge): size and mode, then the checksum of the content; with `--delta-trust-mtime`,
-/// size, mode and modification time instead, for files last modified more than a second before the
-/// backup started (pgBackRest's `--delta --force`). A partition whose files are all in place and
+/// size, mode and modification time instead, for files the backup recorded as modified before it
+/// started (ManifestEntry.unchangedSince; pgBackRest's `--delta --force`). A partition whose files are all in place and
 /// whose directories all exist is not downloaded at all; in any other, the files in place are
 /// passed over (their stored bytes are still checked against the manifest) and the others
 /// rewritten. Once every partition is in, whatever the backup
@@ -132,9 +132,7 @@ struct DeltaJudge: Sendable {
             // rewritten without being read. The same time: kept unread when the backup recorded
             // it before its start; within the guard the checksum decides.
             guard Int64(st.st_mtim.tv_sec) == mtime, (m.mtimeNanos ?? Int64(st.st_mtim.tv_nsec)) == Int64(st.st_mtim.tv_nsec) else { return false }
-            if m.unchangedSince(backupStart: start, size: Int64(st.st_size), seconds: Int64(st.st_mtim.tv_sec), nanos: Int64(st.st_mtim.tv_nsec)) {
-                return true
-            }
+            if m.modifiedBefore(start) { return true }
         }
         guard !m.checksum.isEmpty else { return false }
         let fd = try POSIX.open(path, O_RDONLY | O_NOFOLLOW, what: "open")
