@@ -28,6 +28,11 @@ int wale_write_behind(int fd, long long offset, long long length) {
 
 int wale_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+#include <stdio.h>
+#include <syslog.h>
+void wale_syslog(int priority, const char *line) { syslog(priority, "%s", line); }
+int wale_format_g(char *buf, size_t n, double v) { return snprintf(buf, n, "%02g", v); }
+
 int wale_set_direct(int fd, int on) {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0) return -1;

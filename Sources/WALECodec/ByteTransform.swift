@@ -110,17 +110,30 @@ struct InputBuffer {
 /// that far behind. Output is pulled as it is ready; `finish` waits for everything. An error of
 /// the stage is thrown by the next push, pull or finish.
 public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
-    private let inner: any ByteTransform  // only touched on `queue`
+    private var made: (any ByteTransform)?  // only touched on `queue`
+    private var inner: any ByteTransform { made! }  // after `rethrow`: made, or the job fails first
     private let queue = DispatchQueue(label: "wale.stage")
     private let slots: DispatchSemaphore
     private let lock = NSLock()
     private var ready: [[UInt8]] = []  // under `lock`
     private var failure: (any Error)?  // under `lock`
 
-    public init(_ inner: any ByteTransform, depth: Int = 2) {
-        self.inner = inner
-        slots = DispatchSemaphore(value: max(1, depth))
+    public convenience init(_ inner: any ByteTransform, depth: Int = 2) {
+        self.init(depth: depth) { inner }
     }
+
+    /// `make` builds the stage on its own thread, so that a costly set-up (native encryption wraps
+    /// its data key with X25519 and HKDF: ~0.7 ms, a measurable part of one wal-push) overlaps the
+    /// stage before it; its error is thrown as the stage's.
+    public init(depth: Int = 2, make: @escaping () throws -> any ByteTransform) {
+        slots = DispatchSemaphore(value: max(1, depth))
+        self.make = make
+        queue.async {
+            do { self.made = try self.make!() } catch { self.fail(error) }
+            self.make = nil
+        }
+    }
+    private var make: (() throws -> any ByteTransform)?  // only touched on `queue` after init
 
     private func rethrow() throws {
         lock.lock()
@@ -128,10 +141,11 @@ public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
         if let failure { throw failure }
     }
 
-    /// On `queue`: hands what the stage has made to `ready`.
+    /// On `queue`: hands what the stage has made to `ready`, whole (it is all made already; split
+    /// into pieces it would be copied once more).
     private func collect() throws {
         while true {
-            let out = try inner.pull(limit: pipelineChunkSize)
+            let out = try inner.pull(limit: .max)
             if out.isEmpty { return }
             lock.lock()
             ready.append(out)
@@ -145,14 +159,22 @@ public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Small pushes (a download's 16 KiB TLS records) are gathered up to this much before they are
-    /// handed over: a thread hop per record cost more than the stage itself.
+    /// Small pushes (a download's 16 KiB TLS records) are gathered up to `batch` before they are
+    /// handed over: a thread hop per record cost more than the stage itself. Pushes of at least
+    /// `direct` (lzop's blocks, ~100-256 KiB) go as they are: gathering them only copied them.
     static let batch = 256 << 10
+    static let direct = 64 << 10
     private var gathered: [UInt8] = []
 
     public func push(_ input: [UInt8]) throws {
         try rethrow()
-        if gathered.isEmpty && input.count >= Self.batch { return hand(input) }
+        if input.count >= Self.direct {
+            if !gathered.isEmpty {
+                hand(gathered)
+                gathered = []
+            }
+            return hand(input)
+        }
         if gathered.isEmpty { gathered.reserveCapacity(Self.batch + input.count) }
         gathered += input
         if gathered.count >= Self.batch {

@@ -1,3 +1,4 @@
+import CWALESupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -350,6 +351,6 @@ public struct WALPush: Sendable {
 /// Python's `'%02g'` rendering used in WAL-E's rate field.
 func formatRate(_ v: Double) -> String {
     var buf = [CChar](repeating: 0, count: 64)
-    _ = withVaList([v]) { vsnprintf(&buf, buf.count, "%02g", $0) }
+    _ = wale_format_g(&buf, buf.count, v)
     return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

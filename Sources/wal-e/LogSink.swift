@@ -1,3 +1,4 @@
+import CWALESupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,7 +28,7 @@ enum LogSink {
                 case .error: priority = LOG_ERR
                 case .critical: priority = LOG_CRIT
                 }
-                withVaList([line]) { vsyslog(priority, "%s", $0) }
+                wale_syslog(priority, line)
             }
         }
     }

@@ -1,3 +1,5 @@
+import Crypto
+import Foundation
 import Testing
 import WALECore
 @testable import WALECodec
@@ -27,6 +29,47 @@ import WALECore
             #expect(try await decrypt(sealed, with: [mallory, escrow]) == plain, "\(n) escrow")  // any listed key
             #expect(NativeEncryption.recipients(ofHeader: sealed) == [alice.publicKey.idText, escrow.publicKey.idText])
         }
+    }
+
+    /// The pushes the encryptor is given: any split gives the same stream once decrypted.
+    @Test func encryptionIsTheSameWhateverThePushSizes() async throws {
+        let plain = random(7 * chunk + 99)
+        for feed in [1, chunk - 1, chunk, chunk + 1, 3 * chunk, 1 << 20] {
+            let sealed = try await run(try NativeEncryptor(recipients: [alice.publicKey]), plain, feed: feed)
+            #expect(sealed.count == 11 + NativeEncryption.stanzaSize + plain.count + 8 * NativeEncryption.tagSize, "\(feed)")
+            #expect(try await decrypt(sealed, with: [alice]) == plain, "\(feed)")
+        }
+    }
+
+    /// The chunk cipher (BoringSSL's EVP_AEAD into our buffers) is AES-256-GCM: the GCM
+    /// specification's test cases 13 and 14, and the same bytes as swift-crypto's AES.GCM.
+    @Test func chunkCipherIsAES256GCM() throws {
+        func hex(_ s: String) -> [UInt8] { EncryptionKeys.hexBytes(s)! }
+        let zeroKey = ChunkCipher(SymmetricKey(data: [UInt8](repeating: 0, count: 32)))
+        let zeroNonce = [UInt8](repeating: 0, count: 12)
+        for (plain, expected) in [([UInt8](), "530f8afbc74536b9a963b4f1c4cb738b"),
+                                  ([UInt8](repeating: 0, count: 16), "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919")] {
+            var out = [UInt8](repeating: 0, count: plain.count + 16)
+            #expect(plain.withUnsafeBytes { p in out.withUnsafeMutableBytes { zeroKey.seal(p, nonce: zeroNonce, aad: [], into: $0) } })
+            #expect(out == hex(expected))
+        }
+        let key = SymmetricKey(size: .bits256)
+        let cipher = ChunkCipher(key)
+        let plain = random(chunk + 7)
+        let aad = Array("header".utf8)
+        let nonce = NativeEncryption.nonceBytes(41, final: true)
+        var ours = [UInt8](repeating: 0, count: plain.count + 16)
+        #expect(plain.withUnsafeBytes { p in ours.withUnsafeMutableBytes { cipher.seal(p, nonce: nonce, aad: aad, into: $0) } })
+        let theirs = try AES.GCM.seal(plain, using: key, nonce: AES.GCM.Nonce(data: nonce), authenticating: aad)
+        #expect(ours == Array(theirs.ciphertext) + Array(theirs.tag))
+        var opened = [UInt8](repeating: 0, count: plain.count)
+        #expect(ours.withUnsafeBytes { f in opened.withUnsafeMutableBytes { cipher.open(f, nonce: nonce, aad: aad, into: $0) } } == plain.count)
+        #expect(opened == plain)
+        // Another nonce, other associated data or a flipped bit: refused.
+        #expect(ours.withUnsafeBytes { f in opened.withUnsafeMutableBytes { cipher.open(f, nonce: zeroNonce, aad: aad, into: $0) } } == nil)
+        #expect(ours.withUnsafeBytes { f in opened.withUnsafeMutableBytes { cipher.open(f, nonce: nonce, aad: [], into: $0) } } == nil)
+        ours[chunk / 2] ^= 0x80
+        #expect(ours.withUnsafeBytes { f in opened.withUnsafeMutableBytes { cipher.open(f, nonce: nonce, aad: aad, into: $0) } } == nil)
     }
 
     func expectCorrupt(_ sealed: [UInt8], _ what: String) async {

@@ -53,4 +53,12 @@ import WALECodec
             #expect(e.kind == .io && e.message.contains("replaced or changed size"))
         }
     }
+
+    /// WAL-E's rate field is Python's '%02g' of KiB/s.
+    @Test func rateIsRenderedAsPythonsPercent02g() {
+        #expect(formatRate(316088) == "316088")
+        #expect(formatRate(1_234_567.8) == "1.23457e+06")
+        #expect(formatRate(0.5) == "0.5")
+        #expect(formatRate(7) == "07")
+    }
 }

@@ -1,3 +1,4 @@
+import CWALESupport
 import Crypto
 import Foundation
 import WALECore
@@ -47,12 +48,14 @@ public enum NativeEncryption {
     }
     static let wrapInfo = Array("wal-e native encryption v1 key wrap".utf8)
 
-    static func nonce(_ index: UInt64, final: Bool) -> AES.GCM.Nonce {
+    static func nonceBytes(_ index: UInt64, final: Bool) -> [UInt8] {
         var b = [UInt8](repeating: 0, count: 12)
         for i in 0..<8 { b[3 + i] = UInt8(truncatingIfNeeded: index >> (56 - 8 * UInt64(i))) }
         b[11] = final ? 1 : 0
-        return try! AES.GCM.Nonce(data: b)
+        return b
     }
+
+    static func nonce(_ index: UInt64, final: Bool) -> AES.GCM.Nonce { try! AES.GCM.Nonce(data: nonceBytes(index, final: final)) }
 
     static func wrapKey(shared: SharedSecret, ephemeral: [UInt8], recipient: [UInt8]) -> SymmetricKey {
         shared.hkdfDerivedSymmetricKey(using: SHA256.self, salt: ephemeral + recipient, sharedInfo: wrapInfo, outputByteCount: 32)
@@ -157,6 +160,7 @@ public struct TrailerDigest {
 /// Encrypts a stream to the recipients (see `NativeEncryption`).
 public final class NativeEncryptor: ByteTransform {
     private let key = SymmetricKey(size: .bits256)
+    private let cipher: ChunkCipher
     private var header: [UInt8]
     private var aad: [UInt8]
     private var input = InputBuffer()
@@ -170,6 +174,7 @@ public final class NativeEncryptor: ByteTransform {
     public init(recipients: [EncryptionPublicKey], contentDigest: TrailerDigest? = nil) throws {
         guard !recipients.isEmpty, recipients.count < 256 else { throw WALEError(.user, "native encryption needs 1 to 255 public keys") }
         self.contentDigest = contentDigest
+        cipher = ChunkCipher(key)
         aad = NativeEncryption.magic + [NativeEncryption.chunkLog2, contentDigest.map { NativeEncryption.flag(for: $0.algorithm) } ?? 0]
         header = aad + [UInt8(recipients.count)]
         for r in recipients { header += try NativeEncryption.stanza(dataKey: key, to: r) }
@@ -178,33 +183,38 @@ public final class NativeEncryptor: ByteTransform {
 
     public func push(_ bytes: [UInt8]) throws {
         // A full chunk is sealed as not final only once a byte after it has arrived. Chunks are
-        // sealed straight from the pushed array; only the rest (one chunk at most) is kept.
-        var rest = bytes[...]
+        // sealed straight from the pushed array into one new array for this push; only the rest
+        // (one chunk at most) is kept.
         let size = NativeEncryption.chunkSize
-        output.reserve((input.count + bytes.count) / size * (size + NativeEncryption.tagSize))
-        if input.count > 0 {
-            let need = size - input.count
-            if need > 0 {
+        let framed = size + NativeEncryption.tagSize
+        let chunks = max(0, (input.count + bytes.count - 1) / size)
+        guard chunks > 0 else { return input.append(bytes) }
+        var rest = bytes[...]
+        let sealed = try [UInt8](unsafeUninitializedCapacity: chunks * framed) { out, written in
+            func one(_ plain: UnsafeRawBufferPointer) throws {
+                try seal(plain, final: false, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: out[written..<(written + framed)])))
+                written += framed
+            }
+            if input.count > 0 {
+                let need = size - input.count
                 input.append(Array(rest.prefix(need)))
                 rest = rest.dropFirst(need)
+                try input.withUnconsumed { try one(UnsafeRawBufferPointer(rebasing: $0.prefix(size))) }
+                input.consume(size)
             }
-            guard !rest.isEmpty else { return }
-            try input.withUnconsumed { try seal($0, final: false) }
-            input.consume(size)
-        }
-        while rest.count > size {
-            try rest.prefix(size).withUnsafeBytes { try seal($0, final: false) }
-            rest = rest.dropFirst(size)
+            while rest.count > size {
+                try rest.prefix(size).withUnsafeBytes { try one($0) }
+                rest = rest.dropFirst(size)
+            }
         }
         input.append(Array(rest))
+        output.append(sealed)
     }
 
-    private func seal(_ plain: UnsafeRawBufferPointer, final: Bool, trailer: [UInt8] = []) throws {
-        let box = try AES.GCM.seal(
-            plain, using: key, nonce: NativeEncryption.nonce(index, final: final), authenticating: trailer.isEmpty ? aad : aad + trailer)
-        // Copied as raw bytes: appending Data element by element runs at a fraction of memcpy's speed.
-        box.ciphertext.withUnsafeBytes { output.append(contentsOf: $0) }
-        box.tag.withUnsafeBytes { output.append(contentsOf: $0) }
+    /// Seals one chunk into `out` (its length plus the tag).
+    private func seal(_ plain: UnsafeRawBufferPointer, final: Bool, trailer: [UInt8] = [], into out: UnsafeMutableRawBufferPointer) throws {
+        guard cipher.seal(plain, nonce: NativeEncryption.nonceBytes(index, final: final), aad: trailer.isEmpty ? aad : aad + trailer, into: out)
+        else { throw WALEError(.internal, "AES-256-GCM failed to seal a chunk") }
         index += 1
     }
 
@@ -218,8 +228,12 @@ public final class NativeEncryptor: ByteTransform {
             let n = UInt64(d.length)
             trailer = (EncryptionKeys.hexBytes(d.hex) ?? []) + (0..<8).map { UInt8(truncatingIfNeeded: n >> (56 - 8 * UInt64($0))) }
         }
-        try input.withUnconsumed { try seal($0, final: true, trailer: trailer) }
+        let last = try [UInt8](unsafeUninitializedCapacity: input.count + NativeEncryption.tagSize) { out, written in
+            try input.withUnconsumed { try seal($0, final: true, trailer: trailer, into: UnsafeMutableRawBufferPointer(out)) }
+            written = out.count
+        }
         input.consume(input.count)
+        output.append(last)
         output.append(trailer)
     }
 
@@ -232,7 +246,7 @@ public final class NativeDecryptor: ByteTransform {
     private let keys: () throws -> [EncryptionPrivateKey]
     private var input = InputBuffer()
     private var output = OutputBuffer()
-    private var key: SymmetricKey?
+    private var cipher: ChunkCipher?
     private var aad: [UInt8] = []
     /// The trailer's length (0: none).
     private var trailer = 0
@@ -265,11 +279,11 @@ public final class NativeDecryptor: ByteTransform {
         for i in 0..<n {
             let s = stanzas[(i * NativeEncryption.stanzaSize)..<((i + 1) * NativeEncryption.stanzaSize)]
             if let k = mine.lazy.compactMap({ NativeEncryption.unwrap(s, with: $0) }).first {
-                key = k
+                cipher = ChunkCipher(k)
                 break
             }
         }
-        guard key != nil else {
+        guard cipher != nil else {
             throw WALEError(
                 .user, "\(name) is encrypted to key ids \(ids.joined(separator: ", ")); none of \(EncryptionKeys.privateKeysVariable) unwraps it",
                 detail: "given: " + mine.map(\.publicKey.idText).joined(separator: ", "),
@@ -284,26 +298,29 @@ public final class NativeDecryptor: ByteTransform {
 
     private var chunk = 0
 
-    /// Opens the chunk in `framed` (ciphertext and tag) and appends its plaintext to the output.
-    private func open(_ framed: ArraySlice<UInt8>, final: Bool, trailer: [UInt8] = []) throws {
+    /// Opens one chunk (`framed`: ciphertext and tag) into `out`; how many bytes it wrote.
+    private func open(_ framed: UnsafeRawBufferPointer, final: Bool, trailer: [UInt8] = [], into out: UnsafeMutableRawBufferPointer) throws -> Int {
         guard framed.count >= NativeEncryption.tagSize else { throw corrupt("truncated") }
-        let plain: Data
-        do {
-            let box = try AES.GCM.SealedBox(
-                nonce: NativeEncryption.nonce(index, final: final), ciphertext: framed.dropLast(NativeEncryption.tagSize),
-                tag: framed.suffix(NativeEncryption.tagSize))
-            plain = try AES.GCM.open(box, using: key!, authenticating: trailer.isEmpty ? aad : aad + trailer)
-        } catch {
+        guard
+            let n = cipher!.open(
+                framed, nonce: NativeEncryption.nonceBytes(index, final: final), aad: trailer.isEmpty ? aad : aad + trailer, into: out)
+        else {
             throw corrupt(final ? "the last chunk (\(index)) does not authenticate: truncated, reordered or altered" : "chunk \(index) does not authenticate")
         }
-        plain.withUnsafeBytes { output.append(contentsOf: $0) }
         index += 1
+        return n
     }
 
-    /// Opens the first `n` bytes of the input buffer as a chunk.
+    /// Opens the first `n` bytes of the input buffer as a chunk, onto the output.
     private func openBuffered(_ n: Int, final: Bool, trailer: [UInt8] = []) throws {
-        try open(input.slice(0, n), final: final, trailer: trailer)
+        guard n >= NativeEncryption.tagSize else { throw corrupt("truncated") }
+        let plain = try [UInt8](unsafeUninitializedCapacity: n - NativeEncryption.tagSize) { out, written in
+            written = try input.withUnconsumed {
+                try open(UnsafeRawBufferPointer(rebasing: $0.prefix(n)), final: final, trailer: trailer, into: UnsafeMutableRawBufferPointer(out))
+            }
+        }
         input.consume(n)
+        output.append(plain)
     }
 
     /// What may be the final chunk and the trailer: kept until the end of the stream.
@@ -311,36 +328,42 @@ public final class NativeDecryptor: ByteTransform {
 
     public func push(_ bytes: [UInt8]) throws {
         var rest = bytes[...]
-        if key == nil {
+        if cipher == nil {
             input.append(bytes)
             guard try readHeader() else { return }
             rest = []
         }
+        // Every chunk past the reserve is opened now, straight from the pushed array (only a chunk
+        // that straddles two pushes, and the reserve, are kept in the buffer), into one new array.
         let framed = chunk + NativeEncryption.tagSize
-        output.reserve((input.count + rest.count) / framed * chunk)
-        // Chunks are opened straight from the pushed array; only a chunk that straddles two
-        // pushes, and the reserve, are kept in the buffer.
-        while input.count > 0 {
-            guard input.count + rest.count > reserve else {
-                input.append(Array(rest))
-                return
+        let available = input.count + rest.count
+        let chunks = available > reserve ? (available - reserve + framed - 1) / framed : 0
+        guard chunks > 0 else { return input.append(Array(rest)) }
+        let plain = try [UInt8](unsafeUninitializedCapacity: chunks * chunk) { out, written in
+            func one(_ bytes: UnsafeRawBufferPointer) throws {
+                written += try open(bytes, final: false, into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: out[written..<(written + chunk)])))
             }
-            if input.count < framed {
-                let n = framed - input.count
-                input.append(Array(rest.prefix(n)))
-                rest = rest.dropFirst(n)
+            for _ in 0..<chunks {
+                if input.count > 0 {
+                    if input.count < framed {
+                        let n = framed - input.count
+                        input.append(Array(rest.prefix(n)))
+                        rest = rest.dropFirst(n)
+                    }
+                    try input.withUnconsumed { try one(UnsafeRawBufferPointer(rebasing: $0.prefix(framed))) }
+                    input.consume(framed)
+                } else {
+                    try rest.prefix(framed).withUnsafeBytes { try one($0) }
+                    rest = rest.dropFirst(framed)
+                }
             }
-            try openBuffered(framed, final: false)
-        }
-        while rest.count > reserve {
-            try open(rest.prefix(framed), final: false)
-            rest = rest.dropFirst(framed)
         }
         input.append(Array(rest))
+        output.append(plain)
     }
 
     public func finish() throws {
-        if key == nil, try !readHeader() { throw corrupt("truncated in its header") }
+        if cipher == nil, try !readHeader() { throw corrupt("truncated in its header") }
         while input.count > reserve { try openBuffered(chunk + NativeEncryption.tagSize, final: false) }
         let rest = input.count - trailer
         guard rest >= NativeEncryption.tagSize else { throw corrupt("truncated") }
@@ -350,4 +373,40 @@ public final class NativeDecryptor: ByteTransform {
     }
 
     public func pull(limit: Int) throws -> [UInt8] { output.take(limit: limit) }
+}
+
+/// AES-256-GCM over buffers the caller owns (`wale_aead.c`): swift-crypto's `AES.GCM` returns every
+/// chunk in fresh allocations, which cost more than the cipher (docs/design.md).
+final class ChunkCipher {
+    private let context: UnsafeMutableRawPointer
+
+    init(_ key: SymmetricKey) {
+        precondition(key.bitCount == 256)
+        context = key.withUnsafeBytes { wale_gcm_new($0.bindMemory(to: UInt8.self).baseAddress)! }
+    }
+
+    deinit { wale_gcm_free(context) }
+
+    /// Seals `plain` into `out` (exactly `plain.count` + 16 bytes: ciphertext, then tag).
+    func seal(_ plain: UnsafeRawBufferPointer, nonce: [UInt8], aad: [UInt8], into out: UnsafeMutableRawBufferPointer) -> Bool {
+        precondition(out.count == plain.count + NativeEncryption.tagSize && nonce.count == 12)
+        let n = aad.withUnsafeBufferPointer { a in
+            wale_gcm_seal(
+                context, out.bindMemory(to: UInt8.self).baseAddress, out.count, nonce, plain.bindMemory(to: UInt8.self).baseAddress,
+                plain.count, a.baseAddress, a.count)
+        }
+        return n == out.count
+    }
+
+    /// Opens `framed` (ciphertext and tag) into `out` (at least its length less the tag): the bytes
+    /// written, nil when the tag does not authenticate.
+    func open(_ framed: UnsafeRawBufferPointer, nonce: [UInt8], aad: [UInt8], into out: UnsafeMutableRawBufferPointer) -> Int? {
+        precondition(framed.count >= NativeEncryption.tagSize && out.count >= framed.count - NativeEncryption.tagSize && nonce.count == 12)
+        let n = aad.withUnsafeBufferPointer { a in
+            wale_gcm_open(
+                context, out.bindMemory(to: UInt8.self).baseAddress, out.count, nonce, framed.bindMemory(to: UInt8.self).baseAddress,
+                framed.count, a.baseAddress, a.count)
+        }
+        return n < 0 ? nil : n
+    }
 }

@@ -16,8 +16,9 @@ public enum Sealing: Sendable {
         case .gpg(let keyID): return ChainedTransform(compressor, try GPG.encryptor(keyID: keyID))
         case .native(let keys):
             // On its own thread: encryption then overlaps the compression of the next chunk (a
-            // 650 MB relation file is one pipeline; in series it added 16 % to backup-push).
-            return ChainedTransform(compressor, BackgroundTransform(try NativeEncryptor(recipients: keys, contentDigest: contentDigest)))
+            // 650 MB relation file is one pipeline; in series it added 16 % to backup-push), and
+            // the key wrapping the compression of the first.
+            return ChainedTransform(compressor, BackgroundTransform { try NativeEncryptor(recipients: keys, contentDigest: contentDigest) })
         }
     }
 
