@@ -107,7 +107,8 @@ struct InputBuffer {
 /// decryption) works on one chunk while the stage before it (compression, or the download) works
 /// on the next, instead of in series on one pipeline's thread. At most `depth` pushed chunks wait
 /// for it (memory: depth × max(chunk size, `batch`), plus the output not yet pulled); a push blocks while it is
-/// that far behind. Output is pulled as it is ready; `finish` waits for everything. An error of
+/// that far behind. One is enough to overlap the two stages: a depth of 2 measured the same speed
+/// (backup-push and backup-fetch, file://) and up to 6 MiB more peak RSS (native S3 backup-push). Output is pulled as it is ready; `finish` waits for everything. An error of
 /// the stage is thrown by the next push, pull or finish.
 public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
     private var made: (any ByteTransform)?  // only touched on `queue`
@@ -118,14 +119,14 @@ public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
     private var ready: [[UInt8]] = []  // under `lock`
     private var failure: (any Error)?  // under `lock`
 
-    public convenience init(_ inner: any ByteTransform, depth: Int = 2) {
+    public convenience init(_ inner: any ByteTransform, depth: Int = 1) {
         self.init(depth: depth) { inner }
     }
 
     /// `make` builds the stage on its own thread, so that a costly set-up (native encryption wraps
     /// its data key with X25519 and HKDF: ~0.7 ms, a measurable part of one wal-push) overlaps the
     /// stage before it; its error is thrown as the stage's.
-    public init(depth: Int = 2, make: @escaping () throws -> any ByteTransform) {
+    public init(depth: Int = 1, make: @escaping () throws -> any ByteTransform) {
         slots = DispatchSemaphore(value: max(1, depth))
         self.make = make
         queue.async {
