@@ -91,7 +91,7 @@ struct WALPushCommand: WALECommand {
             + "file is never overwritten: identical content succeeds, different content fails with exit 3.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("p"), .customLong("pool-size")], help: "Uploads in flight at once.")
-    var poolSize: Int = 8
+    var poolSize: Int = WALPushRun.defaultPoolSize
     @Argument(help: "Path of the WAL file (%p).")
     var walSegment: String
 
@@ -99,13 +99,25 @@ struct WALPushCommand: WALECommand {
         guard poolSize >= 1 else { throw ValidationError("--pool-size must be at least 1") }
     }
 
+    var run: WALPushRun { WALPushRun(flags: global.flags, poolSize: poolSize, segment: walSegment) }
+    func execute() async throws -> WALEExitCode { try await run.execute() }
+}
+
+/// One wal-push as plain values: from `WALPushCommand`, or from `HotCommand` (main.swift) for
+/// the plain form archive_command runs, without ArgumentParser's start-up cost.
+struct WALPushRun {
+    static let defaultPoolSize = 8
+    let flags: GlobalFlags
+    var poolSize = defaultPoolSize
+    let segment: String
+
     func execute() async throws -> WALEExitCode {
-        let ctx = try Context.make(global.flags, loggerName: "wal_e.worker.upload")
+        let ctx = try Context.make(flags, loggerName: "wal_e.worker.upload")
         var push = WALPush(
             store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, poolSize: poolSize,
             streams: ctx.config.prefix.scheme == .file ? WALPush.localStreams : nil)
         push.sealing = try ctx.sealing()
-        _ = try await push.run(path: walSegment)
+        _ = try await push.run(path: segment)
         return .success
     }
 }
@@ -124,11 +136,11 @@ struct WALFetchCommand: WALECommand {
             """)
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("p"), .customLong("prefetch")], help: "Segments to prefetch (0 disables).")
-    var prefetch: Int = 8
+    var prefetch: Int = WALFetchRun.defaultPrefetch
     @Option(
         name: .customLong("recovery-mode"),
         help: "Auto (default: standby when the working directory, PostgreSQL's data directory, holds standby.signal), standby or archive-recovery.")
-    var recoveryMode: String = "auto"
+    var recoveryMode: String = WALFetchRun.defaultRecoveryMode
     @Argument(help: "Name of the WAL file (%f).")
     var walSegment: String
     @Argument(help: "Where to write it (%p).")
@@ -140,6 +152,23 @@ struct WALFetchCommand: WALECommand {
             throw ValidationError("--recovery-mode must be auto, standby or archive-recovery")
         }
     }
+
+    var run: WALFetchRun {
+        WALFetchRun(flags: global.flags, prefetch: prefetch, recoveryMode: recoveryMode, segment: walSegment, destination: walDestination)
+    }
+    func execute() async throws -> WALEExitCode { try await run.execute() }
+}
+
+/// One wal-fetch as plain values: from `WALFetchCommand`, or from `HotCommand` (main.swift) for
+/// the plain form restore_command runs, without ArgumentParser's start-up cost.
+struct WALFetchRun {
+    static let defaultPrefetch = 8
+    static let defaultRecoveryMode = "auto"
+    let flags: GlobalFlags
+    var prefetch = defaultPrefetch
+    var recoveryMode = defaultRecoveryMode
+    let segment: String
+    let destination: String
 
     /// The mode PostgreSQL runs restore_command in: it runs it in the data directory, which holds
     /// standby.signal on a standby (recovery.conf with standby_mode on before PostgreSQL 12).
@@ -170,32 +199,32 @@ struct WALFetchCommand: WALECommand {
         }
         if RestoreCommandStatus.isFatalForPostgres(status) {
             logger.error(
-                "wal-fetch of \(walSegment) failed for a reason other than the file being absent: exiting \(status) so that PostgreSQL stops recovery instead of ending it here",
+                "wal-fetch of \(segment) failed for a reason other than the file being absent: exiting \(status) so that PostgreSQL stops recovery instead of ending it here",
                 detail: "mode \(mode.rawValue); PostgreSQL reads any status up to 125 as the end of the archive and would promote, dropping every later transaction",
                 hint: "fix the cause above, then start the server again: recovery resumes where it stopped")
         } else {
             logger.warning(
-                "wal-fetch of \(walSegment) failed on a standby: exiting \(status) so that PostgreSQL retries later",
+                "wal-fetch of \(segment) failed on a standby: exiting \(status) so that PostgreSQL retries later",
                 detail: "mode \(mode.rawValue)")
         }
         return status
     }
 
     func execute() async throws -> WALEExitCode {
-        let ctx = try Context.make(global.flags, loggerName: "wal_e.operator.backup")
+        let ctx = try Context.make(flags, loggerName: "wal_e.operator.backup")
         let downloader = WALDownloader(store: ctx.store, prefix: ctx.config.prefix, preferred: ctx.compression)
         let childArgs = prefetcherArguments(ctx)
         let fetch = WALFetch(downloader: downloader, logger: ctx.logger, retry: ctx.retry, prefetch: prefetch) { base, segments in
             spawnDetached(childArgs + [base] + segments)
         }
-        _ = try await fetch.run(name: walSegment, destination: walDestination)
+        _ = try await fetch.run(name: segment, destination: destination)
         return .success
     }
 
     private func prefetcherArguments(_ ctx: Context) -> [String] {
         var args: [String] = []
-        if global.terse { args.append("--terse") }
-        args += Stores.childArguments(global.flags, scheme: ctx.config.prefix.scheme)
+        if flags.terse { args.append("--terse") }
+        args += Stores.childArguments(flags, scheme: ctx.config.prefix.scheme)
         args += ["wal-prefetch", "--prefix", ctx.config.prefix.raw, "--compression", ctx.compression.rawValue]
         args += ["--concurrency", String(min(max(prefetch, 1), 4))]
         return args

@@ -9,6 +9,16 @@ import WALEStorage
 
 /// Parses, runs, and turns every outcome into one of the exit codes in `WALEExitCode`.
 func runMain() async -> Int32 {
+    // archive_command's and restore_command's plain forms: no ArgumentParser (see HotCommand).
+    switch HotCommand.parse(Array(CommandLine.arguments.dropFirst())) {
+    case .walPush(let terse, let segment):
+        return await perform(WALPushRun(flags: GlobalFlags(terse: terse), segment: segment).execute, fetch: nil)
+    case .walFetch(let terse, let segment, let destination):
+        let fetch = WALFetchRun(flags: GlobalFlags(terse: terse), segment: segment, destination: destination)
+        return await perform(fetch.execute, fetch: fetch)
+    case nil:
+        break
+    }
     let command: ParsableCommand
     do {
         command = try Root.parseAsRoot()
@@ -32,10 +42,14 @@ func runMain() async -> Int32 {
             return report(parseError: error)
         }
     }
-    let fetch = cmd as? WALFetchCommand
+    return await perform(cmd.execute, fetch: (cmd as? WALFetchCommand)?.run)
+}
+
+/// Runs a command and turns its outcome into its exit status (wal-fetch's by its own contract).
+func perform(_ execute: () async throws -> WALEExitCode, fetch: WALFetchRun?) async -> Int32 {
     armFileWatchdog(fetch)
     do {
-        return try await cmd.execute().rawValue
+        return try await execute().rawValue
     } catch let e as WALEError {
         if let fetch { return fetch.report(failure: e) }
         let logger = Context.bootstrapLogger(terse: false)
@@ -51,7 +65,7 @@ func runMain() async -> Int32 {
 
 /// A file:// operation stuck on a hung file system ends the command as a storage failure would
 /// (wal-fetch: the status its contract gives), since the blocked thread cannot be cancelled.
-func armFileWatchdog(_ fetch: WALFetchCommand?) {
+func armFileWatchdog(_ fetch: WALFetchRun?) {
     // The HTTP stores' own reading of WALE_STALL_*; a malformed value is reported by them, and
     // file:// keeps the defaults.
     let limits = (try? TransferLimits.resolve(env: Context.environment(), timeoutVariable: "WALE_STALL_TIMEOUT")) ?? TransferLimits()
