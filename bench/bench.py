@@ -413,9 +413,14 @@ def single_pushes(walsrc):
     names = segs[first:first + PUSH_RUNS]
     assert len(names) == PUSH_RUNS, f"only {len(segs)} segments in {walsrc} for {RUNS} runs of {PUSH_RUNS}"
     for store in ("file", "s3"):
-        for tool in ("wal-e", "wal-e native encryption", "pgBackRest lz4", "WAL-E 1.1.1") + ((BARMAN,) if store == "s3" else ()):
-            walls, rss = [], []
-            for name in names:
+        tools = ("wal-e", "wal-e native encryption", "pgBackRest lz4", "WAL-E 1.1.1") + ((BARMAN,) if store == "s3" else ())
+        walls_of, rss_of = {t: [] for t in tools}, {t: [] for t in tools}
+        # Interleaved: each segment is pushed by every tool in turn, starting with another tool each
+        # time, so a slow spell of the machine (writeback, a noisy neighbour) falls on all of them
+        # instead of on whichever tool was measured then.
+        for i, name in enumerate(names):
+            for tool in tools[i % len(tools):] + tools[:i % len(tools)]:
+                walls, rss = walls_of[tool], rss_of[tool]
                 # a copy outside pg_wal, so no .ready neighbours come into it
                 src = f"{ROOT}/pushsrc/{name}"
                 # archive_command pushes a segment PostgreSQL has just written: in the page cache
@@ -438,6 +443,8 @@ def single_pushes(walsrc):
                     f = timed(pgbr_cmd(pgbr_conf(store, "main"), "main", "archive-push", src))
                 walls.append(f["wall"])
                 rss.append(f["rss_mib"])
+        for tool in tools:
+            walls, rss = walls_of[tool], rss_of[tool]
             record(f"wal-push one segment ({store})", tool, median_s=statistics.median(walls), min_s=min(walls), runs=len(walls),
                    rss_mib=max(rss))
     # Floor of one push to S3: the server accepting the same compressed bytes from curl over
