@@ -45,7 +45,9 @@ public indirect enum JSON: Sendable, Equatable {
         return out
     }
 
-    func write(into out: inout String) {
+    /// Appends the serialization to `out` (a document built piece by piece: a manifest writes its
+    /// entries one at a time instead of holding a tree of all of them).
+    public func write(into out: inout String) {
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
@@ -71,7 +73,7 @@ public indirect enum JSON: Sendable, Equatable {
         }
     }
 
-    static func quote(_ s: String, into out: inout String) {
+    public static func quote(_ s: String, into out: inout String) {
         out += "\""
         for u in s.utf16 {
             switch u {

@@ -9,6 +9,37 @@ import WALECore
         ManifestEntry(path: "global/pg_control", size: 3, mode: 0o600, checksum: FileChecksummer.checksum([1, 2, 3], .sha256), algorithm: .sha256),
     ]
 
+    /// Manifests are written entry by entry, not as one JSON tree: the text must be exactly the
+    /// tree's serialization (older readers, and the seal, see the same bytes).
+    @Test func streamedTextIsTheTreesText() throws {
+        let odd = entries + [
+            ManifestEntry(path: "base/1/a \"quoted\" \\ tab\t é", size: 0, mode: 0o644, checksum: "", algorithm: .crc32c, mtime: 7, mtimeNanos: 7_000_000_001),
+        ]
+        let others = ManifestFormat.PartitionOthers(directories: ["base", "base/1 x"], links: ["pg_tblspc/16384"])
+        for o in [others, nil] {
+            var kv: [(String, JSON)] = [("partition", .int(3)), ("files", .array(odd.map(ManifestFormat.entryJSON)))]
+            if let o {
+                kv.append(("directories", .array(o.directories.map { .string($0) })))
+                kv.append(("links", .array(o.links.map { .string($0) })))
+            }
+            #expect(ManifestFormat.encode(odd, partition: 3, others: o) == ManifestFormat.seal(JSON.object(kv).serialized()))
+        }
+        let name = try #require(BackupName("base_000000010000000000000002_00000040"))
+        let parent = try #require(BackupName("base_000000010000000000000001_00000040"))
+        let files = odd.map { ClusterFile(entry: $0, source: .parent) }
+        let tree = JSON.object([
+            ("backup", .string(name.description)), ("parent", .string(parent.description)),
+            ("files", .array(files.map { f in
+                guard case .object(var kv) = ManifestFormat.entryJSON(f.entry) else { return .null }
+                kv.append(("from", .string(f.source.rawValue)))
+                return .object(kv)
+            })),
+        ])
+        let text = ClusterManifestFormat.encode(backup: name, parent: parent, files: files)
+        #expect(text == Array(tree.serialized().utf8))
+        #expect(try ClusterManifestFormat.decode(text, key: "k", backup: name).files == files)
+    }
+
     @Test func roundTripsAndRefusesDamage() throws {
         let bytes = ManifestFormat.encode(entries, partition: 7)
         #expect(try ManifestFormat.decode(bytes, key: "k", partition: 7) == entries)

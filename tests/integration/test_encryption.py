@@ -59,7 +59,7 @@ def independent_decrypt(blob, private_key_file):
         i += 1
 
 
-@pytest.mark.parametrize("store,version", [("file", 15), ("s3", 18)])
+@pytest.mark.parametrize("store,version", [("file", 15), ("s3", 18), ("file", 18), ("s3", 15)])
 def test_native_encryption_archive_backup_and_point_in_time_restore(request, make_cluster, wale, scratch, store, version):
     prefix, objs = prefix_and_objects(request, store)
     priv, pub = keypair(wale, scratch, "ops")

@@ -9,15 +9,30 @@ import WALECore
 /// `"links"` (its link members); older manifests have neither (nil: unknown).
 enum ManifestFormat {
     static func encode(_ entries: [ManifestEntry], partition: Int, others: PartitionOthers? = nil) -> [UInt8] {
-        var kv: [(String, JSON)] = [
-            ("partition", .int(Int64(partition))),
-            ("files", .array(entries.map(entryJSON))),
-        ]
+        // Written entry by entry, the same text as a JSON tree would give: a tree of a partition's
+        // 6 144 entries held ~4 MB per partition in flight, and its holes stayed in the heap
+        // (test_many_files: peak RSS grew with the number of files).
+        var out = "{\"partition\": \(partition), \"files\": "
+        out.reserveCapacity(64 + entries.count * 160)
+        writeArray(entries, into: &out) { e, o in entryJSON(e).write(into: &o) }
         if let others {
-            kv.append(("directories", .array(others.directories.map { .string($0) })))
-            kv.append(("links", .array(others.links.map { .string($0) })))
+            out += ", \"directories\": "
+            writeArray(others.directories, into: &out) { d, o in JSON.quote(d, into: &o) }
+            out += ", \"links\": "
+            writeArray(others.links, into: &out) { l, o in JSON.quote(l, into: &o) }
         }
-        return seal(JSON.object(kv).serialized())
+        out += "}"
+        return seal(out)
+    }
+
+    /// `[a, b, ...]` as `JSON.array` serializes it, each element written by `element`.
+    static func writeArray<T>(_ items: [T], into out: inout String, _ element: (T, inout String) -> Void) {
+        out += "["
+        for (i, item) in items.enumerated() {
+            if i > 0 { out += ", " }
+            element(item, &out)
+        }
+        out += "]"
     }
 
     /// Manifests written since 1.2 end with the SHA-256 of everything before it (as the sentinel

@@ -28,15 +28,20 @@ public struct ClusterFile: Sendable, Equatable {
 /// source. A full backup's cluster is the union of its partition manifests.
 enum ClusterManifestFormat {
     static func encode(backup: BackupName, parent: BackupName, files: [ClusterFile]) -> [UInt8] {
-        let json = JSON.object([
-            ("backup", .string(backup.description)), ("parent", .string(parent.description)),
-            ("files", .array(files.map { f in
-                guard case .object(var kv) = ManifestFormat.entryJSON(f.entry) else { return .null }
-                kv.append(("from", .string(f.source.rawValue)))
-                return .object(kv)
-            })),
-        ])
-        return Array(json.serialized().utf8)
+        // Entry by entry, as the partition manifests (no tree of the whole cluster in memory).
+        var out = "{\"backup\": "
+        out.reserveCapacity(128 + files.count * 170)
+        JSON.quote(backup.description, into: &out)
+        out += ", \"parent\": "
+        JSON.quote(parent.description, into: &out)
+        out += ", \"files\": "
+        ManifestFormat.writeArray(files, into: &out) { f, o in
+            guard case .object(var kv) = ManifestFormat.entryJSON(f.entry) else { return }
+            kv.append(("from", .string(f.source.rawValue)))
+            JSON.object(kv).write(into: &o)
+        }
+        out += "}"
+        return Array(out.utf8)
     }
 
     static func decode(_ bytes: [UInt8], key: String, backup: BackupName) throws -> (parent: String, files: [ClusterFile]) {
