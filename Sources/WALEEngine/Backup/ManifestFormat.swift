@@ -1,4 +1,3 @@
-import Crypto
 import WALECodec
 import WALECore
 
@@ -40,20 +39,14 @@ enum ManifestFormat {
     /// list) is found by verify and refused by restores.
     static let sealKey = "manifest_sha256"
 
-    static func seal(_ text: String) -> [UInt8] {
-        var bytes = Array(text.utf8)
-        let sum = hexString(SHA256.hash(data: bytes))
-        bytes.removeLast()  // "}"
-        bytes += Array(",\"\(sealKey)\":\"\(sum)\"}".utf8)
-        return bytes
-    }
+    static func seal(_ text: String) -> [UInt8] { Array(SealedText.seal(text, key: sealKey).utf8) }
 
     /// Whether `text` is intact: true when its seal matches or it has none (older manifests).
     static func sealHolds(_ text: String) -> Bool {
-        guard let r = text.range(of: ",\"\(sealKey)\":\"", options: .backwards) else { return true }
-        let body = text[..<r.lowerBound] + "}"
-        let stored = text[r.upperBound...].dropLast(2)  // "\"}"
-        return hexString(SHA256.hash(data: Array(body.utf8))) == stored
+        switch SealedText.check(text, key: sealKey) {
+        case .unsealed, .intact: true
+        case .malformed, .altered: false
+        }
     }
 
     /// The members of a partition that are not regular files, by normalised path.

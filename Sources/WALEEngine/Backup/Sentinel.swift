@@ -1,4 +1,3 @@
-import Crypto
 import WALECore
 import WALECodec
 
@@ -85,32 +84,23 @@ public struct Sentinel: Sendable, Equatable {
 
     /// The stored text: the JSON object with, as its last key, the SHA-256 of the text it would
     /// be without that key (so a changed digit anywhere in it is detected).
-    public func storedText() -> String {
-        let text = json().serialized()
-        guard text.hasSuffix("}"), text.count > 2 else { return text }
-        return String(text.dropLast()) + ",\"\(Self.checksumKey)\":\"\(hexString(SHA256.hash(data: Array(text.utf8))))\"}"
-    }
+    public func storedText() -> String { SealedText.seal(json().serialized(), key: Self.checksumKey) }
 
     /// Reads a stored sentinel, checking its own checksum when it has one (WAL-E's have none).
     public static func parse(stored bytes: [UInt8], key: String) throws -> Sentinel {
         var text = String(decoding: bytes, as: UTF8.self)
         while let l = text.last, l == "\n" || l == "\r" || l == " " { text.removeLast() }
-        let marker = ",\"\(checksumKey)\":\""
-        if let r = text.firstRange(of: marker) {
-            let tail = text[r.upperBound...]
-            let stored = String(tail.dropLast(2))
-            guard tail.hasSuffix("\"}"), stored.count == 64 else {
-                throw WALEError(.corrupt, "backup sentinel \(key) is damaged: its checksum field is malformed",
-                                hint: "do not restore or delete by this sentinel; take a new backup")
-            }
-            let body = String(text[..<r.lowerBound]) + "}"
-            let actual = hexString(SHA256.hash(data: Array(body.utf8)))
-            guard actual == stored else {
-                throw WALEError(
-                    .corrupt, "backup sentinel \(key) is damaged: its content does not match its checksum",
-                    detail: "stored \(stored), computed \(actual)",
-                    hint: "the stop position and sizes it gives cannot be trusted; do not restore or delete by it, take a new backup")
-            }
+        switch SealedText.check(text, key: checksumKey) {
+        case .unsealed, .intact:
+            break
+        case .malformed:
+            throw WALEError(.corrupt, "backup sentinel \(key) is damaged: its checksum field is malformed",
+                            hint: "do not restore or delete by this sentinel; take a new backup")
+        case .altered(let stored, let actual):
+            throw WALEError(
+                .corrupt, "backup sentinel \(key) is damaged: its content does not match its checksum",
+                detail: "stored \(stored), computed \(actual)",
+                hint: "the stop position and sizes it gives cannot be trusted; do not restore or delete by it, take a new backup")
         }
         do {
             return try Sentinel(json: try JSON.parse(text))
