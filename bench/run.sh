@@ -54,3 +54,12 @@ if [ -n "${BENCH_SCALES:-}" ]; then
   fi
   "$venv/bin/python" bench/plot.py
 fi
+# A finished run leaves its clusters and repositories behind: tens of GB after BENCH_RUNS=3 (a full
+# disk voided a backlog figure on 2026-12-07). The report is in bench/results; keep the data with
+# BENCH_KEEP=1. A failed run (set -e) keeps everything for a look.
+if [ "${BENCH_KEEP:-0}" != 1 ]; then
+  stop_all
+  trap - EXIT
+  find "$ROOT" -mindepth 1 -maxdepth 1 ! -name bench.log -exec rm -rf {} +
+  echo ">> removed the run's data under $ROOT (BENCH_KEEP=1 keeps it); its log: $ROOT/bench.log" >&2
+fi
