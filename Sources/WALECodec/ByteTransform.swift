@@ -108,8 +108,9 @@ struct InputBuffer {
 /// on the next, instead of in series on one pipeline's thread. At most `depth` pushed chunks wait
 /// for it (memory: depth × max(chunk size, `batch`), plus the output not yet pulled); a push blocks while it is
 /// that far behind. One is enough to overlap the two stages: a depth of 2 measured the same speed
-/// (backup-push and backup-fetch, file://) and up to 6 MiB more peak RSS (native S3 backup-push). Output is pulled as it is ready; `finish` waits for everything. An error of
-/// the stage is thrown by the next push, pull or finish.
+/// (backup-push and backup-fetch, file://) and up to 6 MiB more peak RSS (native S3 backup-push).
+/// Output is pulled as it is ready; `finish` waits for everything. An error of the stage is thrown
+/// by the next push, pull or finish.
 public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
     private var made: (any ByteTransform)?  // only touched on `queue`
     private var inner: any ByteTransform { made! }  // after `rethrow`: made, or the job fails first
@@ -128,13 +129,11 @@ public final class BackgroundTransform: ByteTransform, @unchecked Sendable {
     /// stage before it; its error is thrown as the stage's.
     public init(depth: Int = 1, make: @escaping () throws -> any ByteTransform) {
         slots = DispatchSemaphore(value: max(1, depth))
-        self.make = make
+        nonisolated(unsafe) let make = make  // called once, on `queue`
         queue.async {
-            do { self.made = try self.make!() } catch { self.fail(error) }
-            self.make = nil
+            do { self.made = try make() } catch { self.fail(error) }
         }
     }
-    private var make: (() throws -> any ByteTransform)?  // only touched on `queue` after init
 
     private func rethrow() throws {
         lock.lock()
