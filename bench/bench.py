@@ -350,7 +350,7 @@ def backups_and_restores(main, base_bytes):
         record(f"backup-push ({store})", tool, wall=f["wall"], mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"], rss_mib=f["rss_mib"],
                stored_mb=stored / 1e6)
     all_pushes("main")
-    s3_floors(wale_names[("wal-e", "file")], base_bytes)
+    s3_floors(f"{ROOT}/store/wal-e-main/basebackups_005/{wale_names[('wal-e', 'file')]}/tar_partitions", base_bytes)
     # Floor: only reading the cluster (cold cache, two readers, output discarded).
     drop_caches()
     f = timed(["sh", "-c", f"find {main} -path {main}/pg_wal -prune -o -type f -print0 | xargs -0 -P 2 -n 64 cat > /dev/null"])
@@ -387,19 +387,19 @@ def backups_and_restores(main, base_bytes):
     shutil.rmtree(f"{ROOT}/restore", ignore_errors=True)
 
 
-def s3_floors(backup, base_bytes):
+def s3_floors(parts, base_bytes, sections=("backup-push (s3)", "backup-fetch / restore (s3)"), **fields):
     """What the S3 server itself needs for a backup's bytes: curl PUTting wal-e's stored partitions
-    (from its file:// backup, already compressed) over https, four at once as wal-e's pool, and
-    GETting them back to /dev/null: no tool can push or fetch those bytes faster through this server."""
-    parts = f"{ROOT}/store/wal-e-main/basebackups_005/{backup}/tar_partitions"
+    (the directory `parts` of its file:// backup, already compressed) over https, four at once as
+    wal-e's pool, and GETting them back to /dev/null: no tool can push or fetch those bytes faster
+    through this server. `fields` go into both rows (the cost curve's `mb`)."""
     curl = (f"curl -s -f --cacert {S3_CA} --aws-sigv4 aws:amz:us-east-1:s3 --user {S3_KEY}:{S3_SECRET} "
             f"https://127.0.0.1:{S3_PORT + 8}/bench-floor/{RUN}")
     drop_caches()
     f = timed(["sh", "-c", f"cd {parts} && ls | xargs -P 4 -I{{}} {curl}/{{}} -T {{}} -o /dev/null"])
-    record("backup-push (s3)", "floor: curl PUT of wal-e's stored partitions (https, 4 at once)", wall=f["wall"],
+    record(sections[0], "floor: curl PUT of wal-e's stored partitions (https, 4 at once)", **fields, wall=f["wall"],
            mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"])
     f = timed(["sh", "-c", f"cd {parts} && ls | xargs -P 4 -I{{}} {curl}/{{}} -o /dev/null"])
-    record("backup-fetch / restore (s3)", "floor: curl GET of those partitions (https, 4 at once)", wall=f["wall"],
+    record(sections[1], "floor: curl GET of those partitions (https, 4 at once)", **fields, wall=f["wall"],
            mbs=base_bytes / 1e6 / f["wall"], cpu=f["cpu"])
 
 

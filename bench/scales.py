@@ -28,6 +28,7 @@ def run_scales(b, scales):
         mb = b.du(data, exclude="pg_wal") / 1e6
         points.append((scale, mb))
         previous = None
+        floor_parts = None
         for store in ("file", "s3"):
             # WAL goes to the measured store's repositories only; the previous store's are dropped
             # once the archiver has moved on to the new command (a 5 GB cluster's backups take
@@ -39,19 +40,22 @@ def run_scales(b, scales):
             b.psql(PORT, "SELECT pg_switch_wal()")
             if previous:
                 b.psql(PORT, "CHECKPOINT")
+                floor_parts = keep_partitions(b, name)
                 drop_repositories(b, name, *previous)
             for b.RUN in range(b.RUNS):
-                measure(b, name, scale, data, mb, store, confs[store])
+                measure(b, name, scale, data, mb, store, confs[store], floor_parts)
             previous = (store, confs[store])
         b.pg_stop(data)
         drop_repositories(b, name, *previous)
         shutil.rmtree(data)
+        shutil.rmtree(floor_parts, ignore_errors=True)
     b.RUN = 0
     return " Cost curve: " + ", ".join(f"pgbench scale {s} ({mb:.0f} MB)" for s, mb in points) + "."
 
 
-def measure(b, name, scale, data, mb, store, conf):
-    """One repetition at one size on one store: each tool's backup and restore, and the floors (file)."""
+def measure(b, name, scale, data, mb, store, conf, floor_parts=None):
+    """One repetition at one size on one store: each tool's backup and restore, and the floors: the
+    machine's on file, the server's on S3 (curl moving wal-e's stored partitions, `floor_parts`)."""
     env = b.wale_env(store, name)
     sec = lambda kind: f"scale {scale}: {kind} ({store})"
     stored = {}
@@ -83,6 +87,19 @@ def measure(b, name, scale, data, mb, store, conf):
         shutil.rmtree(target)
     if store == "file":
         restore_floors(b, sec("backup-fetch / restore"), name, mb)
+    elif floor_parts:
+        b.s3_floors(floor_parts, mb * 1e6, sections=(sec("backup-push"), sec("backup-fetch / restore")), mb=mb)
+
+
+def keep_partitions(b, name):
+    """wal-e's newest file:// backup's stored partitions, moved out of the repository before it is
+    dropped: the bytes the S3 floors send. Returns their directory."""
+    base = f"{b.ROOT}/store/wal-e-{name}/basebackups_005"
+    newest = max((d for d in os.listdir(base) if os.path.isdir(f"{base}/{d}")), key=lambda d: os.path.getmtime(f"{base}/{d}"))
+    kept = f"{b.ROOT}/floor-parts-{name}"
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.move(f"{base}/{newest}/tar_partitions", kept)
+    return kept
 
 
 def repo_bytes(b, name, store, tool):
