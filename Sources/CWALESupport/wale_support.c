@@ -39,3 +39,5 @@ int wale_set_direct(int fd, int on) {
     flags = on ? (flags | O_DIRECT) : (flags & ~O_DIRECT);
     return fcntl(fd, F_SETFL, flags);
 }
+
+int wale_open_tmpfile(const char *dir) { return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600); }

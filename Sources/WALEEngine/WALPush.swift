@@ -178,6 +178,7 @@ public struct WALPush: Sendable {
         var options = WriteOptions(ifAbsent: true)
         options.gate = WriteGate { try await check.value == nil }
         options.sizeHint = file.size
+        options.spoolDirectory = POSIX.dirname(path)
         let first = try body(file.source, file)
         options.lateMetadata = first.lateMetadata
         options.reread = { [self] in

@@ -55,6 +55,11 @@ public struct WriteOptions: Sendable {
     public var reread: (@Sendable () throws -> RereadBody)?
     /// Flush to stable storage before reporting success (where the backend can).
     public var durable = true
+    /// A directory on local disk where a store that sends whole objects from memory may spool the
+    /// body instead (an unnamed temporary file): wal-push gives the WAL directory, so a pool's
+    /// segments go up several at once instead of one at a time through the upload memory budget.
+    /// Without one, or where no spool file can be made there, the body is held in memory.
+    public var spoolDirectory: String?
 
     public init(ifAbsent: Bool = false, contentType: String? = nil, metadata: [String: String] = [:]) {
         self.ifAbsent = ifAbsent

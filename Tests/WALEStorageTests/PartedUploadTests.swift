@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import Synchronization
 import Testing
@@ -32,20 +35,33 @@ final class MemoryPartedTarget: PartedUploadTarget, @unchecked Sendable {
         budget = ByteBudget(capacity: capacity)
     }
 
-    func putWhole(_ key: String, _ body: ByteBuffer, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
+    func putWhole(_ key: String, _ body: any RequestBody, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
         flying.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
         try await Task.sleep(nanoseconds: 50_000_000)
         flying.withLock { $0.now -= 1 }
-        objects.withLock { $0[key] = (Array(body.readableBytesView), metadata) }
+        var bytes: [UInt8] = []
+        try body.forEachStretch { bytes += $0 }
+        objects.withLock { [bytes] in $0[key] = (bytes, metadata) }
         return .created
     }
 
+    /// Parted uploads: each part's bytes by key and number, the object made from them on commit.
+    let parts = Mutex<[String: [Int: [UInt8]]]>([:])
     struct Session: PartSession {
-        func put(part number: Int, _ body: ByteBuffer) async throws -> Int { number }
-        func commit(_ parts: [Int], metadata: [String: String]) async throws -> WriteOutcome { .created }
+        let target: MemoryPartedTarget
+        let key: String
+        func put(part number: Int, _ body: ByteBuffer) async throws -> Int {
+            target.parts.withLock { $0[key, default: [:]][number] = Array(body.readableBytesView) }
+            return number
+        }
+        func commit(_ numbers: [Int], metadata: [String: String]) async throws -> WriteOutcome {
+            let bytes = target.parts.withLock { p in numbers.flatMap { p[key]?[$0] ?? [] } }
+            target.objects.withLock { $0[key] = (bytes, metadata) }
+            return .created
+        }
         func abort() async {}
     }
-    func begin(_ key: String, options: WriteOptions) async throws -> Session { Session() }
+    func begin(_ key: String, options: WriteOptions) async throws -> Session { Session(target: self, key: key) }
 
     func info(_ key: String) async throws -> ObjectInfo? { nil }
     func read<R>(_ key: String, _ body: (any ByteSource) async throws -> R) async throws -> R {
@@ -154,6 +170,109 @@ final class Counter: Sendable {
         // An object read again carries the late metadata of the second reading, not the dropped one.
         let again = objects.values.filter { $0.1["read"] == "again" }.count
         #expect(again == rereads.value)
+    }
+}
+
+/// Bodies spooled to an unnamed file in a directory instead of upload memory (wal-push's).
+@Suite struct SpooledUploadTests {
+    static let mib = 1 << 20
+    static func directory() throws -> String {
+        let d = "/tmp/wal-e-spool-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard mkdir(d, 0o700) == 0 else { throw WALEError(.io, "mkdir \(d)") }
+        return d
+    }
+    static func options(spool: String?, size: Int) -> WriteOptions {
+        var o = WriteOptions(ifAbsent: true)
+        o.sizeHint = Int64(16 * mib)
+        o.spoolDirectory = spool
+        o.lateMetadata = LateMetadata { ["size": String(size)] }
+        return o
+    }
+
+    @Test func spooledSegmentsGoUpAtOnceHoldingNoUploadMemory() async throws {
+        let dir = try Self.directory()
+        defer { rmdir(dir) }
+        // Ten 10.8 MB bodies (this benchmark's WAL after lzop): through a 16 MiB budget in memory
+        // they would go one at a time.
+        let target = MemoryPartedTarget(partSize: 5 * Self.mib, capacity: 16 * Self.mib)
+        let size = 10_800_000
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<10 {
+                group.addTask {
+                    let body = FirstPartBudgetTests.body(size, fill: UInt8(i + 1))
+                    let outcome = try await target.write("wal/\(i)", from: body, options: Self.options(spool: dir, size: size))
+                    #expect(outcome == .created)
+                }
+            }
+            try await group.waitForAll()
+        }
+        let objects = target.objects.withLock { $0 }
+        for i in 0..<10 {
+            #expect(objects["wal/\(i)"]?.0 == [UInt8](repeating: UInt8(i + 1), count: size))
+            #expect(objects["wal/\(i)"]?.1["size"] == String(size))  // late metadata, in the one request
+        }
+        #expect(target.flying.withLock { $0.most } >= 3)
+        #expect(target.parts.withLock { $0.isEmpty })
+        #expect(await target.budget.free == 16 * Self.mib)
+        // Nothing was ever named in the directory (O_TMPFILE), nothing is left there.
+        #expect(try POSIX.listDirectory(dir).isEmpty)
+    }
+
+    @Test func aBodyLargerThanOneRequestGoesUpInPartsReadBackFromTheSpool() async throws {
+        let dir = try Self.directory()
+        defer { rmdir(dir) }
+        let target = MemoryPartedTarget(partSize: 5 * Self.mib, capacity: 16 * Self.mib)
+        let size = 23 * Self.mib + 5
+        let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 13) }
+        let outcome = try await target.write("big", from: BytesSource(bytes, chunkSize: 300_000), options: Self.options(spool: dir, size: size))
+        #expect(outcome == .created)
+        #expect(target.objects.withLock { $0["big"]?.0 } == bytes)
+        #expect(target.objects.withLock { $0["big"]?.1["size"] } == String(size))
+        #expect(target.parts.withLock { $0["big"]?.count } == 5)
+        #expect(await target.budget.free == 16 * Self.mib)
+    }
+
+    @Test func withoutASpoolFileTheBodyIsHeldInMemory() async throws {
+        let target = MemoryPartedTarget(partSize: 5 * Self.mib, capacity: 16 * Self.mib)
+        let o = Self.options(spool: "/nonexistent/wal-e-spool", size: 7 * Self.mib)
+        #expect(try await target.write("wal/x", from: FirstPartBudgetTests.body(7 * Self.mib, fill: 9), options: o) == .created)
+        #expect(target.objects.withLock { $0["wal/x"]?.0 } == [UInt8](repeating: 9, count: 7 * Self.mib))
+        #expect(await target.budget.free == 16 * Self.mib)
+    }
+
+    @Test func aGateThatSaysNoWritesNothing() async throws {
+        let dir = try Self.directory()
+        defer { rmdir(dir) }
+        let target = MemoryPartedTarget(partSize: 5 * Self.mib, capacity: 16 * Self.mib)
+        var o = Self.options(spool: dir, size: 1000)
+        o.gate = WriteGate { false }
+        #expect(try await target.write("wal/x", from: BytesSource([UInt8](repeating: 1, count: 1000)), options: o) == .alreadyExists)
+        #expect(target.objects.withLock { $0.isEmpty })
+    }
+
+    @Test func aSpoolFileReadsBackInSlicesAndStretches() throws {
+        let dir = try Self.directory()
+        defer { rmdir(dir) }
+        let spool = try #require(SpoolFile(directory: dir))
+        let bytes = (0..<(3 * Self.mib + 17)).map { UInt8(truncatingIfNeeded: $0 >> 3) }
+        try spool.append(Array(bytes[..<1000]))
+        try spool.append(Array(bytes[1000...]))
+        #expect(spool.byteCount == bytes.count)
+        var stretched: [UInt8] = []
+        try spool.forEachStretch { stretched += $0 }
+        #expect(stretched == bytes)
+        #expect(Array(try spool.slice(at: 5, count: 10).readableBytesView) == Array(bytes[5..<15]))
+        #expect(Array(try spool.slice(at: bytes.count - 3, count: 10).readableBytesView) == Array(bytes.suffix(3)))
+        #expect(try spool.slice(at: bytes.count, count: 10).readableBytes == 0)
+        let joined = JoinedBody(parts: [ByteBuffer(string: "ab"), spool, ByteBuffer(string: "yz")])
+        #expect(joined.byteCount == bytes.count + 4)
+        #expect(Array(try joined.slice(at: 0, count: 10).readableBytesView) == Array("ab".utf8))
+        #expect(Array(try joined.slice(at: 2, count: 4).readableBytesView) == Array(bytes[0..<4]))
+        #expect(Array(try joined.slice(at: bytes.count + 3, count: 4).readableBytesView) == Array("z".utf8))
+        #expect(try md5Base64(joined) == md5Base64(ByteBuffer(bytes: Array("ab".utf8) + bytes + Array("yz".utf8))))
+        #expect(try crc32cBase64(spool) == crc32cBase64(ByteBuffer(bytes: bytes)))
+        // A file system with less free space than the spool keeps for PostgreSQL gets none.
+        #expect(SpoolFile(directory: dir, keepingFree: .max) == nil)
     }
 }
 

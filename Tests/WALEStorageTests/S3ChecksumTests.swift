@@ -7,12 +7,12 @@ import WALECore
 @Suite struct S3ChecksumTests {
     let base = ["WALE_S3_ENDPOINT": "http+path://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "x"]
 
-    @Test func headerValues() {
+    @Test func headerValues() throws {
         // x-amz-checksum-crc32c: base64 of the big-endian CRC-32C (0xE3069283 for "123456789").
-        #expect(crc32cBase64(ByteBuffer(string: "123456789")) == "4waSgw==")
-        #expect(crc32cBase64(ByteBuffer()) == "AAAAAA==")
+        #expect(try crc32cBase64(ByteBuffer(string: "123456789")) == "4waSgw==")
+        #expect(try crc32cBase64(ByteBuffer()) == "AAAAAA==")
         // Content-MD5: base64 of the MD5 (RFC 1321's "abc").
-        #expect(md5Base64(ByteBuffer(string: "abc")) == "kAFQmDzST7DWlj99KOF/cg==")
+        #expect(try md5Base64(ByteBuffer(string: "abc")) == "kAFQmDzST7DWlj99KOF/cg==")
     }
 
     @Test func setting() throws {

@@ -15,7 +15,9 @@ resets the connection half-way through the body of the first N PUT requests with
 64 KiB; `pass` only forwards. With FAULTPROXY_REWRITE=1 the upstream's address in response heads
 (Swift's X-Storage-Url) is replaced by the proxy's own, so the client stays behind the proxy. With FAULTPROXY_LOG=FILE every request line is
 appended to FILE (with the x-amz-security-token header's value, if any). With FAULTPROXY_BYTES=FILE
-each request appends "<request body bytes> <response body bytes>" to FILE (what crossed the wire). Prints the port it
+each request appends "<request body bytes> <response body bytes>" to FILE (what crossed the wire). With
+FAULTPROXY_INFLIGHT=FILE the most PUT requests with a body over 1 MiB that were with the server at
+once (received whole, not yet answered) is kept in FILE. Prints the port it
 listens on; runs until killed, for at most 10 minutes. Each connection carries one answer, then
 closes; an answer without a Connection header gets `Connection: close`, so the client does not
 reuse a connection the proxy is about to close.
@@ -35,6 +37,8 @@ corrupted = [0]
 bodies = [0]
 log_path = os.environ.get("FAULTPROXY_LOG")
 bytes_path = os.environ.get("FAULTPROXY_BYTES")
+inflight_path = os.environ.get("FAULTPROXY_INFLIGHT")
+inflight = [0, 0]  # now, most
 
 
 def reset(conn):
@@ -137,7 +141,19 @@ def handle(conn):
                 body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
                 conn.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Length: %d\r\nContent-Type: application/xml\r\n\r\n%s" % (len(body), body))
                 continue
-            resp = forward(raw)
+            big_put = inflight_path and raw.startswith(b"PUT ") and len(raw.partition(b"\r\n\r\n")[2]) > (1 << 20)
+            if big_put:
+                with lock:
+                    inflight[0] += 1
+                    inflight[1] = max(inflight)
+                    with open(inflight_path, "w") as f:
+                        f.write(str(inflight[1]))
+            try:
+                resp = forward(raw)
+            finally:
+                if big_put:
+                    with lock:
+                        inflight[0] -= 1
             if bytes_path:
                 with lock, open(bytes_path, "a") as f:
                     f.write("%d %d\n" % (len(raw.partition(b"\r\n\r\n")[2]), len(resp.partition(b"\r\n\r\n")[2])))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from harness import s3_create_bucket, sha256_file
+from harness import s3_create_bucket, sha256_file, store_env
 from test_bad_input import make_segment
 from test_s3 import segment_file, start_proxy
 
@@ -291,6 +291,45 @@ def test_parallel_multipart_uploads_share_a_small_memory_budget(wale, s3_prefix,
         assert wale("wal-fetch", "-p", "0", n, dest, prefix=s3_prefix, user=None).returncode == 0
         assert sha256_file(dest) == sha256_file(path)
     assert pending_uploads(s3_prefix) == 0
+
+
+def test_a_pool_of_incompressible_segments_goes_up_at_once_within_the_memory_budget(wale, s3_prefix, scratch):
+    """Eight 16 MiB segments of random bytes (lzop cannot shrink them: the most a WAL file can need)
+    pushed by one pool under the default 16 MiB of upload memory. Each body is spooled to an
+    unnamed file in the WAL directory instead of memory, so several PUTs are with the server at
+    once (held in memory they went one at a time), peak RSS stays under 64 MiB, nothing is left in
+    the directory, and every segment comes back byte for byte."""
+    from test_codecs_and_prefetch import peak_rss_kib
+    wal = os.path.join(scratch, "pool-wal")
+    os.makedirs(os.path.join(wal, "archive_status"))
+    names = [f"0000000100000000000000{n:02X}" for n in range(0x30, 0x38)]
+    for n in names:
+        make_segment(os.path.join(wal, n), name=n)
+        with open(os.path.join(wal, n), "r+b") as f:
+            f.seek(8192)
+            f.write(os.urandom((16 << 20) - 8192))
+    for n in names[1:]:
+        open(os.path.join(wal, "archive_status", n + ".ready"), "w").close()
+    counted = os.path.join(scratch, "inflight")
+    os.environ["FAULTPROXY_INFLIGHT"] = counted
+    try:
+        proxy, port = start_proxy("pass")
+    finally:
+        del os.environ["FAULTPROXY_INFLIGHT"]
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WALE_")}
+        env.update(store_env(s3_prefix), WALE_S3_PREFIX=s3_prefix, WALE_LOG_DESTINATION="stderr",
+                   WALE_S3_ENDPOINT=f"http+path://127.0.0.1:{port}")
+        rss = peak_rss_kib([wale.path, "wal-push", "--pool-size", "8", os.path.join(wal, names[0])], env)
+    finally:
+        proxy.kill()
+    assert int(open(counted).read()) >= 2
+    assert rss < 64 * 1024, rss
+    assert sorted(os.listdir(wal)) == sorted(names + ["archive_status", ".wal-e"])
+    for n in names:
+        dest = os.path.join(scratch, "back-" + n)
+        assert wale("wal-fetch", "-p", "0", n, dest, prefix=s3_prefix, user=None).returncode == 0
+        assert sha256_file(dest) == sha256_file(os.path.join(wal, n))
 
 
 def test_expired_session_token(wale, s3_prefix, scratch):

@@ -30,6 +30,9 @@ uint32_t wale_crc32c_portable(uint32_t crc, const void *buf, size_t len);
  * one costs a dynamic cast per argument, and the first casts of a process scan every protocol
  * conformance of the program (~0.3 ms of each wal-push). */
 void wale_syslog(int priority, const char *line);
+/* An unnamed temporary file in `dir` (O_TMPFILE, read-write, close-on-exec, mode 0600): a file
+ * descriptor, or -1 with errno set. Swift cannot see the O_TMPFILE macro. */
+int wale_open_tmpfile(const char *dir);
 int wale_format_g(char *buf, size_t n, double v);
 /* AES-256-GCM with a 16-byte tag (wale_aead.c): a context per key; seal writes ciphertext then tag
  * (in_len + 16 bytes), open takes them so and writes the plaintext. Each returns the bytes written,

@@ -47,7 +47,7 @@ public struct GCSStore: PartedUploadTarget {
     func objectURL(_ key: String) -> String { bucketURL + "/o/" + percentEncode(WALENames.name(key), keepSlash: false) }
     var uploadURL: String { config.endpoint + "/upload/storage/v1/b/" + percentEncode(config.bucket, keepSlash: false) + "/o" }
 
-    func request(_ token: String, _ method: HTTPMethod, url: String, headers: [(String, String)], body: ByteBuffer?, handle: BodyHandle) -> HTTPClientRequest {
+    func request(_ token: String, _ method: HTTPMethod, url: String, headers: [(String, String)], body: (any RequestBody)?, handle: BodyHandle) -> HTTPClientRequest {
         var r = HTTPClientRequest(url: url)
         r.method = method
         if !token.isEmpty { r.headers.add(name: "Authorization", value: "Bearer " + token) }
@@ -74,7 +74,7 @@ public struct GCSStore: PartedUploadTarget {
     }
 
     /// A small request and its whole answer, retried by the core's policy.
-    func send(_ method: HTTPMethod, url: String, headers: [(String, String)] = [], body: ByteBuffer? = nil, what: String) async throws -> Response {
+    func send(_ method: HTTPMethod, url: String, headers: [(String, String)] = [], body: (any RequestBody)? = nil, what: String) async throws -> Response {
         try await withToken(what) { token in
             try await core.send(what) { handle in
                 request(token, method, url: url, headers: headers, body: body, handle: handle)
@@ -206,15 +206,14 @@ public struct GCSStore: PartedUploadTarget {
 
     /// One multipart upload (RFC 2387: the object resource, then the bytes), with the body's MD5
     /// and CRC32C declared so that GCS checks them.
-    func putWhole(_ key: String, _ body: ByteBuffer, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
-        let meta = resource(key, options, metadata: metadata, extra: [("md5Hash", .string(md5Base64(body))), ("crc32c", .string(crc32cBase64(body)))])
+    func putWhole(_ key: String, _ body: any RequestBody, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
+        let meta = try resource(key, options, metadata: metadata, extra: [("md5Hash", .string(md5Base64(body))), ("crc32c", .string(crc32cBase64(body)))])
         let boundary = "wal-e-" + hexString((0..<12).map { _ in UInt8.random(in: 0...255) })
-        var whole = ByteBuffer()
-        whole.reserveCapacity(body.readableBytes + 1024)
-        whole.writeString("--\(boundary)\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n\(meta.serialized())\r\n")
-        whole.writeString("--\(boundary)\r\nContent-Type: \(options.contentType ?? "application/octet-stream")\r\n\r\n")
-        whole.writeImmutableBuffer(body)
-        whole.writeString("\r\n--\(boundary)--\r\n")
+        // The body between its multipart framing, sent as one without a copy of it.
+        let head = ByteBuffer(
+            string: "--\(boundary)\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n\(meta.serialized())\r\n"
+                + "--\(boundary)\r\nContent-Type: \(options.contentType ?? "application/octet-stream")\r\n\r\n")
+        let whole = JoinedBody(parts: [head, body, ByteBuffer(string: "\r\n--\(boundary)--\r\n")])
         let what = "upload \(key)"
         let r = try await send(
             .POST, url: uploadURL + uploadQuery("multipart", options), headers: [("Content-Type", "multipart/related; boundary=\(boundary)")],

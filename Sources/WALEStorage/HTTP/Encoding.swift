@@ -25,11 +25,19 @@ public func percentEncode(_ s: String, keepSlash: Bool) -> String {
     return out
 }
 
-func md5Base64(_ b: ByteBuffer) -> String { b.withUnsafeReadableBytes { base64(Array(Insecure.MD5.hash(data: $0))) } }
+func md5Base64(_ b: any RequestBody) throws -> String { base64(Array(try md5(b))) }
+
+/// The MD5 of a request body (Content-MD5, Swift's ETag).
+func md5(_ b: any RequestBody) throws -> Insecure.MD5.Digest {
+    var h = Insecure.MD5()
+    try b.forEachStretch { h.update(bufferPointer: $0) }
+    return h.finalize()
+}
 
 /// S3's CRC32C form: the four big-endian bytes of the CRC, base64.
-func crc32cBase64(_ b: ByteBuffer) -> String {
-    let c = b.withUnsafeReadableBytes { wale_crc32c(0, $0.baseAddress, $0.count) }
+func crc32cBase64(_ b: any RequestBody) throws -> String {
+    var c: UInt32 = 0
+    try b.forEachStretch { c = wale_crc32c(c, $0.baseAddress, $0.count) }
     return base64([UInt8(c >> 24), UInt8(truncatingIfNeeded: c >> 16), UInt8(truncatingIfNeeded: c >> 8), UInt8(truncatingIfNeeded: c)])
 }
 

@@ -122,14 +122,15 @@ struct HTTPCore: Sendable {
     /// The usual transient answers: 5xx and 429.
     static func isTransientStatus(_ status: Int) -> Bool { status >= 500 || status == 429 }
 
-    /// Attaches `body` to a request: slices handed over as the connection drains (shared storage,
-    /// no copy), so TLS encrypts 256 KiB at a time, not a second copy of the whole body. The
-    /// handle lets the sender drop the storage once the attempt is over, whatever the HTTP client
-    /// still holds on to: part buffers must not outlive their memory budget.
-    func attach(_ body: ByteBuffer, to r: inout HTTPClientRequest, handle: BodyHandle) {
+    /// Attaches `body` to a request: 256 KiB slices handed over as the connection drains, so TLS
+    /// encrypts 256 KiB at a time, not a second copy of the whole body (a spooled body is read
+    /// from its file slice by slice). The handle lets the sender drop the body once the attempt is
+    /// over, whatever the HTTP client still holds on to: part buffers must not outlive their
+    /// memory budget.
+    func attach(_ body: any RequestBody, to r: inout HTTPClientRequest, handle: BodyHandle) {
         handle.set(body)
-        r.body = .stream(BufferSlices(handle: handle, group: client.eventLoopGroup), length: .known(Int64(body.readableBytes)))
-        r.headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        r.body = .stream(BodySlices(handle: handle, group: client.eventLoopGroup), length: .known(Int64(body.byteCount)))
+        r.headers.replaceOrAdd(name: "Content-Length", value: String(body.byteCount))
     }
 }
 

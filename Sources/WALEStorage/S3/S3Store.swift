@@ -50,7 +50,7 @@ public struct S3Store: PartedUploadTarget {
     typealias Response = HTTPCore.Response
 
     func signedRequest(
-        _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: ByteBuffer? = nil,
+        _ method: HTTPMethod, path: String, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: (any RequestBody)? = nil,
         handle: BodyHandle
     ) async throws -> HTTPClientRequest {
         let credentials = try await currentCredentials()
@@ -58,7 +58,14 @@ public struct S3Store: PartedUploadTarget {
         // UNSIGNED-PAYLOAD, as the AWS SDKs do: the server checks the checksum, TLS protects both,
         // and a SHA-256 pass over the body is saved.
         let unsigned = config.scheme == "https" && extra.contains { $0.0 == "content-md5" || $0.0 == "x-amz-checksum-crc32c" }
-        let payloadHash = unsigned ? "UNSIGNED-PAYLOAD" : body.map { b in b.withUnsafeReadableBytes { hexString(SHA256.hash(data: $0)) } } ?? SigV4Signer.emptyPayloadHash
+        var payloadHash = SigV4Signer.emptyPayloadHash
+        if unsigned {
+            payloadHash = SigV4Signer.unsignedPayload
+        } else if let body {
+            var h = SHA256()
+            try body.forEachStretch { h.update(bufferPointer: $0) }
+            payloadHash = hexString(h.finalize())
+        }
         let date = SigV4Signer.amzDate(POSIX.now())
         var headers: [(String, String)] = [("host", config.authority), ("x-amz-date", date), ("x-amz-content-sha256", payloadHash)]
         if let t = credentials.sessionToken { headers.append(("x-amz-security-token", t)) }
@@ -76,7 +83,7 @@ public struct S3Store: PartedUploadTarget {
 
     /// Sends a small request and reads the whole answer, retrying transient failures.
     func send(
-        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [], body: ByteBuffer? = nil,
+        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [], body: (any RequestBody)? = nil,
         what: String
     ) async throws -> Response {
         let path = key.map { config.path($0) } ?? config.bucketPath
@@ -196,8 +203,8 @@ public struct S3Store: PartedUploadTarget {
         return headers
     }
 
-    func putWhole(_ key: String, _ body: ByteBuffer, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
-        var h = objectHeaders(options, metadata: metadata) + [checksumHeader(body)]
+    func putWhole(_ key: String, _ body: any RequestBody, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
+        var h = try objectHeaders(options, metadata: metadata) + [checksumHeader(body)]
         if options.ifAbsent { h.append(("if-none-match", "*")) }
         let r = try await send(.PUT, key: key, headers: h, body: body, what: "PUT \(key)")
         if r.status == 412 { return .alreadyExists }
@@ -236,7 +243,7 @@ public struct S3Store: PartedUploadTarget {
         }
 
         func put(part n: Int, _ body: ByteBuffer) async throws -> Part {
-            let checksum = store.checksumHeader(body)
+            let checksum = try store.checksumHeader(body)
             let what = "UploadPart \(n) of \(key)"
             let r = try await store.send(
                 .PUT, key: key, query: [("partNumber", String(n)), ("uploadId", uploadID)], headers: [checksum], body: body, what: what)
@@ -262,10 +269,10 @@ public struct S3Store: PartedUploadTarget {
     }
 
     /// The header that lets the server check a body it received.
-    func checksumHeader(_ body: ByteBuffer) -> (String, String) {
+    func checksumHeader(_ body: any RequestBody) throws -> (String, String) {
         switch config.checksum {
-        case .crc32c: return ("x-amz-checksum-crc32c", crc32cBase64(body))
-        case .md5: return ("content-md5", md5Base64(body))
+        case .crc32c: return ("x-amz-checksum-crc32c", try crc32cBase64(body))
+        case .md5: return ("content-md5", try md5Base64(body))
         }
     }
 

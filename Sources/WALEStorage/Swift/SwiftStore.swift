@@ -45,7 +45,7 @@ public struct SwiftStore: PartedUploadTarget {
 
     func request(
         _ session: SwiftSession, _ method: HTTPMethod, container: String?, name: String?, query: [(String, String)], headers: [(String, String)],
-        body: ByteBuffer?, handle: BodyHandle
+        body: (any RequestBody)?, handle: BodyHandle
     ) -> HTTPClientRequest {
         var url = session.storageURL + "/" + percentEncode(container ?? config.container, keepSlash: false)
         if let name { url += "/" + percentEncode(name, keepSlash: true) }
@@ -77,7 +77,7 @@ public struct SwiftStore: PartedUploadTarget {
     /// A small request and its whole answer, retried by the core's policy.
     func send(
         _ method: HTTPMethod, container: String? = nil, name: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
-        body: ByteBuffer? = nil, what: String
+        body: (any RequestBody)? = nil, what: String
     ) async throws -> Response {
         try await withToken(what) { session in
             try await core.send(what) { handle in
@@ -170,8 +170,8 @@ public struct SwiftStore: PartedUploadTarget {
         return .created
     }
 
-    func putWhole(_ key: String, _ body: ByteBuffer, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
-        let h = objectHeaders(options, metadata: metadata) + [("ETag", md5Hex(body))]
+    func putWhole(_ key: String, _ body: any RequestBody, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
+        let h = try objectHeaders(options, metadata: metadata) + [("ETag", md5Hex(body))]
         let r = try await send(.PUT, name: SwiftConfiguration.objectName(key), headers: h, body: body, what: "PUT \(key)")
         return try outcome(r, "PUT \(key)", key: key, ifAbsent: options.ifAbsent)
     }
@@ -198,7 +198,7 @@ public struct SwiftStore: PartedUploadTarget {
 
         func put(part n: Int, _ body: ByteBuffer) async throws -> Part {
             let name = segmentPrefix + zeroPadded(n, 8)
-            let etag = md5Hex(body)
+            let etag = try md5Hex(body)
             let what = "PUT segment \(n) of \(key)"
             let r = try await store.send(
                 .PUT, container: store.config.segmentContainer, name: name, headers: [("ETag", etag)], body: body, what: what)
@@ -329,4 +329,4 @@ public struct SwiftStore: PartedUploadTarget {
     }
 }
 
-func md5Hex(_ b: ByteBuffer) -> String { b.withUnsafeReadableBytes { hexString(Insecure.MD5.hash(data: $0)) } }
+func md5Hex(_ b: any RequestBody) throws -> String { hexString(try md5(b)) }

@@ -104,15 +104,15 @@ public actor ByteBudget {
     var waiting: Int { waiters.count }
 }
 
-/// A buffer as consecutive slices (copies of 256 KiB), each handed out only once the HTTP client's
-/// event loops have run everything queued before it.
+/// A request body as consecutive slices (copies of 256 KiB), each handed out only once the HTTP
+/// client's event loops have run everything queued before it.
 ///
 /// async-http-client writes each element on the connection's event loop but decides whether to
 /// wait for the socket to drain on the task pulling the elements. With elements always ready, that
 /// task queued a whole part before the event loop could say the socket was full, and TLS then held
 /// the part's ciphertext as well (measured: 23 MiB of TLS buffers for one 16 MiB WAL upload).
 /// After the hop, a full socket has paused the stream before the next slice is offered.
-struct BufferSlices: AsyncSequence, Sendable {
+struct BodySlices: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
     let handle: BodyHandle
     let group: any EventLoopGroup
@@ -123,19 +123,17 @@ struct BufferSlices: AsyncSequence, Sendable {
         let sliceSize: Int
         let group: any EventLoopGroup
         var offset = 0
-        mutating func next() async -> ByteBuffer? {
+        mutating func next() async throws -> ByteBuffer? {
             if offset > 0 {
                 for loop in group.makeIterator() { try? await loop.submit {}.get() }
             }
-            // A copy, not a view: the client can hold on to the last slice it was given (its
-            // writer task waits for demand after the request is over), and a view would pin
-            // the whole part's storage with it.
-            let body = handle.get()
-            let n = Swift.min(sliceSize, body.readableBytes - offset)
-            guard n > 0, let view = body.getSlice(at: body.readerIndex + offset, length: n) else { return nil }
-            var slice = ByteBufferAllocator().buffer(capacity: n)
-            slice.writeImmutableBuffer(view)
-            offset += n
+            // A copy, not a view (`RequestBody.slice`); none once the attempt is over.
+            guard let body = handle.get() else { return nil }
+            let n = Swift.min(sliceSize, body.byteCount - offset)
+            guard n > 0 else { return nil }
+            let slice = try body.slice(at: offset, count: n)
+            guard slice.readableBytes > 0 else { return nil }
+            offset += slice.readableBytes
             return slice
         }
     }
@@ -150,10 +148,10 @@ final class PartBox: Sendable {
     func take() -> ByteBuffer { box.withLockedValue { b in defer { b = nil }; return b ?? ByteBuffer() } }
 }
 
-/// A request body's buffer, which the sender can let go of when the attempt is over.
+/// A request's body, which the sender can let go of when the attempt is over.
 final class BodyHandle: Sendable {
-    private let box = NIOLockedValueBox(ByteBuffer())
-    func set(_ b: ByteBuffer) { box.withLockedValue { $0 = b } }
-    func get() -> ByteBuffer { box.withLockedValue { $0 } }
-    func clear() { box.withLockedValue { $0 = ByteBuffer() } }
+    private let box = NIOLockedValueBox<(any RequestBody)?>(nil)
+    func set(_ b: any RequestBody) { box.withLockedValue { $0 = b } }
+    func get() -> (any RequestBody)? { box.withLockedValue { $0 } }
+    func clear() { box.withLockedValue { $0 = nil } }
 }

@@ -15,7 +15,7 @@ protocol PartedUploadTarget: ObjectStore {
     var budget: ByteBudget { get }
     /// The whole object in one request; `metadata` includes the late metadata. With
     /// `options.ifAbsent` it is created only if absent (`.alreadyExists` otherwise).
-    func putWhole(_ key: String, _ body: ByteBuffer, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome
+    func putWhole(_ key: String, _ body: any RequestBody, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome
     /// Starts a parted upload (`options.metadata` only: the late metadata is not known yet).
     func begin(_ key: String, options: WriteOptions) async throws -> Session
 }
@@ -35,6 +35,24 @@ extension PartedUploadTarget {
     /// See `PartedUploadTarget`.
     func partedWrite(_ key: String, from source: any ByteSource, options: WriteOptions) async throws -> WriteOutcome {
         if options.ifAbsent, options.gate == nil, try await info(key) != nil { return .alreadyExists }
+        var (source, options) = (source, options)
+        if let directory = options.spoolDirectory, let spool = SpoolFile(directory: directory) {
+            switch try await spoolWhole(source, into: spool, options: options) {
+            case .refused:
+                return .alreadyExists
+            case .spooled(let metadata) where spool.byteCount <= singleRequestLimit(partSize: partSize, options: options):
+                return try await putWhole(key, spool, metadata: options.metadata.merging(metadata) { $1 }, options: options)
+            case .spooled:
+                // Larger than one request (not a WAL file): its parts are read back from the
+                // file under the memory budget as usual; the gate has spoken.
+                (source, options.gate, options.reread) = (spool.source(), nil, nil)
+            case .failed(let error):
+                // The disk could not take it (full, say): in memory after all, from the start.
+                guard let reread = options.reread else { throw error }
+                let again = try reread()
+                (source, options.lateMetadata) = (again.source, again.lateMetadata)
+            }
+        }
         var parts = PartReader(source, size: partSize)
         var lateMetadata = options.lateMetadata
         // The caller's check ran while the part was read; nothing is sent before it says so.
@@ -148,6 +166,33 @@ extension PartedUploadTarget {
     }
 }
 
+/// What spooling a body to a file gave.
+enum Spooled {
+    /// All of it, with its late metadata.
+    case spooled([String: String])
+    /// The caller's gate said not to write.
+    case refused
+    /// Writing the file failed; the source is partly read.
+    case failed(WALEError)
+}
+
+/// Reads the whole body into `spool`, then asks the caller's gate (as `readFirstPart` does once the
+/// bytes are ready). A failure to read the source is thrown; a failure to write the file is
+/// returned, so that the caller can start again in memory.
+func spoolWhole(_ source: any ByteSource, into spool: SpoolFile, options: WriteOptions) async throws -> Spooled {
+    while let chunk = try await source.next() {
+        do { try spool.append(chunk) } catch let e as WALEError { return .failed(e) }
+    }
+    if let gate = options.gate, try await !gate.mayProceed() { return .refused }
+    return .spooled(options.lateMetadata?.value() ?? [:])
+}
+
+/// The most bytes an object may have to go up in one request: a part and 1 MiB, or the size the
+/// caller expects (up to 16 MiB: a WAL segment lzop could not shrink) and 1 MiB.
+func singleRequestLimit(partSize: Int, options: WriteOptions) -> Int {
+    max(partSize, min(Int(clamping: options.sizeHint ?? 0), 16 << 20)) + (1 << 20)
+}
+
 /// What reading the first part of an upload gave.
 enum FirstPart {
     /// The bytes (the whole object if `ended`), with `held` bytes of budget taken for them.
@@ -171,8 +216,7 @@ enum FirstPart {
 /// without growing.
 func readFirstPart(_ parts: PartReader, options: WriteOptions, budget: ByteBudget, growing: Bool) async throws -> FirstPart {
     let size = parts.size
-    let hinted = min(Int(clamping: options.sizeHint ?? 0), 16 << 20)
-    let slack = max(size, hinted) + (1 << 20) - size
+    let slack = singleRequestLimit(partSize: size, options: options) - size
     let most = min(size + slack, budget.capacity)
     var held = growing ? min(most, size + (1 << 20)) : most
     await budget.acquire(held)

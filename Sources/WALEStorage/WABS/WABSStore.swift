@@ -56,12 +56,12 @@ public struct WABSStore: PartedUploadTarget {
     }
 
     func request(
-        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: ByteBuffer? = nil,
+        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers extra: [(String, String)] = [], body: (any RequestBody)? = nil,
         handle: BodyHandle
     ) -> HTTPClientRequest {
         let path = config.path(key)
         var headers: [(String, String)] = [("x-ms-date", httpDate(POSIX.now())), ("x-ms-version", Self.version)] + extra
-        if let body { headers.append(("content-length", String(body.readableBytes))) }
+        if let body { headers.append(("content-length", String(body.byteCount))) }
         var sas: String?
         switch config.credential {
         case .sharedKey(let key):
@@ -83,7 +83,7 @@ public struct WABSStore: PartedUploadTarget {
 
     /// Sends a request and reads the whole (small) answer, retrying transient failures.
     func send(
-        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [], body: ByteBuffer? = nil,
+        _ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [], body: (any RequestBody)? = nil,
         what: String
     ) async throws -> Response {
         try await core.send(what) { handle in
@@ -174,8 +174,8 @@ public struct WABSStore: PartedUploadTarget {
         return .created
     }
 
-    func putWhole(_ key: String, _ body: ByteBuffer, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
-        let headers = blobHeaders(options, metadata: metadata) + [("x-ms-blob-type", "BlockBlob"), ("content-md5", md5Base64(body))]
+    func putWhole(_ key: String, _ body: any RequestBody, metadata: [String: String], options: WriteOptions) async throws -> WriteOutcome {
+        let headers = try blobHeaders(options, metadata: metadata) + [("x-ms-blob-type", "BlockBlob"), ("content-md5", md5Base64(body))]
         let r = try await send(.PUT, key: key, headers: headers, body: body, what: "Put Blob \(key)")
         return try outcome(r, "write \(key)", key: key)
     }
