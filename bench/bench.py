@@ -575,6 +575,13 @@ def backlog_and_replay():
                         os.unlink(os.path.join(dirpath, fn))
         wall, failed = drain(cmd, tool)
         record("archive backlog drain (file)", tool, segments=len(ready), wall=wall, seg_per_s=len(ready) / wall, failed_attempts=failed)
+    # Floor: lzop -1 over the backlog's segments on both cores, from the page cache: the compression
+    # any lzop-writing tool must do, without reading from disk, writing, or starting anything.
+    segs = " ".join(f"{saved}/pg_wal/{s}" for s in sorted(ready))
+    run(["sh", "-c", f"cat {segs} > /dev/null"], user=None)
+    f = timed(["sh", "-c", f"printf '%s\\n' {segs} | xargs -P 2 -n 4 sh -c 'cat \"$@\" | lzop -1 -c > /dev/null' sh"], user=None)
+    record("archive backlog drain (file)", "floor: lzop -1 of the segments on 2 cores (cached)", segments=len(ready), wall=f["wall"],
+           seg_per_s=len(ready) / f["wall"])
     # The same backlog into each tool's S3 repository (the replay rows read it from there).
     async_s3 = conf["s3"] + ".async"
     with open(conf["s3"]) as f, open(async_s3, "w") as g:
@@ -587,6 +594,15 @@ def backlog_and_replay():
             (BARMAN, f"env {env_line(barman_env())} {' '.join(barman_cmd('wal-archive', name, '%p', options=('--lz4',)))}")):
         wall, failed = drain(cmd, tool, timeout=3600)
         record("archive backlog drain (s3)", tool, segments=len(ready), wall=wall, seg_per_s=len(ready) / wall, failed_attempts=failed)
+    # Floor: the server taking wal-e's compressed segments (its file drain's objects) from curl
+    # over https, four at once: no tool can archive those bytes through this server faster.
+    objects = f"{ROOT}/store/wal-e-{name}/wal_005"
+    listed = " ".join(f"{s}.lzo" for s in sorted(ready) if os.path.exists(f"{objects}/{s}.lzo"))
+    curl = (f"curl -s -f --cacert {S3_CA} --aws-sigv4 aws:amz:us-east-1:s3 --user {S3_KEY}:{S3_SECRET} "
+            f"https://127.0.0.1:{S3_PORT + 8}/bench-floor/backlog-{RUN}")
+    f = timed(["sh", "-c", f"cd {objects} && printf '%s\\n' {listed} | xargs -P 4 -I{{}} {curl}/{{}} -T {{}} -o /dev/null"])
+    record("archive backlog drain (s3)", "floor: curl PUT of wal-e's compressed segments (https, 4 at once)", segments=len(ready),
+           wall=f["wall"], seg_per_s=len(ready) / f["wall"])
 
     # Replay feed: restore each tool's base backup and recover through all of that WAL. The floor
     # feeds the same WAL with cp from a plain directory: PostgreSQL's redo alone.
