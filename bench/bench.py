@@ -546,6 +546,9 @@ def backlog_and_replay():
         while any(f.endswith(".ready") for f in os.listdir(f"{data}/pg_wal/archive_status")):
             if time.monotonic() - t0 > timeout:
                 raise SystemExit(f"{tool}: backlog not drained in {timeout} s")
+            if not os.path.exists(f"{data}/postmaster.pid"):
+                # PostgreSQL stopped (a full disk makes it PANIC): nothing will drain it
+                raise SystemExit(f"{tool}: PostgreSQL stopped during the backlog drain; see {data}.log")
             time.sleep(0.05)
         wall = time.monotonic() - t0
         failed = int(psql(BACKLOG_PORT, "SELECT failed_count FROM pg_stat_archiver")) - failed_before
