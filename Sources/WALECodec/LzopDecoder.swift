@@ -171,9 +171,9 @@ public final class LzopDecoder: ByteTransform {
         var failures = [String?](repeating: nil, count: blocks.count)
         // Uninitialized, not zero-filled: every byte is written by its block's decoder, and a
         // batch with a failed block is thrown away.
-        let out = try [UInt8](unsafeUninitializedCapacity: total) { dst, count in
+        let out = [UInt8](unsafeUninitializedCapacity: total) { dst, count in
             count = total
-            try input.withUnconsumed { src in
+            input.withUnconsumed { src in
                 nonisolated(unsafe) let srcBase = src.baseAddress!
                 nonisolated(unsafe) let dstBase = UnsafeMutableRawPointer(dst.baseAddress!)
                 let work: @Sendable (Int) -> String? = { [blocks, offsets] i in
