@@ -115,7 +115,7 @@ final class SpoolFile: RequestBody, @unchecked Sendable {
     }
 
     /// Fills `buffer` (or up to the end of the file) from `offset`; the count read, never 0 before the end.
-    private func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws -> Int {
+    fileprivate func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws -> Int {
         let want = min(buffer.count, byteCount - offset)
         var done = 0
         while done < want {
@@ -134,16 +134,19 @@ final class SpoolFile: RequestBody, @unchecked Sendable {
     func source() -> any ByteSource { SpoolSource(file: self) }
 }
 
-/// Reads a spool file back in 1 MiB chunks.
+/// Reads a spool file back in 1 MiB chunks, each read straight into its array.
 private final class SpoolSource: ByteSource, @unchecked Sendable {
     let file: SpoolFile
     var offset = 0
     init(file: SpoolFile) { self.file = file }
 
     func next() async throws -> [UInt8]? {
-        guard offset < file.byteCount else { return nil }
-        let b = try file.slice(at: offset, count: 1 << 20)
-        offset += b.readableBytes
-        return Array(b.readableBytesView)
+        let n = min(1 << 20, file.byteCount - offset)
+        guard n > 0 else { return nil }
+        let chunk = try [UInt8](unsafeUninitializedCapacity: n) { buffer, count in
+            count = try file.read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
+        }
+        offset += chunk.count
+        return chunk
     }
 }
