@@ -232,6 +232,10 @@ public final class Partitioner {
                 carry = m
                 break
             }
+            // Grown by doubling, a partition of 6144 small files reallocated its array a dozen
+            // times and ended at a capacity of 8192, a copy of the old array alive during each
+            // move; once it has many members it gets room for the most it can hold.
+            if members.count == 1024 { members.reserveCapacity(Self.maxMembers) }
             members.append(m)
             bytes += m.entry.size
             if m.entry.kind == .file { fileCount += 1 }
