@@ -483,7 +483,7 @@ def backlog_and_replay():
     name = "backlog" if RUN == 0 else f"backlog-r{RUN + 1}"
     PORTS[name] = BACKLOG_PORT
     for old in os.listdir(f"{ROOT}/store"):
-        if old.endswith("-backlog") or "-backlog-r" in old:  # the previous repetition's file repositories
+        if "-backlog" in old:  # the previous repetition's file repositories (and their -async twins)
             shutil.rmtree(f"{ROOT}/store/{old}")
     tools = {(store, t): v for store in ("file", "s3") for t, v in (
         ("wal-e", (wale_env(store, name), wale_cmd)), ("WAL-E 1.1.1", (walepy_env(store, name), walepy_cmd)))}
@@ -561,6 +561,7 @@ def backlog_and_replay():
     shutil.chown(async_conf, "postgres", "postgres")
     runs = [
         ("wal-e", f"env {env_line(tools[('file', 'wal-e')][0])} {' '.join(wale_cmd('wal-push', '%p'))}"),
+        (WALE_ASYNC, f"env {env_line(async_env(tools[('file', 'wal-e')][0]))} {' '.join(wale_cmd('wal-push', '%p'))}"),
         ("pgBackRest lz4 (sync)", f"{' '.join(pgbr_cmd(conf['file'], name, 'archive-push', '%p'))}"),
         ("pgBackRest lz4 (async, process-max 2)", f"{' '.join(pgbr_cmd(async_conf, name, 'archive-push', '%p'))}"),
         ("WAL-E 1.1.1", f"env {env_line(tools[('file', 'WAL-E 1.1.1')][0])} {' '.join(walepy_cmd('wal-push', '%p'))}"),
@@ -592,6 +593,7 @@ def backlog_and_replay():
     shutil.chown(async_s3, "postgres", "postgres")
     for tool, cmd in (
             ("wal-e", f"env {env_line(tools[('s3', 'wal-e')][0])} {' '.join(wale_cmd('wal-push', '%p'))}"),
+            (WALE_ASYNC, f"env {env_line(async_env(tools[('s3', 'wal-e')][0]))} {' '.join(wale_cmd('wal-push', '%p'))}"),
             ("pgBackRest lz4 (async, process-max 2)", f"{' '.join(pgbr_cmd(async_s3, name, 'archive-push', '%p'))}"),
             ("WAL-E 1.1.1", f"env {env_line(tools[('s3', 'WAL-E 1.1.1')][0])} {' '.join(walepy_cmd('wal-push', '%p'))}"),
             (BARMAN, f"env {env_line(barman_env())} {' '.join(barman_cmd('wal-archive', name, '%p', options=('--lz4',)))}")):
@@ -708,6 +710,18 @@ def aggregate(rows=None):
     return out
 
 
+WALE_ASYNC = "wal-e async (WALE_ARCHIVE_ASYNC=on)"
+
+
+def async_env(e):
+    """wal-e's environment with asynchronous archiving, into a prefix of its own (the synchronous
+    run's objects would otherwise be found identical and not pushed again)."""
+    e = dict(e, WALE_ARCHIVE_ASYNC="on")
+    key = "WALE_FILE_PREFIX" if "WALE_FILE_PREFIX" in e else "WALE_S3_PREFIX"
+    e[key] += "-async"
+    return e
+
+
 def speedup(key, ours, theirs):
     return theirs[key] / ours[key] if RATIO_KEYS[key] == "lower" else ours[key] / theirs[key]
 
@@ -751,6 +765,13 @@ def report(meta, name="latest"):
                 if len(per_run) > 1:
                     ratio += f" ({min(per_run):.2f}–{max(per_run):.2f})"
             lines.append(f"| {t} | " + " | ".join(cells) + f" | {ratio} |")
+        mine = next(((med, figs) for t, med, figs in rows if t == WALE_ASYNC), None)
+        for t, med, figs in rows:
+            key = next((k for k in RATIO_KEYS if k in med), None)
+            if mine and "(async" in t and key and mine[0].get(key) and med.get(key):
+                per_run = [speedup(key, mine[1][r], f) for r, f in figs.items() if r in mine[1] and f.get(key) and mine[1][r].get(key)]
+                spread = f" ({min(per_run):.2f}–{max(per_run):.2f})" if len(per_run) > 1 else ""
+                lines += ["", f"Asynchronous against asynchronous: {WALE_ASYNC} is **{speedup(key, mine[0], med):.2f}×** {t}{spread}."]
         lines.append("")
     if any(sec.startswith("scale") for sec in sections):
         import scales

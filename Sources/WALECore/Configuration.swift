@@ -50,6 +50,9 @@ public struct Configuration: Sendable {
     /// S3 credentials from the instance metadata service (`--aws-instance-profile` or
     /// `AWS_INSTANCE_PROFILE` = true/1).
     public var awsInstanceProfile = false
+    /// `WALE_ARCHIVE_ASYNC=on`: wal-push leaves the `.ready` backlog to a detached helper and
+    /// returns once its own segment is archived (as pgBackRest's `archive-async`).
+    public var archiveAsync = false
 
     public static let defaultRetryAttempts = 5
 
@@ -138,11 +141,22 @@ public struct Configuration: Sendable {
                 hint: "give keys in the environment, or use the instance profile, not both")
         }
 
+        var archiveAsync = false
+        if let v = env["WALE_ARCHIVE_ASYNC"] {
+            switch v.lowercased() {
+            case "on", "true", "1", "yes": archiveAsync = true
+            case "off", "false", "0", "no", "": break
+            default:
+                throw WALEError(.user, "WALE_ARCHIVE_ASYNC=\(v) is neither on nor off", hint: "use on or off, or leave it unset (off)")
+            }
+        }
+
         var c = Configuration(
             prefix: prefix, prefixSource: source, terse: f.terse, logDestinations: destinations,
             syslogFacility: facility << 3, compressionName: compressionName, retryAttempts: attempts, warnings: warnings)
         c.awsInstanceProfile = instanceProfile
         c.gpgKeyID = gpg
+        c.archiveAsync = archiveAsync
         return c
     }
 

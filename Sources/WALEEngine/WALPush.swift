@@ -48,7 +48,9 @@ public struct WALPush: Sendable {
     /// (`PushedMarkers`) once every upload has ended and `path`'s succeeded, and PostgreSQL's own
     /// call for each then succeeds at once and is counted in `pg_stat_archiver`. A failed
     /// neighbour is logged; PostgreSQL archives it itself.
-    public func run(path: String) async throws -> Outcome {
+    /// With `ahead` (asynchronous archiving), neighbours are left to a detached helper
+    /// (`PushAhead.swift`) and the call returns once `path` is archived.
+    public func run(path: String, ahead: Ahead? = nil) async throws -> Outcome {
         let own = try open(path: path)
         let markers = PushedMarkers(walDirectory: POSIX.dirname(path))
         if markers.matches(own.name, own.stat, prefix: prefix.raw) {
@@ -58,6 +60,7 @@ public struct WALPush: Sendable {
                 ["action": "push-wal", "seg": own.name, "state": "skip"])
             return .alreadyArchived
         }
+        if let ahead { return try await runAhead(own, markers: markers, ahead) }
         if poolSize > 1 { markers.sweep() }
         let neighbours = poolSize > 1 ? readyNeighbours(of: path, limit: poolSize - 1, skipping: markers) : []
         if neighbours.isEmpty { return try await push(own) }
@@ -88,8 +91,10 @@ public struct WALPush: Sendable {
     /// The oldest `archive_status/<24 hex>.ready` segments other than `path`'s and those already
     /// archived ahead (a marker), sorted.
     func readyNeighbours(of path: String, limit: Int, skipping markers: PushedMarkers) -> [String] {
-        let dir = POSIX.dirname(path)
-        let own = POSIX.basename(path)
+        readySegments(in: POSIX.dirname(path), except: POSIX.basename(path), limit: limit, skipping: markers)
+    }
+
+    func readySegments(in dir: String, except own: String? = nil, limit: Int, skipping markers: PushedMarkers) -> [String] {
         guard let names = try? POSIX.listDirectory(dir + "/archive_status") else { return [] }
         let ready = names.compactMap { n -> String? in
             guard n.hasSuffix(".ready") else { return nil }
@@ -100,7 +105,7 @@ public struct WALPush: Sendable {
     }
 
     /// Uploads one `.ready` neighbour; its name when the upload is durable, nil (logged) if not.
-    private func pushNeighbour(directory: String, name: String) async -> String? {
+    func pushNeighbour(directory: String, name: String) async -> String? {
         do {
             _ = try await push(path: directory + "/" + name)
             return name

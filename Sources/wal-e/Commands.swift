@@ -68,7 +68,7 @@ struct Root: ParsableCommand {
             + "WALE_*_PREFIX environment variables. Secrets are read only from the environment.",
         subcommands: [
             Version.self, BackupPushCommand.self, BackupFetchCommand.self, BackupListCommand.self, BackupMarkCommand.self,
-            WALPushCommand.self, WALFetchCommand.self, WALPrefetchCommand.self, DeleteCommand.self, VerifyCommand.self,
+            WALPushCommand.self, WALPushAheadCommand.self, WALFetchCommand.self, WALPrefetchCommand.self, DeleteCommand.self, VerifyCommand.self,
             WALVerifyCommand.self, StatusCommand.self, CheckCommand.self, KeyCommand.self,
         ])
     @OptionGroup var global: GlobalOptions
@@ -87,8 +87,10 @@ struct WALPushCommand: WALECommand {
     static let configuration = CommandConfiguration(
         commandName: "wal-push", abstract: "Archive a WAL file (archive_command = 'wal-e wal-push %p').",
         discussion: "Uploads WAL_SEGMENT to <prefix>/wal_005/<name>.lzo (or .zst/.lz4). With --pool-size N the oldest other "
-            + "archive_status/*.ready segments are uploaded in parallel too and marked .done once durable. An archived "
-            + "file is never overwritten: identical content succeeds, different content fails with exit 3.")
+            + "archive_status/*.ready segments are uploaded in parallel too, and PostgreSQL's own later call for each "
+            + "succeeds at once. With WALE_ARCHIVE_ASYNC=on, a detached helper archives the .ready backlog instead and "
+            + "each call returns once its own file is archived. An archived file is never overwritten: identical content "
+            + "succeeds, different content fails with exit 3.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("p"), .customLong("pool-size")], help: "Uploads in flight at once.")
     var poolSize: Int = WALPushRun.defaultPoolSize
@@ -117,7 +119,50 @@ struct WALPushRun {
             store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger, poolSize: poolSize,
             streams: ctx.config.prefix.scheme == .file ? WALPush.localStreams : nil)
         push.sealing = try ctx.sealing()
-        _ = try await push.run(path: segment)
+        var ahead: WALPush.Ahead?
+        if ctx.config.archiveAsync {
+            let args = helperArguments(ctx)
+            ahead = WALPush.Ahead { spawnDetached(args) }
+        }
+        _ = try await push.run(path: segment, ahead: ahead)
+        return .success
+    }
+
+    /// `wal-push-ahead` for the WAL directory of `segment`, with this call's settings (the
+    /// environment, secrets included, is inherited, never put in argv).
+    private func helperArguments(_ ctx: Context) -> [String] {
+        var args: [String] = []
+        if flags.terse { args.append("--terse") }
+        args += Stores.childArguments(flags, scheme: ctx.config.prefix.scheme)
+        if let gpg = flags.gpgKeyID { args += ["--gpg-key-id", gpg] }
+        if let codec = flags.compression { args += ["--compression", codec] }
+        var dir = POSIX.dirname(segment)
+        if !dir.hasPrefix("/") { dir = POSIX.currentDirectory() + "/" + dir }
+        return args + ["wal-push-ahead", "--prefix", ctx.config.prefix.raw, dir]
+    }
+}
+
+struct WALPushAheadCommand: WALECommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wal-push-ahead", abstract: "Internal: archive a WAL directory's .ready backlog (WALE_ARCHIVE_ASYNC).",
+        shouldDisplay: false)
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The storage prefix URL to write to.") var prefix: String
+    @Argument(help: "The WAL directory (pg_wal).") var walDirectory: String
+
+    func execute() async throws -> WALEExitCode {
+        // The prefix handed over by wal-push: the scheme of a --file-prefix value picks the backend.
+        var only = GlobalFlags(filePrefix: prefix, terse: global.terse, compression: global.compression)
+        only.gpgKeyID = global.gpgKeyID
+        only.awsAccessKeyID = global.awsAccessKeyID
+        only.awsInstanceProfile = global.awsInstanceProfile
+        only.wabsAccountName = global.wabsAccountName
+        let ctx = try Context.make(only, loggerName: "wal_e.worker.upload")
+        var push = WALPush(
+            store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger,
+            poolSize: WALPushRun.defaultPoolSize, streams: ctx.config.prefix.scheme == .file ? WALPush.localStreams : nil)
+        push.sealing = try ctx.sealing()
+        await push.pushAhead(walDirectory: walDirectory)
         return .success
     }
 }

@@ -179,6 +179,13 @@ public enum POSIX {
         return String(path[..<i])
     }
 
+    /// The working directory ("." if it cannot be read).
+    public static func currentDirectory() -> String {
+        guard let p = getcwd(nil, 0) else { return "." }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
     public static func basename(_ path: String) -> String {
         guard let i = path.lastIndex(of: "/") else { return path }
         return String(path[path.index(after: i)...])
