@@ -29,16 +29,17 @@ def ready(c):
     return sorted(n[:-6] for n in os.listdir(status) if n.endswith(".ready"))
 
 
-def helpers():
-    p = subprocess.run(["pgrep", "-f", "wal-push-ahead"], capture_output=True, text=True)
+def helpers(c):
+    """This cluster's helpers (other tests' clusters may have theirs)."""
+    p = subprocess.run(["pgrep", "-f", "wal-push-ahead .*" + os.path.join(c.data, "pg_wal")], capture_output=True, text=True)
     return [int(x) for x in p.stdout.split()]
 
 
-def wait_no_helper(timeout=30):
+def wait_no_helper(c, timeout=30):
     deadline = time.time() + timeout
-    while helpers() and time.time() < deadline:
+    while helpers(c) and time.time() < deadline:
         time.sleep(0.1)
-    assert not helpers(), "the helper did not exit once the backlog was archived"
+    assert not helpers(c), "the helper did not exit once the backlog was archived"
 
 
 def test_async_archiving_drains_a_backlog_every_segment_counted_and_identical(make_cluster, wale, archive, scratch):
@@ -60,7 +61,7 @@ def test_async_archiving_drains_a_backlog_every_segment_counted_and_identical(ma
     log = open(c.log, errors="replace").read()
     # The helper archived segments ahead: PostgreSQL's calls for them found its markers.
     assert "pushed by the asynchronous helper" in log, log[-3000:]
-    wait_no_helper()
+    wait_no_helper(c)
     # Markers and claims of archived segments are swept by the next call.
     c.psql("CREATE TABLE after AS SELECT 1")
     newest = c.wait_archived()
@@ -95,6 +96,7 @@ def test_a_call_waits_for_a_claimed_segment_and_archives_it_when_the_claim_dies_
     assert p.returncode == 0, err.decode()
     assert b"pushed by the asynchronous helper" not in err
     fetch_and_compare(wale, prefix, c, scratch, [seg])
+    wait_no_helper(c)  # the call started one for the other .ready segment
 
 
 def test_killing_the_helper_loses_nothing(make_cluster, wale, archive, scratch):
@@ -105,13 +107,19 @@ def test_killing_the_helper_loses_nothing(make_cluster, wale, archive, scratch):
     pg_wal = os.path.join(c.data, "pg_wal")
     first = wale("wal-push", os.path.join(pg_wal, pending[0]), prefix=prefix, env=ASYNC)
     assert first.returncode == 0, first.stderr.decode()
-    for pid in helpers():
+    killed = helpers(c)
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
-    # PostgreSQL's calls for the rest, one at a time as its archiver makes them.
+    # The call returned after its own segment; the helper had the other 9 or more to push.
+    assert killed, "no helper was running after the first call"
+    # PostgreSQL's calls for the rest, one at a time as its archiver makes them: none waits on a
+    # claim of the dead helper (the kernel released its locks).
     for seg in pending[1:]:
+        t0 = time.monotonic()
         p = wale("wal-push", os.path.join(pg_wal, seg), prefix=prefix, env=ASYNC)
         assert p.returncode == 0, (seg, p.stderr.decode())
-    wait_no_helper()
+        assert time.monotonic() - t0 < 60, seg
+    wait_no_helper(c)
     fetch_and_compare(wale, prefix, c, scratch, pending)
 
 
