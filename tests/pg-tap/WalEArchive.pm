@@ -6,6 +6,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 my $wale = $ENV{WALE_TAP_BIN} or die "WALE_TAP_BIN is not set";
+# WALE_TAP_ASYNC=1: archive with WALE_ARCHIVE_ASYNC=on (a detached helper pushes the backlog).
+my $async = $ENV{WALE_TAP_ASYNC} ? 'WALE_ARCHIVE_ASYNC=on ' : '';
 
 no warnings 'redefine';
 
@@ -15,7 +17,7 @@ no warnings 'redefine';
 	print "### Enabling WAL archiving with wal-e for node \"" . $self->name . "\"\n";
 	$self->append_conf('postgresql.conf', qq(
 archive_mode = on
-archive_command = 'WALE_FILE_PREFIX=file://localhost$path $wale wal-push "%p" && cp "%p" "$path/%f"'
+archive_command = '${async}WALE_FILE_PREFIX=file://localhost$path $wale wal-push "%p" && cp "%p" "$path/%f"'
 ));
 	return;
 };

@@ -25,6 +25,10 @@ declare -A TESTS=(
   [18]="002_archiving 003_recovery_targets 004_timeline_switch 010_logical_decoding_timelines 020_archive_status 023_pitr_prepared_xact 024_archive_recovery 025_stuck_on_old_timeline 028_pitr_timelines 035_standby_logical_decoding 040_standby_failover_slots_sync 042_low_level_backup 043_no_contrecord_switch 045_archive_restartpoint 055_cascade_reconnect"
 )
 
+# Run a second time with asynchronous archiving (WALE_ARCHIVE_ASYNC=on): the tests that watch the
+# archiver's accounting and archive_status most closely.
+ASYNC_TESTS="002_archiving 020_archive_status 024_archive_recovery 045_archive_restartpoint"
+
 # Not applicable to an archive tool, with the reason: the test writes into the archive directory
 # itself, bypassing archive_command, and expects restore_command to read that plain file.
 declare -A NOT_APPLICABLE=([043_no_contrecord_switch]="writes a hand-made segment into the archive directory as a plain file, bypassing archive_command; wal-e restores only what wal-e archived")
@@ -57,7 +61,7 @@ SOURCES
   touch "$dir/.ready"
 }
 
-run_one() {  # VERSION TEST MODE(wal-e|cp) -> exit status
+run_one() {  # VERSION TEST MODE(wal-e|wal-e-async|cp) -> exit status
   local v=$1 t=$2 mode=$3 work=$tmp/$1-$2-$3
   mkdir -p "$work"
   # Each run in its own copy of the tests: older frameworks write tmp_check/ beside them.
@@ -66,6 +70,7 @@ run_one() {  # VERSION TEST MODE(wal-e|cp) -> exit status
   chown -R postgres "$work"
   local opt=()
   [ "$mode" = wal-e ] && opt=(PERL5OPT=-MWalEArchive)
+  [ "$mode" = wal-e-async ] && opt=(PERL5OPT=-MWalEArchive WALE_TAP_ASYNC=1)
   # What PostgreSQL's makefiles export to the tests about the build: injection points (tests that
   # need them skip themselves, with the reason, when this says no).
   local inj=no
@@ -97,21 +102,29 @@ for v in $versions; do
     if [ $# -eq 0 ]; then selected+=("$t"); else for p in "$@"; do [[ $t == "$p"* ]] && selected+=("$t"); done; fi
   done
   [ ${#selected[@]} -eq 0 ] && continue
-  echo ">> PostgreSQL $v: ${#selected[@]} recovery tests with wal-e, $jobs at a time" >&2
-  printf '%s\n' "${selected[@]}" | xargs -P "$jobs" -I{} bash -c "tmp=$tmp src=$src here=$here; $(declare -p BIN); run_one $v {} wal-e && echo ok > $tmp/$v-{}.status || echo FAIL > $tmp/$v-{}.status"
+  runs=()
   for t in "${selected[@]}"; do
-    s=$(cat "$tmp/$v-$t.status")
-    plan=$(grep -m1 -E '^1\.\.[0-9]+|^1\.\.0 # SKIP' "$tmp/$v-$t-wal-e/out" || true)
+    runs+=("$t wal-e")
+    [[ " $ASYNC_TESTS " == *" $t "* ]] && runs+=("$t wal-e-async")
+  done
+  echo ">> PostgreSQL $v: ${#selected[@]} recovery tests with wal-e (and $((${#runs[@]} - ${#selected[@]})) again with WALE_ARCHIVE_ASYNC=on), $jobs at a time" >&2
+  printf '%s\n' "${runs[@]}" | xargs -P "$jobs" -L1 bash -c "tmp=$tmp src=$src here=$here; $(declare -p BIN); run_one $v \$0 \$1 && echo ok > $tmp/$v-\$0-\$1.status || echo FAIL > $tmp/$v-\$0-\$1.status"
+  for run in "${runs[@]}"; do
+    read -r t mode <<< "$run"
+    label=$t
+    [ "$mode" = wal-e-async ] && label="$t (WALE_ARCHIVE_ASYNC=on)"
+    s=$(cat "$tmp/$v-$t-$mode.status")
+    plan=$(grep -m1 -E '^1\.\.[0-9]+|^1\.\.0 # SKIP' "$tmp/$v-$t-$mode/out" || true)
     if [ "$s" = ok ] && [[ $plan == "1..0 # SKIP"* ]]; then
-      echo "| $t | $v | skipped: ${plan#1..0 # SKIP } | |" >> "$tmp/table"
+      echo "| $label | $v | skipped: ${plan#1..0 # SKIP } | |" >> "$tmp/table"
     elif [ "$s" = ok ]; then
-      echo "| $t | $v | pass (${plan#1..} checks) | |" >> "$tmp/table"
+      echo "| $label | $v | pass (${plan#1..} checks) | |" >> "$tmp/table"
     else
       c=FAIL
       run_one "$v" "$t" cp && c=pass
-      echo "| $t | $v | **FAIL** | $c |" >> "$tmp/table"
-      echo "-- $t on PostgreSQL $v failed with wal-e (cp: $c); its output:" >&2
-      tail -30 "$tmp/$v-$t-wal-e/out" >&2
+      echo "| $label | $v | **FAIL** | $c |" >> "$tmp/table"
+      echo "-- $label on PostgreSQL $v failed with wal-e (cp: $c); its output:" >&2
+      tail -30 "$tmp/$v-$t-$mode/out" >&2
       failed=1
     fi
   done
