@@ -131,9 +131,7 @@ struct WALPushRun {
     /// `wal-push-ahead` for the WAL directory of `segment`, with this call's settings (the
     /// environment, secrets included, is inherited, never put in argv).
     private func helperArguments(_ ctx: Context) -> [String] {
-        var args: [String] = []
-        if flags.terse { args.append("--terse") }
-        args += Stores.childArguments(flags, scheme: ctx.config.prefix.scheme)
+        var args = childArguments(flags, ctx)
         if let gpg = flags.gpgKeyID { args += ["--gpg-key-id", gpg] }
         if let codec = flags.compression { args += ["--compression", codec] }
         var dir = POSIX.dirname(segment)
@@ -151,13 +149,7 @@ struct WALPushAheadCommand: WALECommand {
     @Argument(help: "The WAL directory (pg_wal).") var walDirectory: String
 
     func execute() async throws -> WALEExitCode {
-        // The prefix handed over by wal-push: the scheme of a --file-prefix value picks the backend.
-        var only = GlobalFlags(filePrefix: prefix, terse: global.terse, compression: global.compression)
-        only.gpgKeyID = global.gpgKeyID
-        only.awsAccessKeyID = global.awsAccessKeyID
-        only.awsInstanceProfile = global.awsInstanceProfile
-        only.wabsAccountName = global.wabsAccountName
-        let ctx = try Context.make(only, loggerName: "wal_e.worker.upload")
+        let ctx = try Context.make(global.childFlags(prefix: prefix), loggerName: "wal_e.worker.upload")
         var push = WALPush(
             store: ctx.store, prefix: ctx.config.prefix, compression: ctx.compression, logger: ctx.logger,
             poolSize: WALPushRun.defaultPoolSize, streams: ctx.config.prefix.scheme == .file ? WALPush.localStreams : nil)
@@ -267,9 +259,7 @@ struct WALFetchRun {
     }
 
     private func prefetcherArguments(_ ctx: Context) -> [String] {
-        var args: [String] = []
-        if flags.terse { args.append("--terse") }
-        args += Stores.childArguments(flags, scheme: ctx.config.prefix.scheme)
+        var args = childArguments(flags, ctx)
         args += ["wal-prefetch", "--prefix", ctx.config.prefix.raw, "--compression", ctx.compression.rawValue]
         args += ["--concurrency", String(min(max(prefetch, 1), 4))]
         return args
@@ -287,12 +277,7 @@ struct WALPrefetchCommand: WALECommand {
     @Argument(help: "Segment names.") var segments: [String]
 
     func execute() async throws -> WALEExitCode {
-        // Only the prefix handed over by wal-fetch: the scheme of a --file-prefix value picks the backend.
-        var only = GlobalFlags(filePrefix: prefix, terse: global.terse, compression: global.compression)
-        only.awsAccessKeyID = global.awsAccessKeyID
-        only.awsInstanceProfile = global.awsInstanceProfile
-        only.wabsAccountName = global.wabsAccountName
-        let ctx = try Context.make(only, loggerName: "wal_e.worker.prefetch")
+        let ctx = try Context.make(global.childFlags(prefix: prefix), loggerName: "wal_e.worker.prefetch")
         let downloader = WALDownloader(store: ctx.store, prefix: ctx.config.prefix, preferred: ctx.compression)
         await WALPrefetch(downloader: downloader, logger: ctx.logger, concurrency: concurrency).run(base: baseDirectory, segments: segments)
         return .success

@@ -1,6 +1,27 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import WALECore
+import WALEStorage
+
+/// The global arguments a detached child (the prefetcher, the push-ahead helper) is started with:
+/// those that pick and reach the store. The environment, secrets included, is inherited, never
+/// put in argv.
+func childArguments(_ flags: GlobalFlags, _ ctx: Context) -> [String] {
+    (flags.terse ? ["--terse"] : []) + Stores.childArguments(flags, scheme: ctx.config.prefix.scheme)
+}
+
+extension GlobalOptions {
+    /// A child's settings: only the prefix its parent handed over (the scheme of a --file-prefix
+    /// value picks the backend), with the parent's codec, gpg key and store account flags.
+    func childFlags(prefix: String) -> GlobalFlags {
+        var only = GlobalFlags(filePrefix: prefix, gpgKeyID: gpgKeyID, terse: terse, compression: compression)
+        only.awsAccessKeyID = awsAccessKeyID
+        only.awsInstanceProfile = awsInstanceProfile
+        only.wabsAccountName = wabsAccountName
+        return only
+    }
+}
 
 /// Starts `/proc/self/exe args...` detached (new session, stdio on /dev/null) and does not wait:
 /// the background prefetcher outlives the wal-fetch that PostgreSQL is waiting for.
