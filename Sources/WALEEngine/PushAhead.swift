@@ -166,13 +166,15 @@ extension WALPush {
         guard let lock = claims.lockHelper() else { return 0 }
         defer { close(lock) }
         let markers = PushedMarkers(walDirectory: dir)
-        var total = 0
+        // Pushed by this helper: not pushed again when PostgreSQL's call has used the marker
+        // but not yet renamed the `.ready` file.
+        var archived: Set<String> = []
         while true {
-            let names = readySegments(in: dir, limit: Int.max, skipping: markers)
-            let pushed = await withTaskGroup(of: Bool.self) { group in
+            let names = readySegments(in: dir, limit: Int.max, skipping: markers).filter { !archived.contains($0) }
+            let pushed = await withTaskGroup(of: String?.self) { group in
                 var queue = names[...]
                 var inFlight = 0
-                var done = 0
+                var done: [String] = []
                 while true {
                     while inFlight < streams, let name = queue.popFirst() {
                         guard let claim = claims.tryClaim(name) else { continue }
@@ -183,21 +185,21 @@ extension WALPush {
                         inFlight += 1
                         group.addTask {
                             defer { claim.release() }
-                            guard await pushNeighbour(directory: dir, name: name) != nil else { return false }
+                            guard await pushNeighbour(directory: dir, name: name) != nil else { return nil }
                             markers.record(name, prefix: prefix.raw)  // before the claim is released
-                            return true
+                            return name
                         }
                     }
-                    guard let ok = await group.next() else { break }
+                    guard let result = await group.next() else { break }
                     inFlight -= 1
-                    if ok { done += 1 }
+                    if let name = result { done.append(name) }
                 }
                 return done
             }
-            total += pushed
-            if pushed == 0 { break }
+            archived.formUnion(pushed)
+            if pushed.isEmpty { break }
         }
-        logger.info("asynchronous archiving: \(total) segments pushed ahead of PostgreSQL", ["action": "push-wal-ahead"])
-        return total
+        logger.info("asynchronous archiving: \(archived.count) segments pushed ahead of PostgreSQL", ["action": "push-wal-ahead"])
+        return archived.count
     }
 }

@@ -132,3 +132,33 @@ def test_a_bad_async_setting_is_refused_before_anything_is_sent(make_cluster, wa
     err = p.stderr.decode()
     assert p.returncode == 1 and "WALE_ARCHIVE_ASYNC=sometimes is neither on nor off" in err, (p.returncode, err)
     assert "Traceback" not in err and not os.path.exists(os.path.join(adir, "wal_005"))
+
+
+def test_the_helper_encrypts_as_the_call_does(make_cluster, wale, archive, scratch):
+    """The helper inherits the call's settings: with only the public key on the host, every
+    object it pushes is natively encrypted and restores with the private key alone."""
+    from test_encryption import keypair
+    prefix, adir = archive
+    priv, pub = keypair(wale, scratch, "ops")
+    c = backlog(make_cluster, segments=6)
+    c.stop()
+    pending = ready(c)
+    pg_wal = os.path.join(c.data, "pg_wal")
+    enc = {**ASYNC, "WALE_ENCRYPTION_PUBLIC_KEYS": pub}
+    said = ""
+    for seg in pending:
+        p = wale("wal-push", os.path.join(pg_wal, seg), prefix=prefix, env=enc)
+        assert p.returncode == 0, (seg, p.stderr.decode())
+        said += p.stderr.decode()
+    wait_no_helper(c)
+    assert "archived ahead by an earlier wal-push" in said, said  # the helper pushed some of them
+    for seg in pending:
+        with open(os.path.join(adir, "wal_005", seg + ".lzo"), "rb") as f:
+            assert f.read(8) == b"WALEENC\x01", seg
+    out = os.path.join(scratch, "fetched")
+    os.makedirs(out)
+    chown_pg(out)
+    for seg in pending:
+        p = wale("wal-fetch", "-p", "0", seg, os.path.join(out, seg), prefix=prefix, env={"WALE_ENCRYPTION_PRIVATE_KEYS": priv})
+        assert p.returncode == 0, p.stderr.decode()
+        assert open(os.path.join(out, seg), "rb").read() == open(os.path.join(pg_wal, seg), "rb").read(), seg
