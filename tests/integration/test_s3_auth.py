@@ -332,6 +332,37 @@ def test_a_pool_of_incompressible_segments_goes_up_at_once_within_the_memory_bud
         assert sha256_file(dest) == sha256_file(os.path.join(wal, n))
 
 
+def test_a_spool_the_disk_cannot_take_falls_back_to_memory(wale, s3_prefix, scratch):
+    """The disk refuses the spool mid-way (a file-size limit of 4 MiB, as a full disk would at any
+    byte): the push starts again from the segment in memory, the object is exact, and nothing is
+    left in the WAL directory. The unlimited push of the same kind of segment spools (the test
+    above); with this limit a spool cannot hold its ~16 MiB body (under strace: the O_TMPFILE spool
+    opened, its pwrite at 4 MiB failing with EFBIG, then the push completing)."""
+    import resource
+    import signal
+    wal = os.path.join(scratch, "limited-wal")
+    os.makedirs(os.path.join(wal, "archive_status"))
+    name = "000000010000000000000040"
+    path = os.path.join(wal, name)
+    make_segment(path, name=name)
+    with open(path, "r+b") as f:
+        f.seek(8192)
+        f.write(os.urandom((16 << 20) - 8192))
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALE_")}
+    env.update(store_env(s3_prefix), WALE_S3_PREFIX=s3_prefix, WALE_LOG_DESTINATION="stderr")
+    p = subprocess.run([wale.path, "wal-push", path], env=env, capture_output=True, timeout=180, preexec_fn=limited)
+    assert p.returncode == 0, p.stderr.decode()
+    assert sorted(os.listdir(wal)) == sorted([name, "archive_status"]), os.listdir(wal)
+    dest = os.path.join(scratch, "back-" + name)
+    assert wale("wal-fetch", "-p", "0", name, dest, prefix=s3_prefix, user=None).returncode == 0
+    assert sha256_file(dest) == sha256_file(path)
+
+
 def test_expired_session_token(wale, s3_prefix, scratch):
     """S3 says ExpiredToken. Keys from the instance metadata service are fetched again and the
     request succeeds; a session token given in the environment cannot renew itself: a credentials
