@@ -33,10 +33,7 @@ struct AheadClaims {
         return nil
     }
 
-    private func attempt(_ name: String) -> Lock {
-        try? POSIX.makeDirectories(root, mode: 0o700)
-        return Self.tryLock(root + "/" + name)
-    }
+    private func attempt(_ name: String) -> Lock { Self.tryLock(root + "/" + name) }
 
     /// Claims `name`, waiting while another process holds it, at most `timeout` seconds. `waited`:
     /// someone held it (a helper was archiving it). A nil claim: the holder is stuck, or the claim
@@ -60,14 +57,12 @@ struct AheadClaims {
     /// The helper's lock: the fd holding it, or nil when another helper is running (or the lock
     /// file cannot be opened: then no helper can run).
     func lockHelper() -> Int32? {
-        try? POSIX.makeDirectories(walDirectory + "/.wal-e", mode: 0o700)
         if case .locked(let fd) = Self.tryLock(helperLock) { return fd }
         return nil
     }
 
     /// Whether a helper holds its lock (a new one would exit at once).
     var helperRunning: Bool {
-        try? POSIX.makeDirectories(walDirectory + "/.wal-e", mode: 0o700)
         switch Self.tryLock(helperLock) {
         case .locked(let fd):
             close(fd)
@@ -94,11 +89,16 @@ struct AheadClaims {
         case unavailable
     }
 
-    /// An exclusive, non-blocking `flock` on `path` (created if absent), checked to still be the
-    /// file at `path` (a sweep may unlink it between our open and our lock).
+    /// An exclusive, non-blocking `flock` on `path` (created if absent, its directory too),
+    /// checked to still be the file at `path` (a sweep may unlink it between our open and our lock).
     static func tryLock(_ path: String) -> Lock {
         for _ in 0..<3 {
-            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            var fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            if fd < 0 && errno == ENOENT {
+                // Only the first claim in a WAL directory makes `.wal-e/ahead`, not every poll.
+                try? POSIX.makeDirectories(POSIX.dirname(path), mode: 0o700)
+                fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            }
             guard fd >= 0 else { return .unavailable }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 let busy = errno == EWOULDBLOCK
@@ -150,7 +150,8 @@ extension WALPush {
                 "the asynchronous helper has held \(own.name) for \(Int(ahead.wait)) s; archiving it here",
                 hint: "a helper that stays stuck is stopped by its own transfer timeouts; see its log")
         }
-        if !claims.helperRunning && !readyNeighbours(of: own.path, limit: 1, skipping: markers).isEmpty {
+        // The listing first: with no backlog (the steady state) no helper lock is touched.
+        if !readyNeighbours(of: own.path, limit: 1, skipping: markers).isEmpty && !claims.helperRunning {
             ahead.spawn()
         }
         return try await push(own)
