@@ -162,3 +162,31 @@ def test_the_helper_encrypts_as_the_call_does(make_cluster, wale, archive, scrat
         p = wale("wal-fetch", "-p", "0", seg, os.path.join(out, seg), prefix=prefix, env={"WALE_ENCRYPTION_PRIVATE_KEYS": priv})
         assert p.returncode == 0, p.stderr.decode()
         assert open(os.path.join(out, seg), "rb").read() == open(os.path.join(pg_wal, seg), "rb").read(), seg
+
+
+def test_a_stuck_holder_is_waited_for_at_most_120_seconds(make_cluster, wale, archive, scratch):
+    """A helper that holds a segment's claim and never finishes (stopped, hung): PostgreSQL's call
+    waits the README's 120 s, says so, and archives the segment itself."""
+    prefix, adir = archive
+    c = backlog(make_cluster, segments=1)
+    c.stop()
+    seg = ready(c)[0]
+    claims = os.path.join(c.data, "pg_wal", ".wal-e", "ahead")
+    os.makedirs(claims, exist_ok=True)
+    chown_pg(os.path.join(c.data, "pg_wal", ".wal-e"))
+    chown_pg(claims)
+    fd = os.open(os.path.join(claims, seg), os.O_RDWR | os.O_CREAT, 0o600)
+    chown_pg(os.path.join(claims, seg))
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held for the whole call
+    try:
+        t0 = time.monotonic()
+        p = wale("wal-push", os.path.join(c.data, "pg_wal", seg), prefix=prefix, env=ASYNC, timeout=300)
+        took = time.monotonic() - t0
+    finally:
+        os.close(fd)
+    err = p.stderr.decode()
+    assert p.returncode == 0, err
+    assert 120 <= took < 200, took
+    assert f"the asynchronous helper has held {seg} for 120 s; archiving it here" in err, err
+    fetch_and_compare(wale, prefix, c, scratch, [seg])
+    wait_no_helper(c)
