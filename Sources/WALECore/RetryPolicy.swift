@@ -2,7 +2,9 @@
 /// whole operations (a download whose bytes failed their check is fetched again): bounded
 /// attempts, exponential backoff capped at `maxDelay`, half jitter. What is retried is decided in
 /// one place too, `WALEError.isTransient`: an I/O failure the store has not already retried to the
-/// end, or a corrupt download. Everything else is thrown at once.
+/// end, or a corrupt download. Everything else is thrown at once, and nothing is retried in a
+/// task that was cancelled (a sibling failed, or the command is ending): its request failed
+/// because it was cancelled, and a retry would only log a warning and wait for nothing.
 public struct RetryPolicy: Sendable {
     /// Total attempts, including the first.
     public var attempts: Int
@@ -34,6 +36,7 @@ public struct RetryPolicy: Sendable {
             do {
                 return try await body(failure + 1)
             } catch let e as WALEError where e.isTransient {
+                if Task.isCancelled { throw CancellationError() }
                 guard failure + 1 < attempts else { throw e.kind == .io ? e.exhaustingRetries() : e }
                 failure += 1
                 let d = delay(afterFailure: failure)

@@ -4,6 +4,7 @@ nothing PostgreSQL could read. The objects are decrypted independently of wal-e'
 `cryptography`) as a check of the documented format and key wrapping."""
 import hashlib
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -113,6 +114,17 @@ def test_native_encryption_archive_backup_and_point_in_time_restore(request, mak
     other_priv, _ = keypair(wale, scratch, "other")
     f = wale("wal-fetch", name[5:29], dest, prefix=prefix, env={"WALE_ENCRYPTION_PRIVATE_KEYS": other_priv})
     assert f.returncode == 129 and "none of WALE_ENCRYPTION_PRIVATE_KEYS unwraps it" in f.stderr.decode(), f.stderr.decode()
+    # A private key others can read is refused, and said once: the downloads its first use
+    # cancelled are not reported as store failures being retried.
+    loose = os.path.join(scratch, "loose.key")
+    shutil.copy(priv, loose)
+    os.chmod(loose, 0o644)
+    loose_target = os.path.join(scratch, "loose")
+    f = wale("backup-fetch", loose_target, name, prefix=prefix, env={"WALE_ENCRYPTION_PRIVATE_KEYS": loose})
+    err = f.stderr.decode()
+    assert f.returncode == 1 and f"the private key file {loose} is readable by other users" in err, err
+    assert "retrying" not in err and "CancellationError" not in err, err
+    assert not os.path.exists(os.path.join(loose_target, "global", "pg_control"))
 
     # With it: verify, restore and recover to the restore point.
     dec = {"WALE_ENCRYPTION_PRIVATE_KEYS": priv}

@@ -138,6 +138,7 @@ final class ResumableBody: ObjectMetadataSource {
                 return b.readBytes(length: n)
             } catch {
                 let e = (error as? WALEError) ?? WALEError(.io, "reading \(what) failed", detail: redactedDescription(error))
+                if Task.isCancelled { throw CancellationError() }  // not a failure of the store: nothing to resume
                 guard e.kind == .io, let wait = retry.nextDelay() else {
                     throw e.exhaustingRetries()
                 }
