@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 import WALECore
 @testable import WALEEngine
@@ -170,6 +171,46 @@ import WALECore
         #expect(plan.action(layer: 2, file: "INCREMENTAL.b") == .patch)
         #expect(plan.action(layer: 1, file: "INCREMENTAL.a") == .skip)
         #expect(plan.action(layer: 1, file: "c") == .write)
+    }
+
+    /// Each patching partition waits for exactly the partitions that write its files before it,
+    /// and no more; run through the pool in the schedule's order, nothing stalls (width 1 too).
+    @Test func patchingPartitionsWaitOnlyForTheWritersOfTheirFiles() async throws {
+        let full = ["a", "b", "c", "gone"].map { ClusterFile(entry: e($0), source: .stored) }
+        let inc1 = [
+            ClusterFile(entry: e("a"), source: .parent), ClusterFile(entry: e("b"), source: .delta),
+            ClusterFile(entry: e("c"), source: .stored), ClusterFile(entry: e("new"), source: .stored),
+        ]
+        let inc2 = [
+            ClusterFile(entry: e("a"), source: .delta), ClusterFile(entry: e("b", 4096, ""), source: .delta),
+            ClusterFile(entry: e("c"), source: .parent), ClusterFile(entry: e("new"), source: .parent),
+        ]
+        let plan = try ChainPlan(layers: names, views: [full, inc1, inc2])
+        func job(_ layer: Int, _ n: Int, _ paths: [String]) -> ChainJob {
+            ChainJob(layer: layer, partition: (n, "\(layer)/\(n)"), files: paths.map { e($0) }, others: nil)
+        }
+        let jobs = [
+            job(2, 0, ["INCREMENTAL.a", "INCREMENTAL.b"]), job(1, 0, ["INCREMENTAL.b"]), job(1, 1, ["c", "new"]),
+            job(0, 0, ["a", "b"]), job(0, 1, ["c", "gone"]), job(0, 2, ["unrelated"]),
+        ]
+        let (order, waitsFor) = ChainJob.schedule(jobs, plan: plan)
+        #expect(order.map(\.partition.1) == ["1/1", "0/0", "0/1", "0/2", "1/0", "2/0"])
+        // b's patch in layer 1 waits for b's whole copy (0/0); layer 2's patches of a and b wait
+        // for that and for layer 1's patch of b; nothing waits for 0/1, 0/2 or 1/1.
+        #expect(waitsFor == [[], [], [], [], [1], [1, 4]])
+        for width in [1, 2, 6] {
+            let completion = JobCompletion()
+            let log = Mutex<[Int]>([])
+            _ = try await boundedConcurrently(Array(order.indices), width: width) { k in
+                defer { completion.ended(k) }
+                await completion.wait(for: waitsFor[k])
+                log.withLock { ran in
+                    #expect(waitsFor[k].allSatisfy(ran.contains), "job \(k) ran before what it waits for")
+                    ran.append(k)
+                }
+            }
+            #expect(log.withLock { $0.count } == order.count)
+        }
     }
 
     @Test func aFileTakenFromAParentThatLacksItIsRefused() {

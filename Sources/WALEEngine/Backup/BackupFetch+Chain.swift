@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import WALECore
 import WALEStorage
 
@@ -12,6 +13,64 @@ struct ChainJob: Sendable {
     var others: ManifestFormat.PartitionOthers?
     /// It holds changed blocks to write over a file an earlier layer wrote.
     var patches: Bool { files.contains { DeltaMember.target(ofMember: $0.path) != nil } }
+    /// The files whose changed blocks it writes.
+    var patchTargets: Set<String> { Set(files.compactMap { DeltaMember.target(ofMember: $0.path) }) }
+
+    /// The order a chain's jobs run in and, for each, the earlier jobs it waits for. A job that
+    /// writes changed blocks over a file waits for the job that writes the file whole and for
+    /// every earlier layer's job that patches it, so each file still sees its base, then each
+    /// layer's blocks in layer order, as before; a job waits for nothing else. The whole-file
+    /// jobs come first and the patching ones by layer, so every job a job waits for is earlier in
+    /// the order: run in that order with any number at once, the earliest unfinished job never
+    /// waits, and the restore cannot stall. (A chain's layers once waited for all the whole files:
+    /// the changed blocks of a big table were written only after the last partition of unrelated
+    /// files, serially layer after layer.)
+    static func schedule(_ jobs: [ChainJob], plan: ChainPlan) -> (order: [ChainJob], waitsFor: [[Int]]) {
+        let order = jobs.filter { !$0.patches } + plan.layers.indices.flatMap { i in jobs.filter { $0.patches && $0.layer == i } }
+        let targets = order.map(\.patchTargets)
+        let patched = targets.reduce(into: Set<String>()) { $0.formUnion($1) }
+        // Which jobs write each patched file, whole or by blocks.
+        var writers: [String: [Int]] = [:]
+        for (k, job) in order.enumerated() {
+            for f in job.files where patched.contains(f.path) && plan.action(layer: job.layer, file: f.path) == .write {
+                writers[f.path, default: []].append(k)
+            }
+            for t in targets[k] { writers[t, default: []].append(k) }
+        }
+        let waitsFor = order.enumerated().map { k, job -> [Int] in
+            Set(targets[k].flatMap { writers[$0] ?? [] }.filter { order[$0].layer < job.layer }).sorted()
+        }
+        return (order, waitsFor)
+    }
+}
+
+/// Which of a restore's jobs (by index) have ended, and who waits for them. A job that failed has
+/// ended too: the restore fails with it, and its waiters go on to find themselves cancelled.
+final class JobCompletion: Sendable {
+    private let state = Mutex<(ended: Set<Int>, waiting: [(jobs: [Int], resume: CheckedContinuation<Void, Never>)])>(([], []))
+
+    func wait(for jobs: [Int]) async {
+        guard !jobs.isEmpty else { return }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if jobs.allSatisfy(s.ended.contains) { return true }
+                s.waiting.append((jobs, c))
+                return false
+            }
+            if ready { c.resume() }
+        }
+    }
+
+    func ended(_ job: Int) {
+        let ready = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.ended.insert(job)
+            let ended = s.ended
+            let (go, stay) = (s.waiting.filter { $0.jobs.allSatisfy(ended.contains) }, s.waiting.filter { !$0.jobs.allSatisfy(ended.contains) })
+            s.waiting = stay
+            return go.map(\.resume)
+        }
+        for c in ready { c.resume() }
+    }
 }
 
 /// One layer of an incremental chain being restored, as SafeExtractor sees it.
@@ -60,10 +119,11 @@ extension BackupFetch {
         progress.setTotal(units: partitionsByLayer.reduce(0) { $0 + $1.count })
         progress.start(show: options.showProgress)
         // Every partition's manifest first (small objects), to know which partitions write changed
-        // blocks over files of earlier layers: only those wait for the layers before them. The
-        // others write whole files, each of which exactly one layer writes, so they all run in one
-        // pool, the layers' partitions side by side (one layer at a time left the pool half idle
-        // at each layer's end: a file-level chain of four restored in 1.6× a full restore's time).
+        // blocks over files of earlier layers: only those wait, each for the partitions that
+        // write the same files before it (ChainJob.schedule). The others write whole files, each
+        // of which exactly one layer writes, so they all run in one pool, the layers' partitions
+        // side by side (one layer at a time left the pool half idle at each layer's end: a
+        // file-level chain of four restored in 1.6× a full restore's time).
         let jobs = try await boundedConcurrently(
             partitionsByLayer.enumerated().flatMap { i, parts in parts.map { (i, $0) } }, width: options.poolSize * 2
         ) { i, p -> ChainJob in
@@ -96,9 +156,13 @@ extension BackupFetch {
             if !layer.isNewest { done.members = [] }
             return done
         }
-        var extracted = try await boundedConcurrently(jobs.filter { !$0.patches }, width: options.poolSize, run)
-        for i in layers.indices {
-            extracted += try await boundedConcurrently(jobs.filter { $0.patches && $0.layer == i }, width: options.poolSize, run)
+        let (order, waitsFor) = ChainJob.schedule(jobs, plan: plan)
+        let completion = JobCompletion()
+        let extracted = try await boundedConcurrently(Array(order.indices), width: options.poolSize) { k in
+            defer { completion.ended(k) }
+            await completion.wait(for: waitsFor[k])
+            try Task.checkCancellation()
+            return try await run(order[k])
         }
         let files = extracted.reduce(0) { $0 + $1.files }
         let bytes = extracted.reduce(Int64(0)) { $0 + $1.bytes }

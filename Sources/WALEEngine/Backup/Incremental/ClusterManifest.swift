@@ -142,23 +142,20 @@ extension BackupReader {
             return try ClusterManifestFormat.decode(bytes, key: key, backup: name).files
         }
         guard try await !manifestKeys(name).isEmpty else { return nil }
-        var out: [ClusterFile] = []
-        for (n, _) in try await partitions(name) {
-            out += try await manifest(name, n).map { ClusterFile(entry: $0, source: .stored) }
-        }
-        return out
+        // Read side by side: one after the other, an object store's latency per manifest adds up.
+        let manifests = try await boundedConcurrently(try await partitions(name), width: 8) { try await self.manifest(name, $0.0) }
+        return manifests.flatMap { $0.map { ClusterFile(entry: $0, source: .stored) } }
     }
 }
 
 extension BackupReader {
     /// The plan of a chain (oldest first): every layer's cluster view, combined.
     public func chainPlan(_ layers: [BackupName]) async throws -> ChainPlan {
-        var views: [[ClusterFile]] = []
-        for l in layers {
-            guard let v = try await clusterView(l) else {
+        let views = try await boundedConcurrently(layers, width: 4) { l -> [ClusterFile] in
+            guard let v = try await self.clusterView(l) else {
                 throw WALEError(.corrupt, "\(l) has no manifest, so no incremental can be built on it")
             }
-            views.append(v)
+            return v
         }
         return try ChainPlan(layers: layers, views: views)
     }
