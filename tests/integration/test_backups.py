@@ -238,7 +238,8 @@ def test_delta_restore_rebuilds_a_diverged_directory_in_place(make_cluster, wale
     with open(os.path.join(c.data, "PG_VERSION"), "w") as f:
         f.write("99\n")  # same size, other content: only the checksum tells
     run(["chown", "-R", "postgres:postgres", c.data])
-    assert c.wal_segments()
+    diverged = c.wal_segments()
+    assert diverged
 
     f = wale("backup-fetch", "--delta", "--recovery-target-name", "delta_target", "--recovery-target-action", "promote",
              c.data, "LATEST", prefix=prefix)
@@ -252,6 +253,7 @@ def test_delta_restore_rebuilds_a_diverged_directory_in_place(make_cluster, wale
     assert kept > total // 2, line  # most of the cluster did not change
     assert rewritten >= 3 and kept + rewritten == total, line  # pg_control, PG_VERSION, pgbench_accounts at least
     assert removed >= len(junk) + 2, line  # the junk, base/777777, after_target's files and the diverged WAL
+    assert removed >= len(junk) + 1 + len(diverged), (line, diverged)  # every segment counted (removed during the download)
     for j in junk:
         assert not os.path.exists(j), j
     assert not os.path.exists(os.path.join(c.data, "base", "777777"))

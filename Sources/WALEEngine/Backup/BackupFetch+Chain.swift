@@ -156,6 +156,7 @@ extension BackupFetch {
             if !layer.isNewest { done.members = [] }
             return done
         }
+        async let walCleared = options.delta ? clearWALSegments(root: root) : 0
         let (order, waitsFor) = ChainJob.schedule(jobs, plan: plan)
         let completion = JobCompletion()
         let extracted = try await boundedConcurrently(Array(order.indices), width: options.poolSize) { k in
@@ -170,7 +171,8 @@ extension BackupFetch {
             let keptBytes = kept.reduce(Int64(0)) { $0 + (plan.final[$1]?.size ?? 0) }
             progress.add(bytes: Int(keptBytes))
             try finishDelta(
-                root: root, extracted: extracted, alsoKeep: Set(plan.final.keys), counts: (kept.count, plan.final.count, keptBytes))
+                root: root, extracted: extracted, alsoKeep: Set(plan.final.keys), counts: (kept.count, plan.final.count, keptBytes),
+                removedEarly: await walCleared)
         }
         try checkFinalSizes(plan, root: root)
         return (files, bytes, partitionsByLayer.reduce(0) { $0 + $1.count })

@@ -69,14 +69,33 @@ extension BackupFetch {
         )
     }
 
+    /// A delta restore empties pg_wal (WAL of a diverged history must not be replayed). Its
+    /// segments, most of what a delta restore removes, go while the partitions download rather
+    /// than after: no backup holds a regular file directly in pg_wal (its contents are never
+    /// backed up), so nothing restored can be among them. A failure is left to the final pass,
+    /// which reports it. A pg_wal that is a link to another disk is left alone, as the final pass
+    /// leaves it. Returns the count removed.
+    func clearWALSegments(root: String) -> Int {
+        let dir = root + "/pg_wal"
+        guard let st = POSIX.lstat(dir), st.st_mode & S_IFMT == S_IFDIR, let names = try? POSIX.listDirectory(dir) else { return 0 }
+        var removed = 0
+        for name in names {
+            let path = dir + "/" + name
+            if let f = POSIX.lstat(path), f.st_mode & S_IFMT == S_IFREG, unlink(path) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
     /// `counts`: a chain's files kept and in all (its layers' counts would count a patched file twice).
+    /// `removedEarly`: what clearWALSegments removed.
     func finishDelta(
-        root: String, extracted: [ExtractedPartition], alsoKeep: Set<String> = [], counts: (kept: Int, files: Int, keptBytes: Int64)? = nil
+        root: String, extracted: [ExtractedPartition], alsoKeep: Set<String> = [], counts: (kept: Int, files: Int, keptBytes: Int64)? = nil,
+        removedEarly: Int = 0
     ) throws {
         var members = alsoKeep
         for p in extracted { members.formUnion(p.members) }
         members.insert(SafeExtractor.heldBackControlFile)
-        var removed = 0
+        var removed = removedEarly
         try prune(root, relative: "", members: members, removed: &removed)
         let kept = counts?.kept ?? extracted.reduce(0) { $0 + $1.keptFiles }
         let keptBytes = counts?.keptBytes ?? extracted.reduce(Int64(0)) { $0 + $1.keptBytes }

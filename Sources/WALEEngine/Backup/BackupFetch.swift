@@ -95,12 +95,13 @@ public struct BackupFetch: Sendable {
                 hint: "files the backup does not have are still removed")
         }
         let judge = options.delta && manifests ? deltaJudge(root: root, sentinel: sentinel, options: options) : nil
+        async let walCleared = options.delta ? clearWALSegments(root: root) : 0
         let done = try await boundedConcurrently(partitions, width: options.poolSize) { p in
             try await fetchPartition(p, backup: backup.name, root: root, allowed: locations, manifest: manifests, delta: options.delta, judge: judge)
         }
         let files = done.reduce(0) { $0 + $1.files }
         let bytes = done.reduce(Int64(0)) { $0 + $1.bytes }
-        if options.delta { try finishDelta(root: root, extracted: done) }
+        if options.delta { try finishDelta(root: root, extracted: done, removedEarly: await walCleared) }
         try finishRestore(root: root, locations: locations, options: options)
         logger.info(
             "restored \(backup.name)", detail: "\(files) files, \(bytes) bytes from \(partitions.count) partitions"
