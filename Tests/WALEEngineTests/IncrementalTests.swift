@@ -149,7 +149,9 @@ import WALECore
     let names = ["base_000000010000000000000002_00000040", "incr_000000010000000000000004_00000040", "incr_000000010000000000000006_00000040"]
         .map { BackupName($0)! }
 
-    @Test func eachFileComesFromTheNewestWholeCopyThenLaterPatches() throws {
+    /// A full backup of a, b, c, gone; then c stored again, new added, b patched; then a and b
+    /// patched (b cut to 4096 bytes).
+    func threeLayers() throws -> ChainPlan {
         let full = ["a", "b", "c", "gone"].map { ClusterFile(entry: e($0), source: .stored) }
         let inc1 = [
             ClusterFile(entry: e("a"), source: .parent), ClusterFile(entry: e("b"), source: .delta),
@@ -159,7 +161,11 @@ import WALECore
             ClusterFile(entry: e("a"), source: .delta), ClusterFile(entry: e("b", 4096, ""), source: .delta),
             ClusterFile(entry: e("c"), source: .parent), ClusterFile(entry: e("new"), source: .parent),
         ]
-        let plan = try ChainPlan(layers: names, views: [full, inc1, inc2])
+        return try ChainPlan(layers: names, views: [full, inc1, inc2])
+    }
+
+    @Test func eachFileComesFromTheNewestWholeCopyThenLaterPatches() throws {
+        let plan = try threeLayers()
         #expect(plan.base == ["a": 0, "b": 0, "c": 1, "new": 1])
         #expect(plan.deltas == ["a": [2], "b": [1, 2]])
         #expect(plan.final["b"]?.size == 4096)
@@ -176,16 +182,7 @@ import WALECore
     /// Each patching partition waits for exactly the partitions that write its files before it,
     /// and no more; run through the pool in the schedule's order, nothing stalls (width 1 too).
     @Test func patchingPartitionsWaitOnlyForTheWritersOfTheirFiles() async throws {
-        let full = ["a", "b", "c", "gone"].map { ClusterFile(entry: e($0), source: .stored) }
-        let inc1 = [
-            ClusterFile(entry: e("a"), source: .parent), ClusterFile(entry: e("b"), source: .delta),
-            ClusterFile(entry: e("c"), source: .stored), ClusterFile(entry: e("new"), source: .stored),
-        ]
-        let inc2 = [
-            ClusterFile(entry: e("a"), source: .delta), ClusterFile(entry: e("b", 4096, ""), source: .delta),
-            ClusterFile(entry: e("c"), source: .parent), ClusterFile(entry: e("new"), source: .parent),
-        ]
-        let plan = try ChainPlan(layers: names, views: [full, inc1, inc2])
+        let plan = try threeLayers()
         func job(_ layer: Int, _ n: Int, _ paths: [String]) -> ChainJob {
             ChainJob(layer: layer, partition: (n, "\(layer)/\(n)"), files: paths.map { e($0) }, others: nil)
         }
