@@ -89,9 +89,10 @@ public struct BackupPush: Sendable {
         logger.info(
             "starting a non-exclusive base backup", detail: "pg_backup_start('\(label)', \(options.fast))",
             hint: options.fast ? nil : "waiting for a spread checkpoint (up to checkpoint_timeout × checkpoint_completion_target); --fast asks for an immediate one")
+        async let parent = lookUpParent(server: server, options: options)
         let start = try await session.startBackup(label: label, fast: options.fast, server: server)
         guard let seg = WALSegmentName(start.segmentName) else { throw WALEError(.internal, "bad start segment \(start.segmentName)") }
-        let basis = try await incrementalBasis(session, server: server, start: start, options: options)
+        let basis = try await incrementalBasis(session, server: server, start: start, options: options, parent: await parent)
         let name = BackupName(segment: seg, offsetText: start.offset, kind: basis == nil ? .full : .incremental)
         try await refuseExisting(name)
         logger.info(

@@ -23,14 +23,27 @@ extension BackupPush {
         var parentFiles: [String: ManifestEntry]
     }
 
-    /// Decides after `pg_backup_start` whether this backup can be incremental. Returns nil (a full
-    /// backup) with the reason logged, or throws when an incremental was required.
-    func incrementalBasis(
-        _ session: PostgresSession, server: ServerInfo, start: BackupStart, options: Options
-    ) async throws -> IncrementalBasis? {
+    /// The parent an incremental would build on, with its files: found in storage while
+    /// `pg_backup_start`'s checkpoint runs (the two do not depend on each other, and the lookup's
+    /// listing and reads are round trips to the store). nil when no incremental was asked for.
+    func lookUpParent(server: ServerInfo, options: Options) async -> Result<ParentLookup, any Error>? {
         guard options.incremental != .off else { return nil }
         do {
-            return try await findBasis(session, server: server, start: start, options: options)
+            return .success(try await findParent(server: server, options: options))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Decides after `pg_backup_start` whether this backup can be incremental, from the parent
+    /// `lookUpParent` found. Returns nil (a full backup) with the reason logged, or throws when an
+    /// incremental was required.
+    func incrementalBasis(
+        _ session: PostgresSession, server: ServerInfo, start: BackupStart, options: Options, parent: Result<ParentLookup, any Error>?
+    ) async throws -> IncrementalBasis? {
+        guard options.incremental != .off, let parent else { return nil }
+        do {
+            return try await findBasis(session, server: server, start: start, options: options, parent: try parent.get())
         } catch let why as NoIncremental {
             if options.incremental == .required {
                 throw WALEError(.user, "cannot take an incremental backup: \(why.reason)", hint: why.hint ?? "leave out --require-incremental to take a full backup instead")
@@ -45,7 +58,16 @@ extension BackupPush {
         var hint: String?
     }
 
-    private func findBasis(_ session: PostgresSession, server: ServerInfo, start: BackupStart, options: Options) async throws -> IncrementalBasis {
+    struct ParentLookup: Sendable {
+        var parent: BackupInfo
+        var extra: Sentinel.Extra
+        var view: [ClusterFile]
+        var depth: Int
+    }
+
+    /// The newest backup of this cluster (or `--from`) that an incremental can build on, as far as
+    /// storage alone tells; what depends on this backup's start is checked by findBasis.
+    private func findParent(server: ServerInfo, options: Options) async throws -> ParentLookup {
         let catalog = BackupCatalog(store: store, prefix: prefix)
         let all = try await catalog.list()
         let major = server.versionNumber / 10000
@@ -71,23 +93,11 @@ extension BackupPush {
             throw NoIncremental(
                 reason: "\(parent.name) is of another cluster or PostgreSQL version (system identifier \(x.systemIdentifier), version \(x.postgresVersionNumber))")
         }
-        guard let parentStart = LSN(parsing: x.startLSN), parentStart < start.lsn else {
-            throw NoIncremental(
-                reason: "\(parent.name) does not start before this backup",
-                hint: server.inRecovery
-                    ? "a standby's backup starts at its last restartpoint, and it makes one only when it replays a checkpoint: run CHECKPOINT on the primary first"
-                    : nil)
-        }
         let depth = (x.incremental?.depth ?? 0) + 1
         if depth > options.maxChain {
             throw NoIncremental(
                 reason: "\(parent.name) already ends a chain of \(depth - 1) incremental backups (--max-chain \(options.maxChain))",
                 hint: "a full backup starts a new chain")
-        }
-        guard x.timeline == start.timeline.value else {
-            throw NoIncremental(
-                reason: "\(parent.name) is on timeline \(x.timeline) and this backup on \(start.timeline.value) (a promotion in between)",
-                hint: "the first backup on a new timeline is a full one")
         }
         let reader = BackupReader(store: store, prefix: prefix, logger: logger, retry: RetryPolicy(attempts: 1))
         let parentView: [ClusterFile]?
@@ -102,6 +112,26 @@ extension BackupPush {
         }
         guard let view = parentView else {
             throw NoIncremental(reason: "\(parent.name) has no manifest to compare with")
+        }
+        return ParentLookup(parent: parent, extra: x, view: view, depth: depth)
+    }
+
+    private func findBasis(
+        _ session: PostgresSession, server: ServerInfo, start: BackupStart, options: Options, parent found: ParentLookup
+    ) async throws -> IncrementalBasis {
+        let (parent, x, view, depth) = (found.parent, found.extra, found.view, found.depth)
+        let major = server.versionNumber / 10000
+        guard let parentStart = LSN(parsing: x.startLSN), parentStart < start.lsn else {
+            throw NoIncremental(
+                reason: "\(parent.name) does not start before this backup",
+                hint: server.inRecovery
+                    ? "a standby's backup starts at its last restartpoint, and it makes one only when it replays a checkpoint: run CHECKPOINT on the primary first"
+                    : nil)
+        }
+        guard x.timeline == start.timeline.value else {
+            throw NoIncremental(
+                reason: "\(parent.name) is on timeline \(x.timeline) and this backup on \(start.timeline.value) (a promotion in between)",
+                hint: "the first backup on a new timeline is a full one")
         }
         let files = Dictionary(view.map { ($0.entry.path, $0.entry) }, uniquingKeysWith: { a, _ in a })
 
