@@ -42,6 +42,20 @@ def wait_no_helper(c, timeout=30):
     assert not helpers(c), "the helper did not exit once the backlog was archived"
 
 
+def hold_claim(c):
+    """Takes the claim of the oldest .ready segment as a helper would (an flock on
+    pg_wal/.wal-e/ahead/<segment>); returns the segment and the fd holding the claim."""
+    seg = ready(c)[0]
+    claims = os.path.join(c.data, "pg_wal", ".wal-e", "ahead")
+    os.makedirs(claims, exist_ok=True)
+    chown_pg(os.path.join(c.data, "pg_wal", ".wal-e"))
+    chown_pg(claims)
+    fd = os.open(os.path.join(claims, seg), os.O_RDWR | os.O_CREAT, 0o600)
+    chown_pg(os.path.join(claims, seg))
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return seg, fd
+
+
 def test_async_archiving_drains_a_backlog_every_segment_counted_and_identical(make_cluster, wale, archive, scratch):
     prefix, adir = archive
     c = backlog(make_cluster)
@@ -77,14 +91,7 @@ def test_a_call_waits_for_a_claimed_segment_and_archives_it_when_the_claim_dies_
     prefix, adir = archive
     c = backlog(make_cluster, segments=2)
     c.stop()
-    seg = ready(c)[0]
-    claims = os.path.join(c.data, "pg_wal", ".wal-e", "ahead")
-    os.makedirs(claims, exist_ok=True)
-    chown_pg(os.path.join(c.data, "pg_wal", ".wal-e"))
-    chown_pg(claims)
-    fd = os.open(os.path.join(claims, seg), os.O_RDWR | os.O_CREAT, 0o600)
-    chown_pg(os.path.join(claims, seg))
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    seg, fd = hold_claim(c)
     env = {**ASYNC, "WALE_LOG_DESTINATION": "stderr"}
     cmd = wale.command_line(prefix, "wal-push " + os.path.join(c.data, "pg_wal", seg), env)
     p = subprocess.Popen(["su", "postgres", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -170,14 +177,7 @@ def test_a_stuck_holder_is_waited_for_at_most_120_seconds(make_cluster, wale, ar
     prefix, adir = archive
     c = backlog(make_cluster, segments=1)
     c.stop()
-    seg = ready(c)[0]
-    claims = os.path.join(c.data, "pg_wal", ".wal-e", "ahead")
-    os.makedirs(claims, exist_ok=True)
-    chown_pg(os.path.join(c.data, "pg_wal", ".wal-e"))
-    chown_pg(claims)
-    fd = os.open(os.path.join(claims, seg), os.O_RDWR | os.O_CREAT, 0o600)
-    chown_pg(os.path.join(claims, seg))
-    fcntl.flock(fd, fcntl.LOCK_EX)  # held for the whole call
+    seg, fd = hold_claim(c)  # held for the whole call
     try:
         t0 = time.monotonic()
         p = wale("wal-push", os.path.join(c.data, "pg_wal", seg), prefix=prefix, env=ASYNC, timeout=300)

@@ -41,7 +41,7 @@ extension BackupPush {
     func incrementalBasis(
         _ session: PostgresSession, server: ServerInfo, start: BackupStart, options: Options, parent: Result<ParentLookup, any Error>?
     ) async throws -> IncrementalBasis? {
-        guard options.incremental != .off, let parent else { return nil }
+        guard let parent else { return nil }  // nil: no incremental was asked for
         do {
             return try await findBasis(session, server: server, start: start, options: options, parent: try parent.get())
         } catch let why as NoIncremental {
