@@ -40,4 +40,24 @@ int wale_set_direct(int fd, int on) {
     return fcntl(fd, F_SETFL, flags);
 }
 
+#include <sys/mman.h>
+long wale_cached_pages(int fd, long long offset, long length) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || offset < 0 || length <= 0 || length > (4L << 20)) return -1;
+    long long start = offset & ~(long long)(page - 1);
+    size_t span = (size_t)(offset - start + length);
+    size_t pages = (span + (size_t)page - 1) / (size_t)page;
+    unsigned char vec[(4L << 20) / 4096 + 2];
+    if (pages > sizeof vec) return -1;
+    void *m = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, (off_t)start);
+    if (m == MAP_FAILED) return -1;
+    long cached = -1;
+    if (mincore(m, span, vec) == 0) {
+        cached = 0;
+        for (size_t i = 0; i < pages; i++) cached += vec[i] & 1;
+    }
+    munmap(m, span);
+    return cached;
+}
+
 int wale_open_tmpfile(const char *dir) { return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600); }

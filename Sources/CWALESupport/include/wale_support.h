@@ -13,6 +13,9 @@ int wale_write_behind(int fd, long long offset, long long length);
 /* Turns O_DIRECT on (1) or off (0) for an open file; 0 on success, -1 with errno (EINVAL: the
  * file system does not do direct I/O). */
 int wale_set_direct(int fd, int on);
+/* How many pages of [offset, offset + length) of an open file are in the page cache (mincore over
+ * a transient read-only mapping; length at most 4 MiB); -1 when that cannot be told. */
+long wale_cached_pages(int fd, long long offset, long length);
 /* pipe2(fds, O_CLOEXEC): a child started by another thread never inherits either end. */
 int wale_pipe_cloexec(int fds[2]);
 /* Extended attributes (the file store's object metadata): Swift's Glibc module lacks sys/xattr.h. */

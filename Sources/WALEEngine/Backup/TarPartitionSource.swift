@@ -67,6 +67,9 @@ public final class TarPartitionSource: ByteSource {
     let logger: Logger
     private var index = 0
     private var fd: Int32 = -1
+    /// Reads the current file (around the page cache where it is cold), into `coldBuffer`.
+    private var reader: ColdFileReader?
+    private let coldBuffer = ColdFileReader.allocateBuffer()
     private var remaining: Int64 = 0
     private let hasher: FileChecksummer
     private var current: PlannedMember?
@@ -87,7 +90,10 @@ public final class TarPartitionSource: ByteSource {
         self.logger = logger
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit {
+        if fd >= 0 { close(fd) }
+        coldBuffer.deallocate()
+    }
 
     public func next() async throws -> [UInt8]? {
         if finished { return nil }
@@ -117,6 +123,7 @@ public final class TarPartitionSource: ByteSource {
                 fd = f
                 remaining = m.entry.size
                 current = m
+                reader = m.delta == nil ? ColdFileReader(fd: f, path: m.localPath, buffer: coldBuffer) : nil
                 if let d = m.delta {
                     deltaHeader = DeltaMember.header(finalSize: d.fileSize, blocks: d.blocks)
                     deltaIndex = 0
@@ -133,27 +140,28 @@ public final class TarPartitionSource: ByteSource {
         guard let m = current else { return }
         if remaining > 0 {
             let want = Int(min(remaining, Int64(Self.chunkSize - min(out.count, Self.chunkSize / 2))))
-            var piece: [UInt8]
+            let start = out.count
             if let d = m.delta {
-                piece = try nextDeltaPiece(d.blocks, m)
+                let piece = try nextDeltaPiece(d.blocks, m)
                 if let limiter { try await limiter.acquire(piece.count) }
+                out += piece
             } else {
                 if let limiter { try await limiter.acquire(want) }
-                piece = try POSIX.read(fd, count: want, path: m.localPath)
-                if piece.isEmpty {
+                if try reader!.read(count: want, appendingTo: &out) == 0 {
                     // The file shrank since the scan: pad with zeros to the planned size.
-                    piece = [UInt8](repeating: 0, count: want)
+                    out += repeatElement(0, count: want)
                 }
             }
-            hasher.update(piece)
-            progress?.add(bytes: piece.count)
-            out += piece
-            remaining -= Int64(piece.count)
+            let n = out.count - start
+            out.withUnsafeBytes { hasher.update(copying: UnsafeRawBufferPointer(rebasing: $0[start...])) }
+            progress?.add(bytes: n)
+            remaining -= Int64(n)
             return
         }
         // Done (a file that grew is truncated to its scanned size).
         close(fd)
         fd = -1
+        reader = nil
         out += TarFormat.padding(Int(m.entry.size % Int64(TarFormat.blockSize)))
         manifest.append(
             ManifestEntry(
