@@ -135,6 +135,7 @@ struct BackupFetchCommand: WALECommand {
         o.restoreSpec = restoreSpec
         o.delta = delta || deltaTrustMtime
         o.deltaTrustMtime = deltaTrustMtime
+        o.restoreWrites = try RestoreWrites.from(env: Context.environment())
         o.showProgress = progressOptions.show(terse: ctx.config.terse)
         if prepareRecovery || recoveryTargetTime != nil || recoveryTargetLSN != nil || recoveryTargetName != nil || restoreCommand != nil {
             let exe = executablePath()

@@ -110,6 +110,7 @@ extension BackupFetch {
             found = Set(inPlace.joined())
         }
         let kept = found
+        let aroundCache = writesAroundCache(clusterBytes: plan.final.values.reduce(0) { $0 + $1.size }, options: options)
         var partitionsByLayer: [[(Int, String)]] = []
         for l in layers {
             let parts = try await reader.partitions(l.name)
@@ -150,7 +151,7 @@ extension BackupFetch {
             }
             var done = try await self.fetchPartition(
                 job.partition, backup: layers[job.layer].name, root: root, allowed: allowed, manifest: true, delta: options.delta, kept: kept,
-                layer: layer, manifestRead: job.files)
+                layer: layer, manifestRead: job.files, aroundCache: aroundCache)
             // A delta restore keeps what the cluster holds: the newest layer's directories and
             // links, and the chain's final files (older layers also list files since dropped).
             if !layer.isNewest { done.members = [] }

@@ -28,6 +28,8 @@ public struct BackupFetch: Sendable {
         public var delta = false
         /// With `delta`: size, mode and modification time decide, not the checksum (DeltaJudge).
         public var deltaTrustMtime = false
+        /// `WALE_RESTORE_DIRECT`.
+        public var restoreWrites = RestoreWrites.auto
         public init() {}
     }
 
@@ -95,9 +97,11 @@ public struct BackupFetch: Sendable {
                 hint: "files the backup does not have are still removed")
         }
         let judge = options.delta && manifests ? deltaJudge(root: root, sentinel: sentinel, options: options) : nil
+        let aroundCache = writesAroundCache(clusterBytes: sentinel.expandedSizeBytes, options: options)
         async let walCleared = options.delta ? clearWALSegments(root: root) : 0
         let done = try await boundedConcurrently(partitions, width: options.poolSize) { p in
-            try await fetchPartition(p, backup: backup.name, root: root, allowed: locations, manifest: manifests, delta: options.delta, judge: judge)
+            try await fetchPartition(
+                p, backup: backup.name, root: root, allowed: locations, manifest: manifests, delta: options.delta, judge: judge, aroundCache: aroundCache)
         }
         let files = done.reduce(0) { $0 + $1.files }
         let bytes = done.reduce(Int64(0)) { $0 + $1.bytes }
@@ -107,6 +111,18 @@ public struct BackupFetch: Sendable {
             "restored \(backup.name)", detail: "\(files) files, \(bytes) bytes from \(partitions.count) partitions"
                 + (manifests ? "; every file matched the backup manifest" : "") + "; " + progress.summary(read: "restored", stored: false))
         return backup.name
+    }
+
+    /// Whether the large files of a cluster of `clusterBytes` are written around the page cache
+    /// (`RestoreWrites`); said in the log when they are.
+    func writesAroundCache(clusterBytes: Int64, options: Options) -> Bool {
+        let around = options.restoreWrites.aroundCache(clusterBytes: clusterBytes, memoryBytes: RestoreWrites.physicalMemory)
+        if around {
+            logger.info(
+                "writing the large files around the page cache (O_DIRECT)",
+                detail: "WALE_RESTORE_DIRECT=\(options.restoreWrites.rawValue): \(clusterBytes) bytes to restore, \(RestoreWrites.physicalMemory) bytes of memory")
+        }
+        return around
     }
 
     /// Once every file is in: the tablespace map, recovery settings, a durable flush, and pg_control last.
@@ -137,7 +153,7 @@ public struct BackupFetch: Sendable {
     /// partition with nothing to write is not downloaded); `kept`: files already found in place.
     func fetchPartition(
         _ p: (Int, String), backup: BackupName, root: String, allowed: [String], manifest: Bool, delta: Bool, judge: DeltaJudge? = nil,
-        kept: Set<String> = [], layer: ChainLayer? = nil, manifestRead: [ManifestEntry]? = nil
+        kept: Set<String> = [], layer: ChainLayer? = nil, manifestRead: [ManifestEntry]? = nil, aroundCache: Bool = false
     ) async throws -> ExtractedPartition {
         var expected = manifestRead
         var kept = kept
@@ -159,7 +175,7 @@ public struct BackupFetch: Sendable {
         let sink = try await reader.read(partition: p.1, what: "the restore of \(p.1)") {
             SafeExtractor(
                 root: root, allowedRoots: allowed, partition: partition, expected: expected, progress: progress, delta: delta, kept: kept,
-                layer: layer)
+                layer: layer, aroundCache: aroundCache)
         }
         progress.unitDone()
         try sink.checkComplete()

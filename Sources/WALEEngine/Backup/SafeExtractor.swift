@@ -1,3 +1,4 @@
+import CWALESupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,6 +23,9 @@ public final class SafeExtractor: TarSink {
     /// has seconds): a later `--delta-trust-mtime` restore compares the whole time.
     private var mtimeNanos = 0
     private var writeBehind = WriteBehind()
+    /// Set while a large file is written around the page cache (O_DIRECT): see `directMinimum`.
+    private var staging: DirectStaging?
+    let aroundCache: Bool
     public private(set) var files = 0
     public private(set) var bytes: Int64 = 0
     /// Delta restore (`backup-fetch --delta`): every member's path is remembered so that what the
@@ -56,8 +60,9 @@ public final class SafeExtractor: TarSink {
 
     public init(
         root: String, allowedRoots: [String], partition: String, expected: [ManifestEntry]?, progress: Progress? = nil, delta: Bool = false,
-        kept: Set<String> = [], layer: ChainLayer? = nil
+        kept: Set<String> = [], layer: ChainLayer? = nil, aroundCache: Bool = false
     ) {
+        self.aroundCache = aroundCache
         self.layer = layer
         self.kept = kept
         self.progress = progress
@@ -68,7 +73,14 @@ public final class SafeExtractor: TarSink {
         self.matcher = expected.map { ManifestMatcher($0, partition: partition) }
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit {
+        staging?.waitForWrites()  // its writer thread may still be writing to fd
+        if fd >= 0 { close(fd) }
+    }
+
+    /// With `aroundCache` (`RestoreWrites`), files at least this large are written with O_DIRECT
+    /// where the file system allows; small files (most of a cluster's count) stay buffered.
+    static let directMinimum: Int64 = 1 << 20
 
     func refuse(_ why: String, _ name: String) -> WALEError {
         WALEError(.corrupt, "refusing to extract \"\(name)\" from \(partition): \(why)", hint: "the archive may be damaged or hostile; nothing outside the restore directory was written")
@@ -174,6 +186,7 @@ public final class SafeExtractor: TarSink {
                 }
             }
             fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600, what: "create")
+            if aroundCache && e.size >= Self.directMinimum && wale_set_direct(fd, 1) == 0 { staging = DirectStaging() }
             mtimeNanos = Int(matcher?.expected[relative]?.mtimeNanos ?? 0)
             // Only files the manifest lists are hashed (WAL-E's backups have no manifest).
             matcher?.begin(file: parts.joined(separator: "/"), mode: e.mode)
@@ -219,6 +232,11 @@ public final class SafeExtractor: TarSink {
             return
         }
         guard fd >= 0 else { return }
+        if let staging {
+            try staging.append(b, fd: fd, path: path)
+            account(b)
+            return
+        }
         try writeAll(b, at: nil)
         account(b)
         writeBehind.wrote(fd: fd, upTo: written)
@@ -277,6 +295,14 @@ public final class SafeExtractor: TarSink {
             return
         }
         guard e.kind == .file, fd >= 0 else { return }
+        if let s = staging {
+            staging = nil
+            do { try s.finish(fd: fd, path: path) } catch {
+                close(fd)
+                fd = -1
+                throw error
+            }
+        }
         fchmod(fd, mode_t(e.mode & 0o7777))
         var times = [timespec(tv_sec: Int(e.mtime), tv_nsec: mtimeNanos), timespec(tv_sec: Int(e.mtime), tv_nsec: mtimeNanos)]
         futimens(fd, &times)

@@ -85,23 +85,12 @@ public final class AtomicFileWriter {
 
     public func write(_ bytes: [UInt8]) throws {
         if let staging {
-            try bytes.withUnsafeBytes { try stage($0, staging) }
+            try bytes.withUnsafeBytes { try staging.append($0, fd: fd, path: temporaryPath) }
         } else {
             try POSIX.writeAll(fd, bytes, path: temporaryPath)
             if writeBehindEnabled { writeBehind.wrote(fd: fd, upTo: bytesWritten + Int64(bytes.count)) }
         }
         bytesWritten += Int64(bytes.count)
-    }
-
-    private func stage(_ bytes: UnsafeRawBufferPointer, _ s: DirectStaging) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = min(DirectStaging.capacity - s.filled, bytes.count - offset)
-            (s.base + s.filled).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
-            s.filled += n
-            offset += n
-            if s.filled == DirectStaging.capacity { try s.submit(fd: fd, path: temporaryPath) }
-        }
     }
 
     /// Writes what is still staged (the unaligned tail through the page cache) and waits for
@@ -201,9 +190,9 @@ public struct WriteBehind {
 /// Offsets, lengths and addresses of direct writes must be multiples of the block size; the
 /// unaligned tail of the file is written through the page cache at the end. A file system that
 /// refuses a direct write (EINVAL) gets the rest of the file written normally.
-final class DirectStaging: @unchecked Sendable {
+public final class DirectStaging: @unchecked Sendable {
     static let alignment = 4096
-    static let capacity = 512 << 10
+    public static let capacity = 512 << 10
     static let ring = 4
     private let buffers = (0..<DirectStaging.ring).map { _ in
         UnsafeMutableRawPointer.allocate(byteCount: DirectStaging.capacity, alignment: DirectStaging.alignment)
@@ -218,7 +207,21 @@ final class DirectStaging: @unchecked Sendable {
     /// errno of the first failed write (set on the writer queue).
     private let failure = Atomic<Int32>(0)
 
+    public init() {}
+
     deinit { buffers.forEach { $0.deallocate() } }
+
+    /// Copies `bytes` into the buffers, queueing each one filled for writing to `fd`.
+    public func append(_ bytes: UnsafeRawBufferPointer, fd: Int32, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(Self.capacity - filled, bytes.count - offset)
+            (base + filled).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+            filled += n
+            offset += n
+            if filled == Self.capacity { try submit(fd: fd, path: path) }
+        }
+    }
 
     /// Queues the full buffer for writing and moves to the next free one.
     func submit(fd: Int32, path: String) throws {
@@ -239,7 +242,7 @@ final class DirectStaging: @unchecked Sendable {
 
     /// Waits for the writes queued, then writes the staged rest: its aligned part directly, the
     /// tail through the page cache.
-    func finish(fd: Int32, path: String) throws {
+    public func finish(fd: Int32, path: String) throws {
         waitForWrites()
         let failed = failure.load(ordering: .acquiring)
         if failed != 0 { throw POSIX.error("write", path, failed) }
@@ -248,7 +251,7 @@ final class DirectStaging: @unchecked Sendable {
         filled = 0
     }
 
-    func waitForWrites() { writer.sync {} }
+    public func waitForWrites() { writer.sync {} }
 
     /// Writes `count` bytes at the file's offset, aligned blocks directly, the rest (or all of it
     /// once the file system refused direct I/O) through the page cache; 0 or an errno.
