@@ -110,7 +110,7 @@ extension BackupFetch {
             found = Set(inPlace.joined())
         }
         let kept = found
-        let aroundCache = writesAroundCache(clusterBytes: plan.final.values.reduce(0) { $0 + $1.size }, options: options)
+        let aroundCache = writesAroundCache(options: options)
         var partitionsByLayer: [[(Int, String)]] = []
         for l in layers {
             let parts = try await reader.partitions(l.name)

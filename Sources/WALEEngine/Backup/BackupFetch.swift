@@ -29,7 +29,7 @@ public struct BackupFetch: Sendable {
         /// With `delta`: size, mode and modification time decide, not the checksum (DeltaJudge).
         public var deltaTrustMtime = false
         /// `WALE_RESTORE_DIRECT`.
-        public var restoreWrites = RestoreWrites.auto
+        public var restoreWrites = RestoreWrites.off
         public init() {}
     }
 
@@ -97,7 +97,7 @@ public struct BackupFetch: Sendable {
                 hint: "files the backup does not have are still removed")
         }
         let judge = options.delta && manifests ? deltaJudge(root: root, sentinel: sentinel, options: options) : nil
-        let aroundCache = writesAroundCache(clusterBytes: sentinel.expandedSizeBytes, options: options)
+        let aroundCache = writesAroundCache(options: options)
         async let walCleared = options.delta ? clearWALSegments(root: root) : 0
         let done = try await boundedConcurrently(partitions, width: options.poolSize) { p in
             try await fetchPartition(
@@ -113,16 +113,12 @@ public struct BackupFetch: Sendable {
         return backup.name
     }
 
-    /// Whether the large files of a cluster of `clusterBytes` are written around the page cache
-    /// (`RestoreWrites`); said in the log when they are.
-    func writesAroundCache(clusterBytes: Int64, options: Options) -> Bool {
-        let around = options.restoreWrites.aroundCache(clusterBytes: clusterBytes, memoryBytes: RestoreWrites.physicalMemory)
-        if around {
-            logger.info(
-                "writing the large files around the page cache (O_DIRECT)",
-                detail: "WALE_RESTORE_DIRECT=\(options.restoreWrites.rawValue): \(clusterBytes) bytes to restore, \(RestoreWrites.physicalMemory) bytes of memory")
-        }
-        return around
+    /// Whether the large files are written around the page cache (`RestoreWrites`); said in the
+    /// log when they are.
+    func writesAroundCache(options: Options) -> Bool {
+        guard options.restoreWrites == .on else { return false }
+        logger.info("writing the large files around the page cache (O_DIRECT)", detail: "WALE_RESTORE_DIRECT=on")
+        return true
     }
 
     /// Once every file is in: the tablespace map, recovery settings, a durable flush, and pg_control last.
