@@ -21,12 +21,12 @@ import WALECore
     }
 
     /// Reads the whole file in pieces of the sizes `counts` cycles through.
-    static func readAll(_ path: String, counts: [Int]) throws -> (bytes: [UInt8], direct: Int64) {
+    static func readAll(_ path: String, counts: [Int], size: Int64 = .max) throws -> (bytes: [UInt8], direct: Int64) {
         let fd = try POSIX.open(path, O_RDONLY, what: "open")
         defer { close(fd) }
         let buffer = ColdFileReader.allocateBuffer()
         defer { buffer.deallocate() }
-        var reader = ColdFileReader(fd: fd, path: path, buffer: buffer)
+        var reader = ColdFileReader(fd: fd, path: path, buffer: buffer, size: size)
         var out: [UInt8] = []
         var i = 0
         while try reader.read(count: counts[i % counts.count], appendingTo: &out) > 0 { i += 1 }
@@ -40,6 +40,19 @@ import WALECore
         let (back, direct) = try Self.readAll(path, counts: [100_003, 512, 262_144, 7])
         #expect(back == data)
         #expect(direct == Int64(size))  // ext4 under /tmp takes O_DIRECT; every byte came that way
+    }
+
+    /// A file smaller than a window is read through the cache, cold or not (no system calls to
+    /// judge it); one of a window or more is judged.
+    @Test func smallFilesAreNotJudged() throws {
+        let small = try Self.file(ColdFileReader.window - 1, evict: true)
+        let (back, direct) = try Self.readAll(small.path, counts: [4096], size: Int64(small.data.count))
+        #expect(back == small.data)
+        #expect(direct == 0)
+        let large = try Self.file(ColdFileReader.window, evict: true)
+        let (back2, direct2) = try Self.readAll(large.path, counts: [4096], size: Int64(large.data.count))
+        #expect(back2 == large.data)
+        #expect(direct2 == Int64(ColdFileReader.window))
     }
 
     @Test func cachedFileReadsThroughTheCache() throws {

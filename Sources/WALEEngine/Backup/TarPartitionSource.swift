@@ -123,7 +123,7 @@ public final class TarPartitionSource: ByteSource {
                 fd = f
                 remaining = m.entry.size
                 current = m
-                reader = m.delta == nil ? ColdFileReader(fd: f, path: m.localPath, buffer: coldBuffer) : nil
+                reader = m.delta == nil ? ColdFileReader(fd: f, path: m.localPath, buffer: coldBuffer, size: m.entry.size) : nil
                 if let d = m.delta {
                     deltaHeader = DeltaMember.header(finalSize: d.fileSize, blocks: d.blocks)
                     deltaIndex = 0

@@ -34,11 +34,16 @@ public struct ColdFileReader {
     /// Bytes read around the page cache (for tests and logs).
     public private(set) var directBytes: Int64 = 0
 
-    /// `buffer`: `window` bytes aligned to `alignment`, reused from file to file.
-    public init(fd: Int32, path: String, buffer: UnsafeMutableRawPointer) {
+    /// `buffer`: `window` bytes aligned to `alignment`, reused from file to file. `size`: the
+    /// file's expected size; one smaller than a window is read through the page cache without
+    /// asking (the cost of a cold copy follows the bytes, the system calls that judge a window
+    /// and switch the descriptor follow the files: a million small files would pay them a million
+    /// times for little).
+    public init(fd: Int32, path: String, buffer: UnsafeMutableRawPointer, size: Int64 = .max) {
         self.fd = fd
         self.path = path
         self.buffer = buffer
+        if size < Int64(Self.window) { (probed, directRefused) = (true, true) }
     }
 
     public static func allocateBuffer() -> UnsafeMutableRawPointer {
