@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import PG, TEST_ROOT, chown_pg, run
+from harness import PG, TEST_ROOT, chown_pg, run, sha256_file
 from test_backups import amcheck, backup_push, modified_before, restore_config
 
 WALE_PEER = os.path.join(TEST_ROOT, "wale-venv", "bin", "wal-e")
@@ -405,17 +405,11 @@ def test_encrypted_archive_incrementals_need_the_key_where_they_are_taken(make_c
 
 def tree_digests(root):
     """Every regular file under root (path → sha256), and the links (path → target)."""
-    import hashlib
     out = {}
     for d, dirs, files in os.walk(root):
         for n in files + [x for x in dirs if os.path.islink(os.path.join(d, x))]:
             p = os.path.join(d, n)
-            rel = os.path.relpath(p, root)
-            if os.path.islink(p):
-                out[rel] = "-> " + os.readlink(p)
-            else:
-                with open(p, "rb") as f:
-                    out[rel] = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(p, root)] = "-> " + os.readlink(p) if os.path.islink(p) else sha256_file(p)
     return out
 
 

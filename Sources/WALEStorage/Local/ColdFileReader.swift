@@ -29,7 +29,9 @@ public struct ColdFileReader {
     /// A direct read met the end of the file: nothing lies past the buffer.
     private var ended = false
     private var directOn = false
-    private var directRefused = false
+    /// Every read goes through the page cache from here on: the file system refused direct I/O,
+    /// or the file is smaller than a window.
+    private var throughCache = false
     private var probed = false
     /// Bytes read around the page cache (for tests and logs).
     public private(set) var directBytes: Int64 = 0
@@ -43,7 +45,7 @@ public struct ColdFileReader {
         self.fd = fd
         self.path = path
         self.buffer = buffer
-        if size < Int64(Self.window) { (probed, directRefused) = (true, true) }
+        if size < Int64(Self.window) { (probed, throughCache) = (true, true) }
     }
 
     public static func allocateBuffer() -> UnsafeMutableRawPointer {
@@ -56,7 +58,7 @@ public struct ColdFileReader {
     public mutating func read(count: Int, appendingTo out: inout [UInt8]) throws -> Int {
         if !probed { probe() }
         if !inBuffer && ended { return 0 }
-        if !inBuffer, !directRefused, fill(), !inBuffer { return 0 }
+        if !inBuffer, !throughCache, fill(), !inBuffer { return 0 }
         if inBuffer {
             let from = Int(position - bufferStart)
             let n = min(count, bufferCount - from)
@@ -82,7 +84,7 @@ public struct ColdFileReader {
     private mutating func probe() {
         probed = true
         guard wale_set_direct(fd, 1) == 0 else {
-            directRefused = true
+            throughCache = true
             return
         }
         directOn = true
@@ -109,7 +111,7 @@ public struct ColdFileReader {
             // EINVAL: this file system does no direct I/O after all; anything else is reported
             // by the buffered read that follows.
             if errno == EINVAL {
-                directRefused = true
+                throughCache = true
                 _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_NORMAL))
             }
             setDirect(false)

@@ -192,7 +192,7 @@ public struct WriteBehind {
 /// refuses a direct write (EINVAL) gets the rest of the file written normally.
 public final class DirectStaging: @unchecked Sendable {
     static let alignment = 4096
-    public static let capacity = 512 << 10
+    static let capacity = 512 << 10
     static let ring = 4
     private let buffers = (0..<DirectStaging.ring).map { _ in
         UnsafeMutableRawPointer.allocate(byteCount: DirectStaging.capacity, alignment: DirectStaging.alignment)
