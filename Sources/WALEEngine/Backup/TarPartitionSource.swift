@@ -70,6 +70,8 @@ public final class TarPartitionSource: ByteSource {
     /// Reads the current file (around the page cache where it is cold), into `coldBuffer`.
     private var reader: ColdFileReader?
     private let coldBuffer = ColdFileReader.allocateBuffer()
+    /// The small files ahead, opened and read into the page cache while earlier ones stream.
+    private var ahead: OpenAhead
     private var remaining: Int64 = 0
     private let hasher: FileChecksummer
     private var current: PlannedMember?
@@ -88,10 +90,17 @@ public final class TarPartitionSource: ByteSource {
         self.members = members
         self.limiter = limiter
         self.logger = logger
+        // Files below ColdFileReader's window are read through the cache anyway; larger ones
+        // are judged window by window, which a read-ahead would spoil.
+        ahead = OpenAhead(count: members.count) { i in
+            let m = members[i]
+            return m.entry.kind == .file && m.delta == nil && m.entry.size > 0 && m.entry.size < ColdFileReader.window ? m.localPath : nil
+        }
     }
 
     deinit {
         if fd >= 0 { close(fd) }
+        ahead.closeAll()
         coldBuffer.deallocate()
     }
 
@@ -110,9 +119,10 @@ public final class TarPartitionSource: ByteSource {
                 break
             }
             let m = members[index]
+            let opened = ahead.take(index)
             index += 1
             if m.entry.kind == .file {
-                let f = open(m.localPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                let f = opened ?? open(m.localPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                 if f < 0 {
                     if errno == ENOENT {
                         logger.debug("\(m.localPath) vanished during the backup; WAL replay recreates what is needed")
