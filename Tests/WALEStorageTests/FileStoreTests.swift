@@ -1,15 +1,26 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Testing
 import WALECore
 @testable import WALEStorage
 
-func scratchDirectory() -> String {
-    var template = Array("/tmp/wale-unit-XXXXXX".utf8CString)
-    let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!
+/// One directory per test process holds every test's scratch directory; it is removed when the
+/// process exits (each run used to leave hundreds of directories in /tmp).
+let scratchRoot: String = {
+    let root = makeTemporaryDirectory("/tmp/wale-unit-XXXXXX")
+    atexit { _ = try? FileManager.default.removeItem(atPath: scratchRoot) }
+    return root
+}()
+
+func makeTemporaryDirectory(_ template: String) -> String {
+    var t = Array(template.utf8CString)
+    let p = t.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!
     return String(cString: p)
 }
+
+func scratchDirectory() -> String { makeTemporaryDirectory(scratchRoot + "/XXXXXX") }
 
 @Suite struct FileStoreTests {
     @Test func writeReadListDelete() async throws {

@@ -14,8 +14,8 @@ import Glibc
 /// descriptors are open at once; `closeAll` (or dropping the value through its owner's deinit)
 /// closes those never taken.
 public struct OpenAhead {
-    /// Files opened ahead of the reader: the measured gain stopped growing beyond 32
-    /// (design.md), and a partition source holds at most this many descriptors.
+    /// Files opened ahead of the reader: 64 gained little over 32 (design.md), and a partition
+    /// source holds at most this many descriptors.
     public static let defaultDepth = 32
 
     private var slots: [Int32]
