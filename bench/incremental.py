@@ -102,6 +102,7 @@ def one_version(b, v):
         """What any online backup pays whatever it copies: a cold psql asks for a fast checkpoint,
         stops the backup at once and waits until archive_command has put the stop segment in
         wal-e's store (as wal-e's own backups do), after the same CHECKPOINT and cold cache."""
+        b.first_push(name, "wal-e", "file")  # archive_command pushes to wal-e's store first
         b.wait_archived(data)
         b.psql(port, "CHECKPOINT")
         b.drop_caches()
