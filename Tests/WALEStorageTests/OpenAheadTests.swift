@@ -83,17 +83,21 @@ import WALECore
         return true
     }
 
-    /// A file that cannot be opened ahead (gone, or a directory where a file was) comes back nil,
+    /// A file that cannot be opened ahead (gone, or a FIFO where a file was) comes back nil,
     /// so the reader opens it itself and reports it as it always did; files skipped by the reader
     /// and those left when it stops are closed.
     @Test func failuresAreLeftToTheReaderAndNothingLeaks() throws {
         let files = try Self.files(10)
         unlink(files[3].path)
+        // A FIFO where file 6 was: opening it must not wait for a writer, nor hand it out.
+        unlink(files[6].path)
+        #expect(mkfifo(files[6].path, 0o600) == 0)
         var ahead = OpenAhead(count: files.count, depth: 4) { files[$0].path }
         #expect(Self.takeAndClose(&ahead, 2))
         #expect(ahead.held == 2)  // 4 and 5; 3 is gone
         #expect(!Self.takeAndClose(&ahead, 3))
-        // 4 to 8 skipped: 4 and 5, opened ahead, are closed; 9 is the last file.
+        #expect(!Self.takeAndClose(&ahead, 6))
+        // 4, 5, 7 and 8 skipped: those opened ahead are closed; 9 is the last file.
         #expect(Self.takeAndClose(&ahead, 9))
         #expect(ahead.held == 0)
         var left = OpenAhead(count: files.count, depth: 4) { files[$0].path }

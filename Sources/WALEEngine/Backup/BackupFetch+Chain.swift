@@ -104,8 +104,7 @@ extension BackupFetch {
             let finals = Array(plan.final.values)
             let slices = stride(from: 0, to: finals.count, by: 256).map { Array(finals[$0..<min($0 + 256, finals.count)]) }
             let inPlace = try await boundedConcurrently(slices, width: options.poolSize) { slice -> [String] in
-                var buffer: [UInt8] = []
-                return try slice.filter { try judge.inPlace($0, buffer: &buffer) }.map(\.path)
+                try judge.inPlace(slice).map(\.path)
             }
             found = Set(inPlace.joined())
         }

@@ -50,10 +50,9 @@ extension BackupFetch {
     func deltaPrepass(
         files: [ManifestEntry], others: ManifestFormat.PartitionOthers?, judge: DeltaJudge
     ) throws -> (kept: Set<String>, untouched: ExtractedPartition?) {
-        var buffer: [UInt8] = []
         var kept: Set<String> = []
         var keptBytes: Int64 = 0
-        for f in files where try judge.inPlace(f, buffer: &buffer) {
+        for f in try judge.inPlace(files) {
             kept.insert(f.path)
             keptBytes += f.size
         }
@@ -139,8 +138,24 @@ struct DeltaJudge: Sendable {
     /// (ManifestEntry.unchangedSince), and otherwise read and checksummed.
     let trustMtimeBefore: Double?
 
-    /// Reads into `buffer` (allocated at the first read) when the checksum decides.
-    func inPlace(_ m: ManifestEntry, buffer: inout [UInt8]) throws -> Bool {
+    /// The files of `files` already in place, judged in order. When checksums decide, the small
+    /// files are opened and read into the page cache ahead of the one judged (OpenAhead): a
+    /// directory of many small files is otherwise one cold random read at a time.
+    func inPlace(_ files: [ManifestEntry]) throws -> [ManifestEntry] {
+        var buffer: [UInt8] = []
+        var ahead = OpenAhead(count: files.count) { [root, trustMtimeBefore] i in
+            let m = files[i]
+            return trustMtimeBefore == nil && m.size > 0 && m.size < ColdFileReader.window && !m.checksum.isEmpty ? root + "/" + m.path : nil
+        }
+        defer { ahead.closeAll() }
+        return try files.indices.filter { try inPlace(files[$0], buffer: &buffer, opened: ahead.take($0)) }.map { files[$0] }
+    }
+
+    /// Reads into `buffer` (allocated at the first read) when the checksum decides, through
+    /// `opened` (a descriptor of the file opened ahead, which it closes) if given.
+    func inPlace(_ m: ManifestEntry, buffer: inout [UInt8], opened: Int32? = nil) throws -> Bool {
+        var opened = opened
+        defer { if let f = opened { close(f) } }
         if m.path == "global/pg_control" { return false }  // always the backup's, written last
         let path = root + "/" + m.path
         guard let st = POSIX.lstat(path), st.st_mode & S_IFMT == S_IFREG, Int64(st.st_size) == m.size,
@@ -154,7 +169,13 @@ struct DeltaJudge: Sendable {
             if m.modifiedBefore(start) { return true }
         }
         guard !m.checksum.isEmpty else { return false }
-        let fd = try POSIX.open(path, O_RDONLY | O_NOFOLLOW, what: "open")
+        let fd: Int32
+        if let f = opened {
+            fd = f
+            opened = nil
+        } else {
+            fd = try POSIX.open(path, O_RDONLY | O_NOFOLLOW, what: "open")
+        }
         defer { close(fd) }
         if buffer.isEmpty { buffer = [UInt8](repeating: 0, count: 1 << 20) }
         let sum = FileChecksummer(m.algorithm)

@@ -44,10 +44,15 @@ public struct OpenAhead {
             let slot = filled % depth
             release(slot)
             if let p = path(filled) {
-                let f = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                if f >= 0 {
+                // Non-blocking, so a FIFO where a file was expected cannot hang the open (it has no
+                // effect on a regular file); anything but a regular file is left to the reader.
+                let f = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+                var st = stat()
+                if f >= 0 && fstat(f, &st) == 0 && st.st_mode & S_IFMT == S_IFREG {
                     _ = posix_fadvise(f, 0, 0, Int32(POSIX_FADV_WILLNEED))
                     slots[slot] = f
+                } else if f >= 0 {
+                    close(f)
                 }
             }
             filled += 1
