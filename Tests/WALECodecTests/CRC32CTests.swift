@@ -14,10 +14,12 @@ import Testing
 
     @Test func hardwareMatchesPortableForEveryShape() {
         var g = SystemRandomNumberGenerator()
-        let data = (0..<(70 * 1024)).map { _ in UInt8.random(in: 0...255, using: &g) }
+        let data = (0..<(200 * 1024)).map { _ in UInt8.random(in: 0...255, using: &g) }
         data.withUnsafeBytes { all in
             for offset in [0, 1, 3, 7] {
-                for n in [0, 1, 7, 8, 9, 15, 16, 63, 64, 65, 4096, 65_537] {
+                // Around the three-chain blocks: 3 × 256 and 3 × 8192 bytes, and mixes of both.
+                for n in [0, 1, 7, 8, 9, 15, 16, 63, 64, 65, 767, 768, 769, 775, 1536, 4096, 24_575, 24_576, 24_577,
+                          24_576 + 768 + 13, 65_537, 3 * 24_576 + 2 * 768 + 7, 200_000] {
                     let b = UnsafeRawBufferPointer(rebasing: all[offset..<(offset + n)])
                     let want = wale_crc32c_portable(0, b.baseAddress, b.count)
                     #expect(wale_crc32c(0, b.baseAddress, b.count) == want, "n=\(n) offset=\(offset)")
