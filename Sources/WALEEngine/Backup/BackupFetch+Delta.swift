@@ -145,7 +145,7 @@ struct DeltaJudge: Sendable {
         var buffer: [UInt8] = []
         var ahead = OpenAhead(count: files.count) { [root, trustMtimeBefore] i in
             let m = files[i]
-            return trustMtimeBefore == nil && m.size > 0 && m.size < ColdFileReader.window && !m.checksum.isEmpty ? root + "/" + m.path : nil
+            return trustMtimeBefore == nil && OpenAhead.isSmall(m.size) && !m.checksum.isEmpty ? root + "/" + m.path : nil
         }
         defer { ahead.closeAll() }
         return try files.indices.filter { try inPlace(files[$0], buffer: &buffer, opened: ahead.take($0)) }.map { files[$0] }

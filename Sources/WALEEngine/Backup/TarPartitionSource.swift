@@ -90,11 +90,9 @@ public final class TarPartitionSource: ByteSource {
         self.members = members
         self.limiter = limiter
         self.logger = logger
-        // Files below ColdFileReader's window are read through the cache anyway; larger ones
-        // are judged window by window, which a read-ahead would spoil.
         ahead = OpenAhead(count: members.count) { i in
             let m = members[i]
-            return m.entry.kind == .file && m.delta == nil && m.entry.size > 0 && m.entry.size < ColdFileReader.window ? m.localPath : nil
+            return m.entry.kind == .file && m.delta == nil && OpenAhead.isSmall(m.entry.size) ? m.localPath : nil
         }
     }
 

@@ -18,6 +18,11 @@ public struct OpenAhead {
     /// source holds at most this many descriptors.
     public static let defaultDepth = 32
 
+    /// Whether a file of `size` bytes is one to read ahead: not empty, and below ColdFileReader's
+    /// window (smaller files are read through the cache anyway; larger ones are judged window by
+    /// window, which a read-ahead would spoil).
+    public static func isSmall(_ size: Int64) -> Bool { size > 0 && size < ColdFileReader.window }
+
     private var slots: [Int32]
     /// Files below `filled` have been opened ahead (or passed over); those below `passed`
     /// taken or skipped by the reader.
