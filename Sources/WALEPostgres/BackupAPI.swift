@@ -91,10 +91,10 @@ extension PostgresSession {
     }
 
     /// `archive_mode`, and the archiver's last failure (WAL file name and time), if any.
-    public func archiverState() async throws -> (mode: String, lastFailedWAL: String?, lastFailedTime: String?) {
+    public func archiverState() async throws -> (mode: String, lastArchivedWAL: String?, lastFailedWAL: String?, lastFailedTime: String?) {
         let r = try await query(
-            "SELECT current_setting('archive_mode'), last_failed_wal, last_failed_time::text FROM pg_stat_archiver").first
-        return (r?[0] ?? "off", r?[1] ?? nil, r?[2] ?? nil)
+            "SELECT current_setting('archive_mode'), last_archived_wal, last_failed_wal, last_failed_time::text FROM pg_stat_archiver").first
+        return (r?[0] ?? "off", r?[1] ?? nil, r?[2] ?? nil, r?[3] ?? nil)
     }
 
     /// WAL-E's naming: `pg_walfile_name_offset()` on a primary; computed from the LSN on a standby,

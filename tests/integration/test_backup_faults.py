@@ -70,6 +70,27 @@ def test_kill_during_upload_and_before_sentinel(make_cluster, wale, archive, scr
     assert [l.split("\t")[0] for l in listed] == [name]
 
 
+def test_wal_archived_to_another_prefix_is_named_while_backup_push_waits(make_cluster, wale, archive, scratch):
+    """archive_command succeeds but archives elsewhere: backup-push says so within seconds, keeps
+    waiting for its own prefix until --archive-timeout, then fails without marking the backup."""
+    prefix, _ = archive
+    other = "file://localhost" + os.path.join(scratch, "other-archive")
+    c = make_cluster(15)
+    c.initdb(archive_mode="on", archive_command="'" + wale.command_line(other, "wal-push %p") + "'")
+    c.start()
+    started = time.monotonic()
+    p = popen_wale(wale, ["backup-push", "--fast", "--archive-timeout", "12", c.data], prefix, c.env())
+    _, err = p.communicate(timeout=120)
+    err = err.decode()
+    took = time.monotonic() - started
+    assert p.returncode == 74, err
+    assert "but it is not in " + prefix in err and "archive_command archives somewhere else" in err, err
+    assert "was not archived within 12 s" in err and "reported" in err, err
+    assert err.index("but it is not in") < err.index("was not archived within"), err
+    assert took < 60, took
+    no_backups_listed(wale, prefix, scratch)
+
+
 def damage_partition(adir, name, how):
     pdir = os.path.join(adir, "basebackups_005", name, "tar_partitions")
     part = os.path.join(pdir, sorted(os.listdir(pdir))[0])

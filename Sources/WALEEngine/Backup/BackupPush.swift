@@ -175,6 +175,9 @@ public struct BackupPush: Sendable {
         let started = POSIX.monotonic()
         var lastReport = started
         var reportedFailure: String?
+        // When PostgreSQL archived the segment but it is not here: since when (monotonic).
+        var archivedElsewhereSince: Double?
+        var reportedElsewhere = false
         logger.info("waiting for \(segment) to be archived")
         while true {
             for k in keys where try await store.info(k) != nil { return }
@@ -182,8 +185,12 @@ public struct BackupPush: Sendable {
             if now - started > timeout {
                 throw WALEError(
                     .io, "the WAL this backup needs (\(segment)) was not archived within \(Int(timeout)) s",
-                    detail: "the backup is incomplete and was not marked complete",
-                    hint: "check archive_command and the server log; --archive-timeout changes the wait")
+                    detail: archivedElsewhereSince == nil
+                        ? "the backup is incomplete and was not marked complete"
+                        : "PostgreSQL's archive_command reported \(segment) archived, but it is not in \(prefix.raw); the backup is incomplete and was not marked complete",
+                    hint: archivedElsewhereSince == nil
+                        ? "check archive_command and the server log; --archive-timeout changes the wait"
+                        : "archive_command must archive to the prefix backup-push writes to (`wal-e check` compares them); --archive-timeout changes the wait")
             }
             if now - lastReport > 1 {
                 lastReport = now
@@ -194,9 +201,30 @@ public struct BackupPush: Sendable {
                         "the archiver is failing while backup-push waits for \(segment)", detail: "last failure: \(failed) at \(at)",
                         hint: "archive_command must succeed before the backup can complete")
                 }
+                // archive_command succeeded for this segment (or a later one on its timeline) and
+                // the segment is still not in this prefix a few seconds on: it archives elsewhere.
+                if archivedElsewhereSince == nil, Self.archived(segment, last: s.lastArchivedWAL) { archivedElsewhereSince = now }
+                if !reportedElsewhere, let since = archivedElsewhereSince, now - since >= Self.elsewhereGrace {
+                    reportedElsewhere = true
+                    logger.warning(
+                        "PostgreSQL archived \(segment), but it is not in \(prefix.raw)",
+                        detail: "pg_stat_archiver's last archived WAL is \(s.lastArchivedWAL ?? "?"); backup-push waits for the segment in its own prefix until --archive-timeout (\(Int(timeout)) s)",
+                        hint: "archive_command archives somewhere else: point it at this prefix (`wal-e check` compares them)")
+                }
             }
             try await Task.sleep(nanoseconds: 20_000_000)
         }
+    }
+
+    /// Seconds a segment PostgreSQL reports archived may take to show in the store before
+    /// backup-push says it is archived somewhere else.
+    static let elsewhereGrace = 5.0
+
+    /// Whether pg_stat_archiver's `last` (a segment, or a `.backup`/`.partial` file named after
+    /// one) is `segment` or later on the same timeline.
+    static func archived(_ segment: String, last: String?) -> Bool {
+        guard let last, let done = WALSegmentName(last.prefix(24)), let wanted = WALSegmentName(segment) else { return false }
+        return done.timeline == wanted.timeline && (done.log, done.seg) >= (wanted.log, wanted.seg)
     }
 
     private func offline(_ dir: String, _ options: Options) async throws -> BackupName {
