@@ -107,7 +107,12 @@ public struct WALDownloader: Sendable {
         do {
             writer = try AtomicFileWriter(path: target, writeBehind: durable)
         } catch let e as WALEError {
-            throw WALEError(.io, "cannot write the restored file", detail: e.message)
+            // A missing or unwritable destination directory is no download failure: no retry
+            // creates it. Never `.notFound`, which would tell PostgreSQL the file is not archived.
+            let local = e.kind == .notFound || e.kind == .user
+            throw WALEError(
+                local ? .user : .io, "cannot write the restored file", detail: e.message,
+                hint: local ? "the destination's directory must exist and be writable by this user" : nil)
         }
         defer { writer.abort() }
         var head: [UInt8] = []

@@ -1,5 +1,6 @@
 """Bad input: a clear message, a stable exit code, and nothing half-written where PostgreSQL reads."""
 import os
+import time
 import shutil
 import xxhash
 
@@ -148,6 +149,28 @@ def test_missing_segment_on_fetch_is_exit_1_and_writes_nothing(wale, archive, sc
     assert p.returncode == 1
     assert "could not locate object" in stderr(p)
     assert [n for n in os.listdir(dest_dir) if n != ".wal-e"] == []
+
+
+def test_fetch_into_a_missing_or_unwritable_directory_stops_recovery_at_once(wale, archive, scratch):
+    """A destination PostgreSQL could never have given: no retries, a status above 125 in both
+    modes (never 1, which would read as the end of the archive), the directory named."""
+    prefix, _ = archive
+    src = os.path.join(scratch, SEG)
+    make_segment(src)
+    assert wale("wal-push", src, prefix=prefix, user=None).returncode == 0
+    readonly = os.path.join(scratch, "readonly")
+    os.makedirs(readonly)
+    os.chmod(readonly, 0o555)  # postgres cannot create the temporary file there
+    for dest in (os.path.join(scratch, "no-such-dir", "RECOVERYXLOG"), os.path.join(readonly, "RECOVERYXLOG")):
+        for mode, status in (("archive-recovery", 129), ("standby", 129)):
+            t0 = time.monotonic()
+            p = wale("wal-fetch", "--recovery-mode", mode, "-p", "0", SEG, dest, prefix=prefix)
+            err = stderr(p)
+            assert p.returncode == status, (dest, mode, err)
+            assert "retrying" not in err and time.monotonic() - t0 < 10, err
+            assert "cannot write the restored file" in err and os.path.dirname(dest) in err, err
+            assert "the destination's directory must exist and be writable" in err, err
+    assert os.listdir(readonly) == []
 
 
 def test_corrupt_object_on_fetch(wale, archive, scratch):

@@ -10,9 +10,11 @@ import WALECore
 public enum POSIX {
     public static func errorText(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }
 
-    /// A WALEError for the current errno: `.notFound` for ENOENT, `.user` for EACCES, else `.io`.
+    /// A WALEError for the current errno: `.notFound` for ENOENT and ENOTDIR (a component of the
+    /// path is missing or not a directory), `.user` for EACCES, EPERM and EROFS (no retry changes
+    /// them), else `.io`.
     public static func error(_ what: String, _ path: String, _ e: Int32 = errno) -> WALEError {
-        let kind: WALEError.Kind = e == ENOENT ? .notFound : (e == EACCES || e == EPERM ? .user : .io)
+        let kind: WALEError.Kind = e == ENOENT || e == ENOTDIR ? .notFound : (e == EACCES || e == EPERM || e == EROFS ? .user : .io)
         return WALEError(kind, "could not \(what) \"\(path)\": \(errorText(e))")
     }
 
