@@ -107,23 +107,35 @@ public struct WALDownloader: Sendable {
         do {
             writer = try AtomicFileWriter(path: target, writeBehind: durable)
         } catch let e as WALEError {
-            // A missing or unwritable destination directory is no download failure: no retry
-            // creates it. Never `.notFound`, which would tell PostgreSQL the file is not archived.
-            let local = e.kind == .notFound || e.kind == .user
-            throw WALEError(
-                local ? .user : .io, "cannot write the restored file", detail: e.message,
-                hint: local ? "the destination's directory must exist and be writable by this user" : nil)
+            throw Self.local(e)
         }
         defer { writer.abort() }
         var head: [UInt8] = []
         while let chunk = try await decoded.source.next() {
             if head.count < WALPageHeader.length { head += chunk.prefix(WALPageHeader.length - head.count) }
-            do { try writer.write(chunk) } catch let e as WALEError { throw WALEError(.io, e.message) }
+            do { try writer.write(chunk) } catch let e as WALEError { throw Self.local(e) }
         }
         let size = try checkedSegmentSize(head, fileSize: UInt64(writer.bytesWritten), name: name, key: key)
         try decoded.checkDigest()  // before the file becomes visible
-        do { try writer.commit(durable: durable) } catch let e as WALEError { throw WALEError(.io, e.message) }
+        do { try writer.commit(durable: durable) } catch let e as WALEError { throw Self.local(e) }
         return size
+    }
+
+    /// A failure to write the restored file, which is no download failure. Never `.notFound`:
+    /// that would tell PostgreSQL the file is not archived. A missing or unwritable directory is
+    /// the user's to fix and a full disk is not retried (POSIX.error), so neither is downloaded
+    /// again and again; other errors stay retryable I/O.
+    static func local(_ e: WALEError) -> WALEError {
+        var out = e
+        out.message = "cannot write the restored file"
+        out.detail = e.message
+        if e.kind == .notFound || e.kind == .user {
+            out.kind = .user
+            out.hint = "the destination's directory must exist and be writable by this user"
+        } else if e.kind != .io {
+            out.kind = .io
+        }
+        return out
     }
 }
 

@@ -249,7 +249,7 @@ public final class SafeExtractor: TarSink {
             let n = offset.map { pwrite(fd, b.baseAddress! + done, b.count - done, $0 + off_t(done)) } ?? write(fd, b.baseAddress! + done, b.count - done)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw WALEError(.io, "could not write \"\(path)\": \(POSIX.errorText())")
+                throw POSIX.error("write", path)
             }
             done += n
         }
@@ -308,7 +308,7 @@ public final class SafeExtractor: TarSink {
         futimens(fd, &times)
         let rc = close(fd)
         fd = -1
-        if rc != 0 { throw WALEError(.io, "could not close \"\(path)\": \(POSIX.errorText())") }
+        if rc != 0 { throw POSIX.error("close", path) }
         files += 1
         bytes += written
         try matcher?.end()

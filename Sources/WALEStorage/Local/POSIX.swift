@@ -12,10 +12,15 @@ public enum POSIX {
 
     /// A WALEError for the current errno: `.notFound` for ENOENT and ENOTDIR (a component of the
     /// path is missing or not a directory), `.user` for EACCES, EPERM and EROFS (no retry changes
-    /// them), else `.io`.
+    /// them), else `.io`; a full file system or quota (ENOSPC, EDQUOT) is `.io` not to be retried
+    /// (seconds of retries do not free space; PostgreSQL calls archive and restore commands again).
     public static func error(_ what: String, _ path: String, _ e: Int32 = errno) -> WALEError {
         let kind: WALEError.Kind = e == ENOENT || e == ENOTDIR ? .notFound : (e == EACCES || e == EPERM || e == EROFS ? .user : .io)
-        return WALEError(kind, "could not \(what) \"\(path)\": \(errorText(e))")
+        let error = WALEError(kind, "could not \(what) \"\(path)\": \(errorText(e))")
+        guard e == ENOSPC || e == EDQUOT else { return error }
+        var full = error.exhaustingRetries()
+        full.hint = "free space on the file system holding \(dirname(path)), then run the command again"
+        return full
     }
 
     public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o666, what: String = "open") throws -> Int32 {
