@@ -2,13 +2,15 @@
  * call CRC32C (x-amz-checksum-crc32c), and backup manifests' file checksums. SSE4.2's crc32
  * instruction where the CPU has it, three chains at once (below). The API
  * chains like zlib's crc32: wale_crc32c(wale_crc32c(0, a), b) == wale_crc32c(0, a || b). */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include "wale_support.h"
 
+/* Tables are built once, on first use, under pthread_once. */
 static uint32_t table[256];
-static int tableReady;
+static pthread_once_t tableOnce = PTHREAD_ONCE_INIT;
 
 static void buildTable(void) {
     for (uint32_t i = 0; i < 256; i++) {
@@ -16,11 +18,10 @@ static void buildTable(void) {
         for (int k = 0; k < 8; k++) c = (c >> 1) ^ (c & 1 ? 0x82F63B78u : 0);
         table[i] = c;
     }
-    __atomic_store_n(&tableReady, 1, __ATOMIC_RELEASE);
 }
 
 uint32_t wale_crc32c_portable(uint32_t crc, const void *buf, size_t len) {
-    if (!__atomic_load_n(&tableReady, __ATOMIC_ACQUIRE)) buildTable();  /* idempotent */
+    pthread_once(&tableOnce, buildTable);
     const uint8_t *p = buf;
     crc = ~crc;
     while (len--) crc = (crc >> 8) ^ table[(crc ^ *p++) & 0xFF];
@@ -29,7 +30,6 @@ uint32_t wale_crc32c_portable(uint32_t crc, const void *buf, size_t len) {
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
-#include <pthread.h>
 
 /* The crc32 instruction has a latency of three cycles and a throughput of one a cycle, so one
  * chain of it runs at a third of what the core can do (~8 GB/s). Three chains over three
