@@ -126,15 +126,30 @@ public struct Configuration: Sendable {
             }
         }
 
-        let profileFromEnv = try Self.onOff(env, "AWS_INSTANCE_PROFILE")
-        let instanceProfile = f.awsInstanceProfile || profileFromEnv
+        var instanceProfile = f.awsInstanceProfile
+        if let v = env["AWS_INSTANCE_PROFILE"] {
+            switch v.lowercased() {
+            case "true", "1": instanceProfile = true
+            case "false", "0", "": break
+            default:
+                throw WALEError(.internal, "AWS_INSTANCE_PROFILE=\(v) is not a boolean", hint: "use true, 1, false, 0 or leave it empty")
+            }
+        }
         if f.awsInstanceProfile && f.awsAccessKeyID != nil {
             throw WALEError(
                 .internal, "--aws-access-key-id and --aws-instance-profile cannot be used together",
                 hint: "give keys in the environment, or use the instance profile, not both")
         }
 
-        let archiveAsync = try Self.onOff(env, "WALE_ARCHIVE_ASYNC")
+        var archiveAsync = false
+        if let v = env["WALE_ARCHIVE_ASYNC"] {
+            switch v.lowercased() {
+            case "on", "true", "1", "yes": archiveAsync = true
+            case "off", "false", "0", "no", "": break
+            default:
+                throw WALEError(.user, "WALE_ARCHIVE_ASYNC=\(v) is neither on nor off", hint: "use on or off, or leave it unset (off)")
+            }
+        }
 
         var c = Configuration(
             prefix: prefix, prefixSource: source, terse: f.terse, logDestinations: destinations,
@@ -143,17 +158,6 @@ public struct Configuration: Sendable {
         c.gpgKeyID = gpg
         c.archiveAsync = archiveAsync
         return c
-    }
-
-    /// The one reading of an on/off environment variable: on, true, yes, 1 / off, false, no, 0 in
-    /// any case; unset or empty is off. Anything else is refused (exit 1), not taken as either.
-    public static func onOff(_ env: [String: String], _ name: String) throws(WALEError) -> Bool {
-        switch env[name]?.lowercased() ?? "" {
-        case "on", "true", "yes", "1": return true
-        case "off", "false", "no", "0", "": return false
-        case let v:
-            throw WALEError(.user, "\(name)=\(env[name] ?? v) is neither on nor off", hint: "use on or off (true/false, yes/no, 1/0), or leave it unset (off)")
-        }
     }
 
     static func describe(_ e: StoragePrefix.ParseError, source: String) -> WALEError {

@@ -78,20 +78,6 @@ import Testing
         #expect(try Configuration.resolve(GlobalFlags(), env: env).gpgKeyID == nil)
     }
 
-    /// WALE_ARCHIVE_ASYNC, WALE_RESTORE_DIRECT and AWS_INSTANCE_PROFILE read on/off one way.
-    @Test func onOffSettings() throws {
-        for v in ["on", "ON", "true", "Yes", "1"] { #expect(try Configuration.onOff(["X": v], "X")) }
-        for v in ["off", "False", "no", "0", ""] { #expect(try !Configuration.onOff(["X": v], "X")) }
-        #expect(try !Configuration.onOff([:], "X"))
-        let refused = #expect(throws: WALEError.self) { try Configuration.onOff(["WALE_ARCHIVE_ASYNC": "sometimes"], "WALE_ARCHIVE_ASYNC") }
-        #expect(refused?.kind == .user && refused?.message == "WALE_ARCHIVE_ASYNC=sometimes is neither on nor off")
-        let base = ["WALE_FILE_PREFIX": "file://localhost/a"]
-        #expect(try Configuration.resolve(GlobalFlags(), env: base.merging(["WALE_ARCHIVE_ASYNC": "yes"]) { $1 }).archiveAsync)
-        #expect(try Configuration.resolve(GlobalFlags(), env: base.merging(["AWS_INSTANCE_PROFILE": "on"]) { $1 }).awsInstanceProfile)
-        #expect(try !Configuration.resolve(GlobalFlags(), env: base.merging(["AWS_INSTANCE_PROFILE": "0"]) { $1 }).awsInstanceProfile)
-        #expect(throws: WALEError.self) { try Configuration.resolve(GlobalFlags(), env: base.merging(["AWS_INSTANCE_PROFILE": "maybe"]) { $1 }) }
-    }
-
     @Test func exitCodesAreStableAndBelowPostgresFatalRange() {
         #expect(WALEExitCode.notFound.rawValue == 1)
         #expect(WALEExitCode.usage.rawValue == 2)

@@ -13,6 +13,10 @@ public enum RestoreWrites: String, Sendable, CaseIterable {
     case off, on
 
     public static func from(env: [String: String]) throws -> RestoreWrites {
-        try Configuration.onOff(env, "WALE_RESTORE_DIRECT") ? .on : .off
+        guard let v = env["WALE_RESTORE_DIRECT"], !v.isEmpty else { return .off }
+        guard let w = RestoreWrites(rawValue: v.lowercased()) else {
+            throw WALEError(.user, "WALE_RESTORE_DIRECT=\(v) is neither on nor off", hint: "on, or off (the default)")
+        }
+        return w
     }
 }
