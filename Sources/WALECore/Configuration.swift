@@ -126,6 +126,8 @@ public struct Configuration: Sendable {
             }
         }
 
+        // WAL-E's exact reading (a ValueError, exit 2, for anything else), unlike wal-e's own
+        // on/off settings below: scripts written for WAL-E must behave the same.
         var instanceProfile = f.awsInstanceProfile
         if let v = env["AWS_INSTANCE_PROFILE"] {
             switch v.lowercased() {
