@@ -37,6 +37,18 @@ func random(_ n: Int) -> [UInt8] {
         }
     }
 
+    /// Blocks are cut from the stream, not from the chunks pushed: any chunking (blocks inside one
+    /// chunk, blocks across two or many, chunks of one byte) gives the same bytes, and they decode.
+    @Test(arguments: [1, 1000, 262_143, 262_145, 300_001, (1 << 20) + 512, 3 << 20])
+    func outputDoesNotDependOnChunking(feed: Int) async throws {
+        var data = compressible(1_500_000)
+        data.replaceSubrange(400_000..<700_000, with: random(300_000))  // stored (raw) blocks too
+        let reference = try await run(LzopEncoder(), data, feed: 1 << 20)
+        let enc = try await run(LzopEncoder(), data, feed: feed)
+        #expect(enc == reference)
+        #expect(try await run(LzopDecoder(), enc) == data)
+    }
+
     @Test func incompressibleBlocksAreStoredRaw() async throws {
         let data = random(300_000)
         let enc = try await run(LzopEncoder(), data)
