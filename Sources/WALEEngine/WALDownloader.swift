@@ -104,6 +104,7 @@ public struct WALDownloader: Sendable {
     ) async throws -> WALSegmentSize? {
         let decoded = Decoded(src, key: key)
         let writer: AtomicFileWriter
+        AtomicFileWriter.removeDeadTemporaries(of: target)
         do {
             writer = try AtomicFileWriter(path: target, writeBehind: durable)
         } catch let e as WALEError {

@@ -204,3 +204,58 @@ def test_sigquit_ends_wal_fetch_at_once_without_a_crash_trace(wale, archive, scr
         assert p.returncode == code, (p.returncode, err.decode())
         assert b"crashed" not in err and b"Backtrac" not in err, err.decode()
         assert not os.path.exists(os.path.join(scratch, "out"))
+
+
+def test_partial_file_of_a_killed_fetch_is_removed_by_the_next(wale, archive, scratch):
+    """A wal-fetch ended mid-download (SIGQUIT: PostgreSQL's immediate shutdown; or kill -9)
+    leaves its partial temporary file in pg_wal; the next wal-fetch to that name removes it (its
+    process is gone), and leaves a live writer's alone."""
+    import signal
+    import subprocess
+    import threading
+    from test_bad_input import make_segment
+    prefix, adir = archive
+    seg = "000000010000000000000003"
+    src = os.path.join(scratch, seg)
+    make_segment(src, name=seg)
+    assert wale("wal-push", src, prefix=prefix, user=None).returncode == 0
+    body = open(os.path.join(adir, "wal_005", seg + ".lzo"), "rb").read()
+    stalled = "000000010000000000000004"
+    fifo = os.path.join(adir, "wal_005", stalled + ".lzo")
+    os.mkfifo(fifo)
+    release = threading.Event()
+
+    def feed():  # half an object, then nothing until released
+        with open(fifo, "wb") as f:
+            f.write(body[:len(body) // 2])
+            f.flush()
+            release.wait(60)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    pg_wal = os.path.join(scratch, "pg_wal")
+    os.makedirs(pg_wal)
+    live = os.path.join(pg_wal, f".wal-e-tmp.RECOVERYXLOG.{os.getpid()}.live")  # a writer still running
+    open(live, "wb").close()
+    dest = os.path.join(pg_wal, "RECOVERYXLOG")
+    env = {**os.environ, "WALE_FILE_PREFIX": prefix, "WALE_LOG_DESTINATION": "stderr"}
+    p = subprocess.Popen([wale.path, "wal-fetch", "-p", "0", stalled, dest], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        partial = []
+        while time.monotonic() < deadline and not partial:
+            partial = [n for n in os.listdir(pg_wal) if n.startswith(f".wal-e-tmp.RECOVERYXLOG.{p.pid}.")]
+            time.sleep(0.05)
+        assert partial, os.listdir(pg_wal)
+        time.sleep(0.5)  # into the stalled read
+        p.send_signal(signal.SIGQUIT)
+        assert p.wait(timeout=30) == 131
+    finally:
+        release.set()
+        t.join()
+    assert os.path.exists(os.path.join(pg_wal, partial[0]))  # what the killed fetch left
+
+    f = wale("wal-fetch", "-p", "0", seg, dest, prefix=prefix, user=None)
+    assert f.returncode == 0, f.stderr.decode()
+    assert open(dest, "rb").read() == open(src, "rb").read()
+    assert sorted(os.listdir(pg_wal)) == sorted(["RECOVERYXLOG", os.path.basename(live)]), os.listdir(pg_wal)

@@ -74,6 +74,21 @@ public final class AtomicFileWriter {
 
     deinit { abort() }
 
+    /// Removes the temporaries of earlier writers of `path` (same prefix and name) whose process
+    /// is gone: one killed with -9, or ended by SIGQUIT (PostgreSQL's immediate shutdown ends
+    /// restore_command so, mid-download) left its partial file behind, up to a segment each,
+    /// in pg_wal. A live writer's file (its pid answers) is left alone.
+    public static func removeDeadTemporaries(of path: String, temporaryPrefix: String = ".wal-e-tmp.") {
+        let dir = POSIX.dirname(path)
+        let lead = temporaryPrefix + POSIX.basename(path) + "."
+        guard let names = try? POSIX.listDirectory(dir) else { return }
+        for name in names where name.hasPrefix(lead) {
+            // <lead><pid>.<random>
+            guard let pid = Int32(name.dropFirst(lead.count).prefix { $0 != "." }), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + "/" + name) }
+        }
+    }
+
     private var writeBehind = WriteBehind()
     private let writeBehindEnabled: Bool
     /// Set while the file is written with O_DIRECT: bytes gather here until a whole aligned
