@@ -160,7 +160,8 @@ public final class LzopEncoder: ByteTransform {
     public func push(_ chunk: [UInt8]) throws {
         guard !chunk.isEmpty else { return }
         // Small chunks are gathered (a cheap copy), so that a block spans a bounded number of
-        // chunks however small the pushes; up to a MiB each, so that the first is used up.
+        // chunks however small the pushes; up to a MiB each, so that the first is eventually
+        // used up and dropped rather than growing while it is consumed.
         if chunk.count < 64 << 10, let last = chunks.indices.last, chunks[last].count < 1 << 20 {
             chunks[last] += chunk
         } else {
@@ -221,7 +222,7 @@ public final class LzopEncoder: ByteTransform {
         return out
     }
 
-    /// Calls `body` with the base address of every pending chunk (all non-empty).
+    /// Calls `body` with the base addresses of `rest` (pending chunks, all non-empty).
     private func withChunkBases<R>(_ rest: ArraySlice<[UInt8]>, _ bases: [UnsafeRawPointer], _ body: ([UnsafeRawPointer]) -> R) -> R {
         guard let first = rest.first else { return body(bases) }
         return first.withUnsafeBytes { withChunkBases(rest.dropFirst(), bases + [$0.baseAddress!], body) }

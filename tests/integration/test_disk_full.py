@@ -122,3 +122,28 @@ def test_backup_push_to_a_full_archive_and_backup_fetch_into_a_full_directory(ma
     assert p.returncode == 0, p.stderr.decode()
     assert os.path.exists(os.path.join(target, "global", "pg_control"))
     assert name is None or os.path.exists(os.path.join(target, "PG_VERSION"))
+
+
+def test_read_only_file_system_is_a_user_error_without_retries(wale, scratch):
+    """A read-only archive or pg_wal (EROFS) is the operator's to fix: exit 1 for wal-push, 129 for
+    wal-fetch in either recovery mode (never 1: that would end recovery), at once, nothing written."""
+    src = os.path.join(scratch, SEG)
+    make_segment(src)
+    good = "file://localhost" + os.path.join(scratch, "archive")
+    assert wale("wal-push", src, prefix=good).returncode == 0
+    with small_fs(os.path.join(scratch, "ro"), "8m") as fs:
+        for d in ("archive/wal_005", "pg_wal"):
+            os.makedirs(os.path.join(fs, d))
+            chown_pg(os.path.join(fs, d))
+        subprocess.run(["mount", "-o", "remount,ro", fs], check=True)
+        t0 = time.monotonic()
+        p = wale("wal-push", src, prefix="file://localhost" + os.path.join(fs, "archive"))
+        err = p.stderr.decode()
+        assert p.returncode == 1 and "Read-only file system" in err and "retrying" not in err, (p.returncode, err)
+        for mode in ("archive-recovery", "standby"):
+            p = wale("wal-fetch", "--recovery-mode", mode, "-p", "0", SEG, os.path.join(fs, "pg_wal", "RECOVERYXLOG"), prefix=good)
+            err = p.stderr.decode()
+            assert p.returncode == 129, (mode, p.returncode, err)
+            assert "Read-only file system" in err and "retrying" not in err, err
+        assert time.monotonic() - t0 < 15
+        assert leftovers(fs) == []
