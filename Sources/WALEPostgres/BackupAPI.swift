@@ -90,7 +90,8 @@ extension PostgresSession {
         return lsn.segment(timeline: timeline, size: server.segmentSize).description
     }
 
-    /// `archive_mode`, and the archiver's last failure (WAL file name and time), if any.
+    /// `archive_mode`, the last WAL file archived, and the archiver's last failure (WAL file name
+    /// and time), if any.
     public func archiverState() async throws -> (mode: String, lastArchivedWAL: String?, lastFailedWAL: String?, lastFailedTime: String?) {
         let r = try await query(
             "SELECT current_setting('archive_mode'), last_archived_wal, last_failed_wal, last_failed_time::text FROM pg_stat_archiver").first

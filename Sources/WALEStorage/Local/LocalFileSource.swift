@@ -67,7 +67,7 @@ public final class AtomicFileWriter {
         self.path = path
         self.writeBehindEnabled = writeBehind
         let dir = POSIX.dirname(path)
-        temporaryPath = dir + "/" + temporaryPrefix + POSIX.basename(path) + "." + POSIX.uniqueSuffix()
+        temporaryPath = dir + "/" + Self.temporaryLead(of: path, temporaryPrefix) + POSIX.uniqueSuffix()
         fd = try POSIX.open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL, mode, what: "create")
         if direct && wale_set_direct(fd, 1) == 0 { staging = DirectStaging() }
     }
@@ -80,13 +80,18 @@ public final class AtomicFileWriter {
     /// in pg_wal. A live writer's file (its pid answers) is left alone.
     public static func removeDeadTemporaries(of path: String, temporaryPrefix: String = ".wal-e-tmp.") {
         let dir = POSIX.dirname(path)
-        let lead = temporaryPrefix + POSIX.basename(path) + "."
+        let lead = temporaryLead(of: path, temporaryPrefix)
         guard let names = try? POSIX.listDirectory(dir) else { return }
         for name in names where name.hasPrefix(lead) {
             // <lead><pid>.<random>
             guard let pid = Int32(name.dropFirst(lead.count).prefix { $0 != "." }), pid > 0, pid != getpid() else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH { unlink(dir + "/" + name) }
         }
+    }
+
+    /// A temporary's name up to its unique suffix (`<pid>.<random>`, POSIX.uniqueSuffix).
+    private static func temporaryLead(of path: String, _ temporaryPrefix: String) -> String {
+        temporaryPrefix + POSIX.basename(path) + "."
     }
 
     private var writeBehind = WriteBehind()
